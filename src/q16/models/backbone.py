@@ -1,0 +1,185 @@
+"""Load a frozen open_clip model with its preprocessing and tokenizer.
+
+The CLIP weights never train in q16: every caller gets a model in eval mode with
+``requires_grad=False`` on all parameters.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from q16.errors import Q16Error
+
+log = logging.getLogger(__name__)
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+TINY_MODEL = "q16-tiny"
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """What to load: an open_clip architecture and its weights.
+
+    Args:
+        name: open_clip model name (``ViT-L-14``, ``ViT-B-32-quickgelu``, ``q16-tiny``).
+        pretrained: an open_clip pretrained tag (``openai``, ``laion2b_s34b_b79k``), a local
+            checkpoint path, ``hf-hub:org/repo``, or ``None`` for random weights.
+        precision: ``fp32``, ``bf16`` or ``fp16``.
+        cache_dir: where open_clip keeps downloaded weights (``None`` = its default).
+    """
+
+    name: str
+    pretrained: str | None = "openai"
+    precision: str = "fp32"
+    cache_dir: str | None = None
+
+    @property
+    def weights_id(self) -> str:
+        """A stable identity of the weights for cache keys and prompt metadata."""
+        if self.pretrained is None:
+            return "random-init"
+        path = Path(self.pretrained).expanduser()
+        if path.is_file():
+            stat = path.stat()
+            return f"file:{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+        return self.pretrained
+
+
+@dataclass
+class Backbone:
+    """A frozen CLIP model together with everything needed to feed it."""
+
+    spec: BackboneSpec
+    model: nn.Module
+    preprocess: Callable
+    tokenizer: Callable
+
+    @property
+    def embed_dim(self) -> int:
+        return int(self.model.visual.output_dim)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def preprocess_id(self) -> str:
+        """Identity of the image preprocessing, for feature-cache keys."""
+        return hashlib.sha256(repr(self.preprocess).encode()).hexdigest()[:16]
+
+    @torch.inference_mode()
+    def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
+        """Unnormalised text embeddings, float32, shape (len(texts), embed_dim)."""
+        tokens = self.tokenizer(list(texts)).to(self.device)
+        return self.model.encode_text(tokens).float()
+
+    @torch.inference_mode()
+    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
+        """Unnormalised image embeddings, float32, from preprocessed images."""
+        dtype = next(self.model.visual.parameters()).dtype
+        return self.model.encode_image(images.to(self.device, dtype)).float()
+
+
+def register_tiny_model() -> None:
+    """Make the shipped tiny architecture known to open_clip (idempotent)."""
+    import open_clip
+
+    if TINY_MODEL in open_clip.list_models():
+        return
+    config = resources.files("q16.models") / "model_configs" / f"{TINY_MODEL}.json"
+    with resources.as_file(config) as path:
+        open_clip.add_model_config(path)
+
+
+def resolve_model_name(name: str, pretrained: str | None) -> str:
+    """OpenAI's weights were trained with QuickGELU; use the matching open_clip config."""
+    import open_clip
+
+    if pretrained == "openai" and not name.endswith("-quickgelu"):
+        quick = f"{name}-quickgelu"
+        if quick in open_clip.list_models():
+            log.info("pretrained=openai: using %s (OpenAI weights need QuickGELU)", quick)
+            return quick
+    return name
+
+
+def load_backbone(spec: BackboneSpec, device: str | torch.device = "cpu") -> Backbone:
+    """Create the open_clip model, load weights, freeze it.
+
+    Raises:
+        Q16Error: unknown model or precision, missing local checkpoint, or weights that cannot
+            be fetched (offline) — with a message that says how to fix it.
+    """
+    import open_clip
+
+    register_tiny_model()
+    if spec.precision not in PRECISIONS:
+        raise Q16Error(f"model.precision={spec.precision!r} is not one of {', '.join(PRECISIONS)}")
+    name = resolve_model_name(spec.name, spec.pretrained)
+    if name not in open_clip.list_models():
+        raise Q16Error(
+            f"unknown open_clip model {spec.name!r}; see open_clip.list_models() "
+            "or pass model.name=<architecture>"
+        )
+    pretrained = _check_pretrained(name, spec.pretrained)
+    if pretrained is None:
+        log.warning(
+            "model.pretrained=null: %s has RANDOM weights — scores only test the machinery "
+            "or measure speed, they say nothing about images",
+            name,
+        )
+    try:
+        model, _, preprocess = open_clip.create_model_and_transforms(
+            name,
+            pretrained=pretrained,
+            precision=spec.precision,
+            device=device,
+            cache_dir=spec.cache_dir,
+        )
+    except Exception as err:  # open_clip/hf_hub raise many types for "could not fetch"
+        if pretrained is None or Path(pretrained).expanduser().is_file():
+            raise
+        raise Q16Error(_weights_error(name, pretrained, err)) from err
+    model.eval().requires_grad_(False)
+    tokenizer = open_clip.get_tokenizer(name)
+    return Backbone(spec=spec, model=model, preprocess=preprocess, tokenizer=tokenizer)
+
+
+def _check_pretrained(name: str, pretrained: str | None) -> str | None:
+    if pretrained is None or pretrained.startswith("hf-hub:"):
+        return pretrained
+    path = Path(pretrained).expanduser()
+    if path.is_file():
+        return str(path)
+    looks_like_path = os.sep in pretrained or path.suffix in {".pt", ".bin", ".pth", ".safetensors"}
+    if looks_like_path:
+        raise Q16Error(f"model.pretrained={pretrained!r}: no such checkpoint file")
+    import open_clip
+
+    tags = open_clip.list_pretrained_tags_by_model(name)
+    if pretrained not in tags:
+        raise Q16Error(
+            f"model.pretrained={pretrained!r} is not a known tag for {name} "
+            f"(known: {', '.join(tags) or 'none'}); or pass a local checkpoint path"
+        )
+    return pretrained
+
+
+def _weights_error(name: str, pretrained: str, err: Exception) -> str:
+    reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+    return (
+        f"could not load weights {name} pretrained={pretrained!r}"
+        f"{' (HF_HUB_OFFLINE=1)' if offline else ''}: {reason[:160]}. "
+        "Without internet, download the checkpoint on another machine and pass "
+        "model.pretrained=/path/to/open_clip_model.safetensors"
+    )

@@ -1,0 +1,202 @@
+"""Read and write prompt files.
+
+Our format is ``prompts.safetensors`` (tensors + string metadata). We also read the paper's
+released pickles (``*.p``: float16 arrays of shape (2, D)) through a restricted unpickler, and
+plain ``.npy`` arrays such as LAION's ``violence_detection_vit_b_32.npy``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import pickle
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, safe_open, save_file
+
+from q16 import CLASS_NAMES, __version__
+from q16.errors import Q16Error
+from q16.models.prompts import ClassEmbeddingHead, LinearProbe, PromptHead
+
+log = logging.getLogger(__name__)
+
+PAPER_LOGIT_SCALE = 100.0
+
+
+@dataclass
+class PromptMetadata:
+    """What a prompt file says about itself; checked against the backbone at load time."""
+
+    kind: str
+    embed_dim: int
+    model: str | None = None
+    pretrained: str | None = None
+    class_names: list[str] = field(default_factory=lambda: list(CLASS_NAMES))
+    logit_scale: float = PAPER_LOGIT_SCALE
+    config_hash: str | None = None
+    source: str = "q16"
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def to_strings(self) -> dict[str, str]:
+        return {"q16": json.dumps(asdict(self)), "q16_version": __version__}
+
+    @classmethod
+    def from_strings(cls, strings: dict[str, str]) -> PromptMetadata:
+        return cls(**json.loads(strings["q16"]))
+
+
+def save_prompt(path: str | Path, head: PromptHead, metadata: PromptMetadata) -> Path:
+    """Write trainable state plus metadata (never the CLIP weights)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(head.state_for_export(), str(path), metadata=metadata.to_strings())
+    return path
+
+
+def load_prompt(
+    path: str | Path,
+    *,
+    model: str | None = None,
+    pretrained: str | None = None,
+    embed_dim: int | None = None,
+) -> tuple[PromptHead, PromptMetadata]:
+    """Load any supported prompt file and check it fits the backbone it will be used with.
+
+    Raises:
+        Q16Error: missing file, unknown format, unsafe pickle, or a model/dimension mismatch.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise Q16Error(f"prompt file {str(path)!r} does not exist")
+    suffix = path.suffix.lower()
+    if suffix == ".safetensors":
+        head, meta = _load_safetensors(path)
+    elif suffix in {".p", ".pkl", ".pickle"}:
+        head, meta = _array_head(_restricted_unpickle(path), path, "q16-paper-pickle")
+    elif suffix == ".npy":
+        try:
+            array = np.load(path, allow_pickle=False)
+        except ValueError as err:
+            raise Q16Error(f"{path}: not a plain numpy array ({err})") from err
+        head, meta = _array_head(array, path, "npy")
+    else:
+        raise Q16Error(
+            f"prompt file {path.name!r}: unknown format; use .safetensors (from train.py), "
+            "the paper's .p pickle, or a .npy array of shape (2, D)"
+        )
+    _check_compatible(path, meta, model=model, pretrained=pretrained, embed_dim=embed_dim)
+    return head, meta
+
+
+def _load_safetensors(path: Path) -> tuple[PromptHead, PromptMetadata]:
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            strings = handle.metadata() or {}
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError) as err:
+        raise Q16Error(f"{path}: not a readable safetensors file ({err})") from err
+    if "q16" not in strings:
+        raise Q16Error(f"{path}: safetensors file has no q16 metadata; was it written by q16?")
+    meta = PromptMetadata.from_strings(strings)
+    head: PromptHead
+    if meta.kind == ClassEmbeddingHead.kind:
+        head = ClassEmbeddingHead(tensors["class_embeddings"], meta.logit_scale, trainable=False)
+    elif meta.kind == LinearProbe.kind:
+        weight = tensors["weight"]
+        head = LinearProbe(weight.shape[1], weight.shape[0])
+        head.linear.load_state_dict({"weight": weight, "bias": tensors["bias"]})
+        head.requires_grad_(False)
+    else:
+        raise Q16Error(f"{path}: unknown prompt kind {meta.kind!r}")
+    return head, meta
+
+
+class _NumpyOnlyUnpickler(pickle.Unpickler):
+    """Admit the handful of globals a pickled numpy array needs, nothing else."""
+
+    ALLOWED = frozenset(
+        {
+            ("numpy", "ndarray"),
+            ("numpy", "dtype"),
+            ("numpy.core.multiarray", "_reconstruct"),
+            ("numpy._core.multiarray", "_reconstruct"),
+            ("numpy.core.multiarray", "scalar"),
+            ("numpy._core.multiarray", "scalar"),
+        }
+    )
+
+    def find_class(self, module: str, name: str) -> object:
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+        if module.startswith("numpy.core"):
+            module = module.replace("numpy.core", "numpy._core", 1)
+        return super().find_class(module, name)
+
+
+def _restricted_unpickle(path: Path) -> np.ndarray:
+    try:
+        obj = _NumpyOnlyUnpickler(io.BytesIO(path.read_bytes())).load()
+    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError) as err:
+        raise Q16Error(
+            f"{path}: refused to unpickle ({err}); only pickled numpy arrays are accepted, "
+            "since a pickle can run arbitrary code"
+        ) from err
+    if not isinstance(obj, np.ndarray):
+        raise Q16Error(f"{path}: pickle holds {type(obj).__name__}, expected a numpy array")
+    return obj
+
+
+def _array_head(array: np.ndarray, path: Path, source: str) -> tuple[PromptHead, PromptMetadata]:
+    if array.ndim != 2 or array.shape[0] != len(CLASS_NAMES):
+        raise Q16Error(
+            f"{path}: expected an array of shape (2, D) (row 0 appropriate, row 1 "
+            f"inappropriate), got {tuple(array.shape)}"
+        )
+    embeddings = torch.from_numpy(np.asarray(array, dtype=np.float32))
+    meta = PromptMetadata(
+        kind=ClassEmbeddingHead.kind, embed_dim=int(array.shape[1]), source=source
+    )
+    return ClassEmbeddingHead(embeddings, PAPER_LOGIT_SCALE, trainable=False), meta
+
+
+def _strip_quickgelu(name: str | None) -> str | None:
+    return name.removesuffix("-quickgelu") if name else name
+
+
+def _check_compatible(
+    path: Path,
+    meta: PromptMetadata,
+    *,
+    model: str | None,
+    pretrained: str | None,
+    embed_dim: int | None,
+) -> None:
+    if embed_dim is not None and meta.embed_dim != embed_dim:
+        raise Q16Error(
+            f"{path.name}: prompt embedding dim {meta.embed_dim} does not match the model's "
+            f"{embed_dim}; use the prompt trained for this model (e.g. ViT-L-14 = 768, "
+            "ViT-B-32 = 512)"
+        )
+    if model is not None and meta.model is not None:
+        if _strip_quickgelu(meta.model) != _strip_quickgelu(model):
+            raise Q16Error(
+                f"{path.name}: prompt was trained for model {meta.model}, not {model}; "
+                f"pass model={_strip_quickgelu(meta.model)} or a prompt trained for {model}"
+            )
+        if pretrained is not None and meta.pretrained not in (None, pretrained):
+            raise Q16Error(
+                f"{path.name}: prompt was trained with pretrained={meta.pretrained!r}, "
+                f"not {pretrained!r}; scores would be meaningless"
+            )
+    if meta.source != "q16" and pretrained not in (None, "openai"):
+        log.warning(
+            "%s: the paper's prompts were learned against OpenAI CLIP weights; "
+            "with pretrained=%s their scores are unreliable",
+            path.name,
+            pretrained,
+        )

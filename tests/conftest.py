@@ -1,0 +1,79 @@
+"""Shared fixtures: offline, tiny random CLIP, synthetic SMID, composed real configs."""
+
+from __future__ import annotations
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"  # tests never touch the network
+os.environ.setdefault("WANDB_MODE", "offline")
+
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+
+from q16.data.synthetic import make_synthetic_smid
+from q16.models.backbone import Backbone, BackboneSpec, load_backbone
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CONFIG_DIR = REPO_ROOT / "configs"
+SHARED_REFERENCE = REPO_ROOT.parent / "shared" / "reference"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    no_gpu = pytest.mark.skip(reason="needs a CUDA device")
+    no_weights = pytest.mark.skip(reason="needs real CLIP weights: set Q16_WEIGHTS_DIR")
+    for item in items:
+        if "gpu" in item.keywords and not torch.cuda.is_available():
+            item.add_marker(no_gpu)
+        if "weights" in item.keywords and not os.environ.get("Q16_WEIGHTS_DIR"):
+            item.add_marker(no_weights)
+
+
+@pytest.fixture(scope="session")
+def tiny_backbone() -> Backbone:
+    return load_backbone(BackboneSpec("q16-tiny", pretrained=None), "cpu")
+
+
+@pytest.fixture(scope="session")
+def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_synthetic_smid(tmp_path_factory.mktemp("synthetic_smid"), n_images=400)
+
+
+@pytest.fixture
+def reference_dir() -> Path:
+    if not SHARED_REFERENCE.is_dir():
+        pytest.skip(f"paper reference data not found at {SHARED_REFERENCE}")
+    return SHARED_REFERENCE
+
+
+def compose_config(
+    config_name: str, overrides: Sequence[str], tmp_path: Path
+) -> DictConfig:
+    """Compose the real configs as the CLI would, with outputs and caches under tmp_path."""
+    GlobalHydra.instance().clear()
+    base = [
+        f"paths.root_dir={tmp_path}",
+        f"paths.output_dir={tmp_path / 'out'}",
+        f"paths.cache_dir={tmp_path / 'cache'}",
+    ]
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose(config_name, overrides=[*base, *overrides], return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg.hydra
+    return cfg
+
+
+@pytest.fixture
+def make_cfg(tmp_path: Path) -> Iterator[Callable[..., DictConfig]]:
+    def _make(*overrides: str, config_name: str = "train", root: Path | None = None) -> DictConfig:
+        return compose_config(config_name, overrides, root or tmp_path)
+
+    yield _make
+    GlobalHydra.instance().clear()
