@@ -1,0 +1,116 @@
+"""Encode images once with the frozen image tower and cache the features on disk.
+
+Prompt training then runs on (N, D) tensors: seconds per epoch instead of a pass of the
+image encoder. The cache key covers everything that changes the features: architecture,
+weights, precision, preprocessing and the exact files (path, size, mtime).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from PIL import Image
+from safetensors.torch import load_file, save_file
+from torch.utils.data import DataLoader, Dataset
+
+from q16.models.backbone import Backbone
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FeatureSet:
+    """Image features (N, D) in file order; ``valid[i]`` is False where decoding failed."""
+
+    features: torch.Tensor
+    valid: torch.Tensor
+    cache_path: Path | None
+    cache_hit: bool
+
+
+class ImageFiles(Dataset):
+    """Decode and preprocess image files; an unreadable file yields ``ok=False``, not a crash."""
+
+    def __init__(self, paths: Sequence[Path], preprocess: Callable, fallback_size: int) -> None:
+        self.paths = list(paths)
+        self.preprocess = preprocess
+        self.fallback_size = fallback_size
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, bool]:
+        try:
+            with Image.open(self.paths[index]) as image:
+                return self.preprocess(image.convert("RGB")), True
+        except (OSError, ValueError, Image.DecompressionBombError) as err:
+            log.warning("skipping unreadable image %s: %s", self.paths[index], err)
+            return torch.zeros(3, self.fallback_size, self.fallback_size), False
+
+
+def feature_cache_key(backbone: Backbone, paths: Sequence[Path]) -> str:
+    digest = hashlib.sha256()
+    spec = backbone.spec
+    header = [spec.name, spec.weights_id, spec.precision, backbone.preprocess_id]
+    digest.update(json.dumps(header).encode())
+    for path in paths:
+        stat = path.stat()
+        digest.update(f"{path.resolve()}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:32]
+
+
+def encode_images(
+    backbone: Backbone,
+    paths: Sequence[Path],
+    batch_size: int = 64,
+    num_workers: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run the frozen image tower over files, in order."""
+    size = _input_size(backbone)
+    loader = DataLoader(
+        ImageFiles(paths, backbone.preprocess, size),
+        batch_size=batch_size,
+        num_workers=num_workers,
+        shuffle=False,
+    )
+    chunks, valid = [], []
+    for images, ok in loader:
+        chunks.append(backbone.encode_image(images).cpu())
+        valid.append(ok)
+    return torch.cat(chunks), torch.cat(valid).bool()
+
+
+def _input_size(backbone: Backbone) -> int:
+    size = getattr(backbone.model.visual, "image_size", 224)
+    return int(size[0] if isinstance(size, tuple | list) else size)
+
+
+def cached_features(
+    backbone: Backbone,
+    paths: Sequence[Path],
+    cache_dir: str | Path | None,
+    batch_size: int = 64,
+    num_workers: int = 0,
+) -> FeatureSet:
+    """Features for ``paths``: read from the cache when the key matches, else encode and store."""
+    if cache_dir is None:
+        features, valid = encode_images(backbone, paths, batch_size, num_workers)
+        return FeatureSet(features, valid, None, cache_hit=False)
+    cache_path = Path(cache_dir).expanduser() / f"features-{feature_cache_key(backbone, paths)}.safetensors"
+    if cache_path.is_file():
+        tensors = load_file(str(cache_path))
+        log.info("feature cache hit: %s", cache_path)
+        return FeatureSet(tensors["features"], tensors["valid"].bool(), cache_path, cache_hit=True)
+    log.info("encoding %d images with %s (no cache entry yet)", len(paths), backbone.spec.name)
+    features, valid = encode_images(backbone, paths, batch_size, num_workers)
+    cache_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache_path.with_suffix(".tmp")
+    save_file({"features": features.contiguous(), "valid": valid.to(torch.uint8)}, str(tmp))
+    tmp.replace(cache_path)
+    return FeatureSet(features, valid, cache_path, cache_hit=False)
