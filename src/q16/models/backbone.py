@@ -115,6 +115,9 @@ def resolve_model_name(name: str, pretrained: str | None) -> str:
 def load_backbone(spec: BackboneSpec, device: str | torch.device = "cpu") -> Backbone:
     """Create the open_clip model, load weights, freeze it.
 
+    Weights named by a tag are fetched (or found in the cache) *before* the model is built, so
+    an offline machine fails in a second with a message instead of after allocating a ViT-L.
+
     Raises:
         Q16Error: unknown model or precision, missing local checkpoint, or weights that cannot
             be fetched (offline) — with a message that says how to fix it.
@@ -124,19 +127,22 @@ def load_backbone(spec: BackboneSpec, device: str | torch.device = "cpu") -> Bac
     register_tiny_model()
     if spec.precision not in PRECISIONS:
         raise Q16Error(f"model.precision={spec.precision!r} is not one of {', '.join(PRECISIONS)}")
-    name = resolve_model_name(spec.name, spec.pretrained)
-    if name not in open_clip.list_models():
+    hub_model = spec.name.startswith(("hf-hub:", "local-dir:"))
+    name = spec.name if hub_model else resolve_model_name(spec.name, spec.pretrained)
+    if not hub_model and name not in open_clip.list_models():
         raise Q16Error(
-            f"unknown open_clip model {spec.name!r}; see open_clip.list_models() "
-            "or pass model.name=<architecture>"
+            f"unknown open_clip model {spec.name!r}; see open_clip.list_models(), or use "
+            "model.name=hf-hub:org/repo for a model published on the Hugging Face hub"
         )
-    pretrained = _check_pretrained(name, spec.pretrained)
-    if pretrained is None:
+    pretrained = None if hub_model else _check_pretrained(name, spec.pretrained)
+    if pretrained is None and not hub_model:
         log.warning(
             "model.pretrained=null: %s has RANDOM weights — scores only test the machinery "
             "or measure speed, they say nothing about images",
             name,
         )
+    if pretrained is not None and not Path(pretrained).is_file():
+        _fetch_weights(name, pretrained, spec.cache_dir)
     try:
         model, _, preprocess = open_clip.create_model_and_transforms(
             name,
@@ -146,17 +152,26 @@ def load_backbone(spec: BackboneSpec, device: str | torch.device = "cpu") -> Bac
             cache_dir=spec.cache_dir,
         )
     except Exception as err:  # open_clip/hf_hub raise many types for "could not fetch"
-        if pretrained is None or Path(pretrained).expanduser().is_file():
+        if not hub_model:
             raise
-        raise Q16Error(_weights_error(name, pretrained, err)) from err
+        raise Q16Error(_weights_error(name, spec.name, err)) from err
     model.eval().requires_grad_(False)
     tokenizer = open_clip.get_tokenizer(name)
     return Backbone(spec=spec, model=model, preprocess=preprocess, tokenizer=tokenizer)
 
 
+def _fetch_weights(name: str, tag: str, cache_dir: str | None) -> None:
+    import open_clip
+
+    try:
+        open_clip.download_pretrained(open_clip.get_pretrained_cfg(name, tag), cache_dir=cache_dir)
+    except Exception as err:  # urllib, requests, huggingface_hub: no common base class
+        raise Q16Error(_weights_error(name, tag, err)) from err
+
+
 def _check_pretrained(name: str, pretrained: str | None) -> str | None:
-    if pretrained is None or pretrained.startswith("hf-hub:"):
-        return pretrained
+    if pretrained is None:
+        return None
     path = Path(pretrained).expanduser()
     if path.is_file():
         return str(path)
@@ -175,11 +190,12 @@ def _check_pretrained(name: str, pretrained: str | None) -> str | None:
 
 
 def _weights_error(name: str, pretrained: str, err: Exception) -> str:
-    reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    text = str(err).strip()
+    reason = text.splitlines()[0].split(". Last error")[0] if text else type(err).__name__
     offline = os.environ.get("HF_HUB_OFFLINE") == "1"
     return (
         f"could not load weights {name} pretrained={pretrained!r}"
-        f"{' (HF_HUB_OFFLINE=1)' if offline else ''}: {reason[:160]}. "
+        f"{' (HF_HUB_OFFLINE=1)' if offline else ''}: {reason[:200]}. "
         "Without internet, download the checkpoint on another machine and pass "
         "model.pretrained=/path/to/open_clip_model.safetensors"
     )

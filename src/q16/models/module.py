@@ -43,9 +43,6 @@ class PromptTuner(L.LightningModule):
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], _: int) -> torch.Tensor:
         return self._step(batch, "train")
 
-    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], _: int) -> torch.Tensor:
-        return self._step(batch, "val")
-
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return self.optimizer_factory(self.trainable_parameters())
 

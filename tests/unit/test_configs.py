@@ -1,0 +1,58 @@
+"""Every option of every config group composes, and the leaf objects instantiate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra.utils import instantiate
+
+from q16.models.backbone import BackboneSpec
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+TRAIN_GROUPS = ("model", "prompt", "data", "trainer", "logger", "callbacks", "experiment", "debug")
+
+
+def _options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
+
+
+@pytest.mark.parametrize(
+    ("group", "option"), [(g, o) for g in TRAIN_GROUPS for o in _options(g)]
+)
+def test_every_option_composes(make_cfg, group: str, option: str) -> None:
+    cfg = make_cfg(f"{group}={option}")
+    assert cfg.model.name and cfg.prompt.name
+
+
+def test_defaults_are_the_papers_setup(make_cfg) -> None:
+    cfg = make_cfg()
+    assert cfg.model.name == "ViT-L-14" and cfg.model.pretrained == "openai"
+    assert cfg.prompt.name == "soft"
+    assert list(cfg.prompt.head.class_prompts) == [
+        ["This image is about something positive"],
+        ["This image is about something negative"],
+    ]
+    assert (cfg.data.t_low, cfg.data.t_high) == (2.5, 3.5)
+
+
+@pytest.mark.parametrize("option", _options("model"))
+def test_model_configs_instantiate_backbone_specs(make_cfg, option: str) -> None:
+    spec = instantiate(make_cfg(f"model={option}").model)
+    assert isinstance(spec, BackboneSpec)
+    assert spec.precision in {"fp32", "bf16", "fp16"}
+
+
+@pytest.mark.parametrize("option", ["csv", "none"])
+def test_logger_and_callbacks_instantiate(make_cfg, option: str) -> None:
+    from q16 import pipeline
+
+    cfg = make_cfg(f"logger={option}", f"callbacks={'default' if option == 'csv' else 'none'}")
+    loggers = pipeline.build_loggers(cfg)
+    assert (loggers is False) == (option == "none")
+    assert isinstance(pipeline.build_callbacks(cfg), list)
+
+
+def test_trainer_instantiates(make_cfg) -> None:
+    trainer = instantiate(make_cfg("trainer=cpu").trainer, logger=False)
+    assert trainer.max_epochs > 0
