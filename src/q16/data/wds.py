@@ -1,0 +1,237 @@
+"""WebDataset tar shards as an inference input (``data=imagenet``), and a shard writer.
+
+Reads the usual ImageNet shard layout (``<key>.jpg|.jpeg|.JPEG|.png|.webp`` with optional
+``.cls`` / ``.json`` / ``.txt``) and img2dataset's (9-digit keys, ``.jpg`` + ``.txt`` caption +
+``.json``). A ``.txt`` member is taken as the class name only when a ``.cls`` is present too;
+otherwise it is a caption and ignored.
+"""
+
+from __future__ import annotations
+
+import glob
+import io
+import json
+import logging
+import os
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import webdataset as wds
+from braceexpand import braceexpand
+from webdataset.tariterators import group_by_keys, tar_file_expander, url_opener
+
+from q16.data.classnames import ClassNames, load_class_names
+from q16.data.shards import ErrorLog, RawSample, Shard
+from q16.errors import Q16Error
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "gif")
+FILE_NAME_FIELDS = ("file_name", "filename", "original_file_name", "path")
+CLASS_NAME_FIELDS = ("class_name", "label_name", "name")
+CLASS_ID_FIELDS = ("class_id", "label", "cls")
+SYNSET_FIELDS = ("synset", "wnid")
+TAR_SUFFIXES = (".tar.gz", ".tgz", ".tar")
+
+
+def _is_remote(spec: str) -> bool:
+    return "://" in spec or spec.startswith("pipe:")
+
+
+def expand_shards(spec: str | Sequence[str]) -> list[str]:
+    """A directory (its ``*.tar``, sorted), a glob, a brace pattern, or a list of those.
+
+    Raises:
+        Q16Error: nothing matches, or a listed local shard does not exist.
+    """
+    specs = [spec] if isinstance(spec, str | os.PathLike) else list(spec)
+    urls: list[str] = []
+    for item in map(str, specs):
+        if _is_remote(item):
+            urls.extend(braceexpand(item))
+            continue
+        path = Path(item).expanduser()
+        if path.is_dir():
+            found = sorted(str(p) for p in path.iterdir() if p.name.endswith(TAR_SUFFIXES))
+            if not found:
+                raise Q16Error(f"data.shards={item!r}: directory holds no .tar shards")
+            urls.extend(found)
+            continue
+        for pattern in braceexpand(str(path)):
+            if glob.has_magic(pattern):
+                urls.extend(sorted(glob.glob(pattern)))
+            else:
+                urls.append(pattern)
+    urls = list(dict.fromkeys(urls))
+    if not urls:
+        raise Q16Error(f"data.shards={spec!r} matches no shard files")
+    missing = [u for u in urls if not _is_remote(u) and not Path(u).is_file()]
+    if missing:
+        raise Q16Error(
+            f"{len(missing)} of {len(urls)} shards do not exist (first: {missing[0]}); "
+            "check data.shards (quote brace patterns: 'data.shards=\"/d/x-{000..009}.tar\"')"
+        )
+    return urls
+
+
+def shard_names(urls: Sequence[str]) -> list[str]:
+    """File names without ``.tar``; path-qualified only where two shards share a name."""
+
+    def strip(name: str) -> str:
+        for suffix in TAR_SUFFIXES:
+            if name.endswith(suffix):
+                return name[: -len(suffix)]
+        return name
+
+    names = [strip(os.path.basename(u.rstrip("/"))) for u in urls]
+    if len(set(names)) < len(names):
+        common = os.path.commonpath([os.path.dirname(u) for u in urls]) if urls else ""
+        names = [strip(os.path.relpath(u, common) if common else u) for u in urls]
+    return [re.sub(r"[^A-Za-z0-9._-]+", "_", n).strip("_") or "shard" for n in names]
+
+
+@dataclass
+class WebDatasetShards:
+    """Tar shards to score.
+
+    Args:
+        shards: directory, glob, brace pattern (``train-{000000..001281}.tar``) or list.
+        name: label for reports.
+        class_names: optional JSON/TXT class list mapping ``.cls`` indices to names.
+    """
+
+    shards: Any
+    name: str = "imagenet"
+    class_names: str | None = None
+    _classes: ClassNames | None = field(default=None, init=False, repr=False)
+
+    def list_shards(self) -> list[Shard]:
+        urls = expand_shards(self.shards)
+        return [Shard(n, u) for n, u in zip(shard_names(urls), urls, strict=True)]
+
+    def classes(self) -> ClassNames:
+        if self._classes is None:
+            self._classes = load_class_names(self.class_names)
+        return self._classes
+
+    def iter_samples(self, shard: Shard, errors: ErrorLog) -> Iterator[RawSample]:
+        classes = self.classes()
+        for sample in tar_samples(shard.source, errors):
+            yield to_raw_sample(sample, shard, classes)
+
+
+def tar_samples(url: str, handler: ErrorLog) -> Iterable[dict[str, Any]]:
+    """Samples of one tar, in order; read errors go to ``handler`` (a cut tar ends early)."""
+    return wds.DataPipeline(
+        wds.SimpleShardList([url]),
+        lambda src: url_opener(src, handler=handler),
+        lambda src: tar_file_expander(src, handler=handler),
+        lambda src: group_by_keys(src, lcase=False, handler=handler),
+    )
+
+
+def to_raw_sample(sample: dict[str, Any], shard: Shard, classes: ClassNames) -> RawSample:
+    key = str(sample["__key__"])
+    members = {k.lower(): k for k in sample if not k.startswith("__")}
+    image_ext = next((members[e] for e in IMAGE_EXTENSIONS if e in members), None)
+    meta = _json_member(sample.get(members.get("json", ""), b""))
+    raw = RawSample(key=key, source=str(sample.get("__url__", shard.source)))
+    raw.file_name = next((str(meta[f]) for f in FILE_NAME_FIELDS if meta.get(f)), None)
+    if image_ext is None:
+        raw.error = f"no image member (has: {', '.join(sorted(members)) or 'nothing'})"
+    else:
+        raw.data = sample[image_ext]
+        raw.file_name = raw.file_name or f"{os.path.basename(key)}.{image_ext}"
+    _fill_class(raw, sample, members, meta, classes)
+    return raw
+
+
+def _json_member(data: bytes) -> dict[str, Any]:
+    if not data:
+        return {}
+    try:
+        obj = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        return {}
+    return obj if isinstance(obj, dict) else {}
+
+
+def _fill_class(
+    raw: RawSample,
+    sample: dict[str, Any],
+    members: dict[str, str],
+    meta: dict[str, Any],
+    classes: ClassNames,
+) -> None:
+    cls_text = _text(sample.get(members.get("cls", ""), b""))
+    if cls_text is not None and cls_text.lstrip("-").isdigit():
+        raw.class_id = int(cls_text)
+    else:
+        value = next((meta[f] for f in CLASS_ID_FIELDS if isinstance(meta.get(f), int)), None)
+        raw.class_id = -1 if value is None else int(value)
+    info = classes.get(raw.class_id) if raw.class_id >= 0 else None
+    raw.synset = (info.synset if info else None) or next(
+        (str(meta[f]) for f in SYNSET_FIELDS if meta.get(f)), None
+    )
+    name = (
+        info.name if info else next((str(meta[f]) for f in CLASS_NAME_FIELDS if meta.get(f)), None)
+    )
+    if name is None and cls_text is not None:
+        name = _text(sample.get(members.get("txt", ""), b""))
+    raw.class_name = name or raw.synset or None
+
+
+def _text(data: bytes | str) -> str | None:
+    if isinstance(data, str):
+        return data.strip() or None
+    try:
+        return data.decode("utf-8").strip() or None
+    except UnicodeDecodeError:
+        return None
+
+
+def write_shards(
+    samples: Iterable[dict[str, Any]], pattern: str, maxcount: int = 1000
+) -> list[str]:
+    """Write webdataset samples (``{"__key__": ..., "jpg": bytes, ...}``) into numbered shards.
+
+    ``pattern`` is a printf pattern such as ``/out/train-%06d.tar``.
+    """
+    Path(pattern).parent.mkdir(parents=True, exist_ok=True)
+    written: list[str] = []
+    with wds.ShardWriter(pattern, maxcount=maxcount, verbose=0) as sink:
+        for sample in samples:
+            sink.write(sample)
+            if sink.fname and (not written or written[-1] != sink.fname):
+                written.append(sink.fname)
+    return written
+
+
+def synthetic_images(
+    n: int, seed: int = 0, size: tuple[int, int] = (96, 80), n_classes: int = 4
+) -> Iterator[dict[str, Any]]:
+    """JPEG samples in the ImageNet shard layout, for tests and benchmarks (no downloads)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    w, h = size
+    yy, xx = np.mgrid[0:h, 0:w]
+    for i in range(n):
+        cls = int(rng.integers(n_classes))
+        base = np.stack([xx * (cls + 1) % 256, yy * 2 % 256, (xx + yy + 40 * cls) % 256], -1)
+        noise = rng.integers(0, 40, size=(h, w, 3))
+        pixels = np.clip(base + noise, 0, 255).astype(np.uint8)
+        buffer = io.BytesIO()
+        Image.fromarray(pixels).save(buffer, format="JPEG", quality=90)
+        synset = f"n{cls:08d}"
+        name = f"{synset}_{i:06d}.JPEG"
+        yield {
+            "__key__": f"{synset}_{i:06d}",
+            "jpg": buffer.getvalue(),
+            "cls": str(cls).encode(),
+            "json": json.dumps({"file_name": name, "synset": synset}).encode(),
+        }

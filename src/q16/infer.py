@@ -1,0 +1,336 @@
+"""``python infer.py data=imagenet``: score every image of a sharded dataset, resumably.
+
+reader (workers decode whole shards) -> scorer (batched, on the device) -> writer (one parquet
+per shard, committed atomically). Scale-out goes through Lightning Fabric: ranks own disjoint
+shards (``trainer=ddp trainer.devices=8``), rank 0 writes the summary when all are done.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
+
+from q16.data.shards import InferenceSource, Shard
+from q16.errors import Q16Error
+from q16.inference import writer as W
+from q16.inference.reader import ImageDecoder, ShardStream, UInt8Preprocess, make_loader, partition
+from q16.inference.scorer import Scorer, resolve_autocast
+from q16.models.backbone import Backbone, BackboneSpec, load_backbone
+from q16.models.prompt_io import load_prompt
+from q16.models.prompts import zeroshot_prompt
+from q16.runinfo import git_commit, machine_description, write_run_info
+
+log = logging.getLogger(__name__)
+
+RANKS_DIR = "ranks"
+FINGERPRINT_FILE = "fingerprint.json"
+
+
+@dataclass
+class LoopStats:
+    """What one rank did in this run (written to ``ranks/rank-<k>.json``)."""
+
+    images: int = 0
+    shards: int = 0
+    data_wait_s: float = 0.0
+    model_s: float = 0.0
+    write_s: float = 0.0
+    loop_s: float = 0.0
+
+
+def build_source(cfg: DictConfig) -> InferenceSource:
+    source = instantiate(cfg.data)
+    if not isinstance(source, InferenceSource):
+        raise Q16Error(
+            f"data={cfg.data.get('name', '?')} is a training dataset; infer.py needs "
+            "data=imagenet (tar shards), data=folder or data=embeddings"
+        )
+    return source
+
+
+def build_fabric(trainer: DictConfig) -> L.Fabric:
+    """Only the placement keys of the shared ``trainer`` group matter for inference."""
+    return L.Fabric(
+        accelerator=trainer.get("accelerator", "auto"),
+        devices=trainer.get("devices", 1),
+        num_nodes=trainer.get("num_nodes", 1),
+        strategy=trainer.get("strategy", "auto"),
+    )
+
+
+def auto_workers(setting: int | None, local_processes: int) -> int:
+    """Workers per rank: the machine's cores shared between ranks, one left for the model."""
+    if setting is not None:
+        return int(setting)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(8, (cores or 2) // max(1, local_processes) - 1))
+
+
+def load_head(path: str | None, backbone: Backbone) -> tuple[torch.nn.Module, str]:
+    if path:
+        head, _ = load_prompt(
+            path,
+            model=backbone.spec.name,
+            pretrained=backbone.spec.pretrained,
+            embed_dim=backbone.embed_dim,
+        )
+        return head, str(Path(path).expanduser().resolve())
+    log.warning(
+        "no prompt.path given: scoring with the hand-written zero-shot prompts; prompts tuned "
+        "with train.py are far more accurate (prompt.path=.../prompts.safetensors)"
+    )
+    return zeroshot_prompt(backbone), "zeroshot"
+
+
+def fingerprint(backbone: Backbone, prompt_source: str, threshold: float) -> dict[str, Any]:
+    """What makes two runs' scores comparable; resume refuses an out_dir made differently."""
+    prompt_id = prompt_source
+    if Path(prompt_source).is_file():
+        prompt_id = hashlib.sha256(Path(prompt_source).read_bytes()).hexdigest()[:16]
+    return {
+        "model": backbone.spec.name,
+        "weights": backbone.spec.weights_id,
+        "precision": backbone.spec.precision,
+        "preprocess": backbone.preprocess_id,
+        "prompt": prompt_id,
+        "threshold": threshold,
+    }
+
+
+def check_fingerprint(out: Path, current: dict[str, Any], write: bool) -> None:
+    path = out / FINGERPRINT_FILE
+    if path.is_file():
+        previous = json.loads(path.read_text())
+        if previous != current:
+            changed = sorted(k for k in current if previous.get(k) != current[k])
+            raise Q16Error(
+                f"infer.out_dir={str(out)!r} holds scores made with a different "
+                f"{', '.join(changed)}; pass a new infer.out_dir (or delete the old one)"
+            )
+    elif write:
+        W.atomic_write_bytes(path, json.dumps(current, indent=2).encode())
+
+
+def check_embeddings(source: InferenceSource, backbone: Backbone) -> None:
+    meta_fn = getattr(source, "meta", None)
+    if meta_fn is None:
+        return
+    meta = meta_fn()
+    if (
+        meta.get("embed_dim") != backbone.embed_dim
+        or meta.get("weights") != backbone.spec.weights_id
+    ):
+        raise Q16Error(
+            f"saved embeddings come from model={meta.get('model')} "
+            f"pretrained={meta.get('pretrained')}; pass the same model to re-score them"
+        )
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    """Score every image in ``cfg.data``; returns the summary (also ``summary.json``)."""
+    started = time.perf_counter()
+    icfg = cfg.infer
+    source = build_source(cfg)
+    threshold = float(icfg.threshold)
+    out = Path(str(icfg.out_dir)).expanduser()
+    fabric = build_fabric(cfg.trainer)
+    fabric.launch()
+    rank, world = fabric.global_rank, fabric.world_size
+    run_id = fabric.broadcast(uuid.uuid4().hex, src=0) if world > 1 else uuid.uuid4().hex
+
+    shards = source.list_shards()
+    spec: BackboneSpec = instantiate(cfg.model)
+    backbone = load_backbone(spec, fabric.device)
+    check_embeddings(source, backbone)
+    head, prompt_source = load_head(cfg.prompt.get("path"), backbone)
+    out.mkdir(parents=True, exist_ok=True)
+    check_fingerprint(out, fingerprint(backbone, prompt_source, threshold), write=rank == 0)
+
+    mine = partition(shards, rank, world)
+    todo = [s for s in mine if not W.is_done(out, s.name)]
+    log.info(
+        "rank %d/%d: %d shards, %d already done", rank, world, len(mine), len(mine) - len(todo)
+    )
+    writer = W.ShardWriter(out, threshold, bool(icfg.save_embeddings))
+    if icfg.save_embeddings and rank == 0:
+        _write_embeddings_meta(out, backbone)
+    preprocess = UInt8Preprocess.from_transform(backbone.preprocess)
+    scorer = Scorer(
+        backbone,
+        head,
+        preprocess.mean,
+        preprocess.std,
+        resolve_autocast(str(icfg.autocast), fabric.device),
+    )
+    num_workers = auto_workers(
+        icfg.num_workers, _local_processes(fabric, int(cfg.trainer.get("num_nodes", 1)))
+    )
+    setup_s = time.perf_counter() - started
+    stats = score_shards(
+        source,
+        todo,
+        scorer,
+        writer,
+        decoder=ImageDecoder(preprocess, int(icfg.max_pixels)),
+        batch_size=int(icfg.batch_size),
+        num_workers=num_workers,
+        show_progress=bool(icfg.progress) and rank == 0,
+    )
+    _write_rank(out, rank, run_id, stats)
+    if rank != 0:
+        return {}
+    ranks = _wait_for_ranks(out, world, run_id)
+    counts = W.collect(out, [s.name for s in shards])
+    wall = time.perf_counter() - started
+    images_now = sum(r["images"] for r in ranks)
+    loop_s = max(r["loop_s"] for r in ranks)
+    summary = {
+        **{k: counts[k] for k in ("images_scored", "images_flagged", "errors", "per_class")},
+        "wall_time_s": round(wall, 3),
+        "images_per_s": round(images_now / wall, 3) if wall > 0 else 0.0,
+        "data_wait_s": round(sum(r["data_wait_s"] for r in ranks), 3),
+        "model_s": round(sum(r["model_s"] for r in ranks), 3),
+        "write_s": round(sum(r["write_s"] for r in ranks), 3),
+        "setup_s": round(setup_s, 3),
+        "loop_s": round(loop_s, 3),
+        "loop_images_per_s": round(images_now / loop_s, 3) if loop_s > 0 else 0.0,
+        "images_scored_this_run": images_now,
+        "model": spec.name,
+        "pretrained": spec.pretrained,
+        "random_weights": spec.pretrained is None,
+        "prompt_source": prompt_source,
+        "threshold": threshold,
+        "shards_total": len(shards),
+        "shards_done": counts["shards_done"],
+        "inputs": _inputs(cfg, shards),
+        "data": source.name,
+        "batch_size": int(icfg.batch_size),
+        "num_workers": num_workers,
+        "world_size": world,
+        "device": str(fabric.device),
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "git_commit": git_commit(),
+        "machine": machine_description(),
+    }
+    W.atomic_write_bytes(out / "summary.json", json.dumps(summary, indent=2).encode())
+    write_run_info(out, cfg, task="infer", summary="summary.json")
+    log.info(
+        "scored %d images (%d flagged at p >= %.2f, %d errors) -> %s",
+        summary["images_scored"],
+        summary["images_flagged"],
+        threshold,
+        summary["errors"],
+        out,
+    )
+    return summary
+
+
+def score_shards(
+    source: InferenceSource,
+    shards: list[Shard],
+    scorer: Scorer,
+    writer: W.ShardWriter,
+    *,
+    decoder: ImageDecoder,
+    batch_size: int,
+    num_workers: int,
+    show_progress: bool = False,
+) -> LoopStats:
+    """The loop: wait for a batch, score it, hand it to the writer; commit finished shards."""
+    stats = LoopStats()
+    if not shards:
+        return stats
+    stream = ShardStream(source, shards, decoder, batch_size)
+    loader = make_loader(stream, num_workers, pin_memory=scorer.device.type == "cuda")
+    keep = writer.save_embeddings
+    bar = tqdm(unit="img", disable=not show_progress, dynamic_ncols=True, smoothing=0.1)
+    begin = time.perf_counter()
+    batches = iter(loader)
+    while True:
+        tick = time.perf_counter()
+        batch = next(batches, None)
+        stats.data_wait_s += time.perf_counter() - tick
+        if batch is None:
+            break
+        if len(batch):
+            tick = time.perf_counter()
+            if batch.features is not None:
+                scores = scorer.score_features(batch.features, keep=keep)
+            else:
+                assert batch.images is not None
+                scores = scorer.score_images(batch.images, keep=keep)
+            stats.model_s += time.perf_counter() - tick
+            writer.add(batch, scores)
+            stats.images += len(batch)
+            bar.update(len(batch))
+        if batch.done:
+            tick = time.perf_counter()
+            writer.finish(batch.shard, batch.errors)
+            stats.write_s += time.perf_counter() - tick
+            stats.shards += 1
+            bar.set_postfix(shards=f"{stats.shards}/{len(shards)}")
+    bar.close()
+    stats.loop_s = time.perf_counter() - begin
+    return stats
+
+
+def _local_processes(fabric: L.Fabric, num_nodes: int) -> int:
+    return max(1, fabric.world_size // max(1, num_nodes))
+
+
+def _write_embeddings_meta(out: Path, backbone: Backbone) -> None:
+    meta = {
+        "model": backbone.spec.name,
+        "pretrained": backbone.spec.pretrained,
+        "weights": backbone.spec.weights_id,
+        "embed_dim": backbone.embed_dim,
+        "dtype": "float32",
+    }
+    path = out / W.EMBEDDINGS_DIR / "meta.json"
+    W.atomic_write_bytes(path, json.dumps(meta, indent=2).encode())
+
+
+def _write_rank(out: Path, rank: int, run_id: str, stats: LoopStats) -> None:
+    folder = out / RANKS_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    record = {"run_id": run_id, "rank": rank, **stats.__dict__}
+    W.atomic_write_bytes(folder / f"rank-{rank}.json", json.dumps(record).encode())
+
+
+def _wait_for_ranks(out: Path, world: int, run_id: str, poll_s: float = 1.0) -> list[dict]:
+    """Poll the ranks' files rather than a collective: no timeout however uneven the ranks are."""
+    while True:
+        found = []
+        for k in range(world):
+            path = out / RANKS_DIR / f"rank-{k}.json"
+            if path.is_file():
+                record = json.loads(path.read_text())
+                if record.get("run_id") == run_id:
+                    found.append(record)
+        if len(found) == world:
+            return found
+        time.sleep(poll_s)
+
+
+def _inputs(cfg: DictConfig, shards: list[Shard]) -> list[str]:
+    data = OmegaConf.to_container(cfg.data, resolve=True)
+    assert isinstance(data, dict)
+    for key in ("shards", "path"):
+        if key in data:
+            value = data[key]
+            return [str(v) for v in value] if isinstance(value, list) else [str(value)]
+    return [s.source for s in shards]

@@ -1,0 +1,219 @@
+"""Reader stage: shards -> decoded uint8 batches, in DataLoader workers.
+
+Each worker owns whole shards (a deterministic partition over ranks x workers, no resampling,
+no shuffling), decodes and resizes on the CPU, and ships uint8 tensors: normalisation happens
+on the device (4x less to copy than float32). Batches never span two shards, and each shard
+ends with a ``done`` batch carrying its error records, so the writer can commit a shard
+atomically and a resumed run recomputes exactly the same batches.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from q16.data.shards import ErrorLog, InferenceSource, RawSample, Shard
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+DEFAULT_MAX_PIXELS = 89_478_485
+"""PIL's own bomb limit (about a quarter gigapixel of RGB); bigger images are refused."""
+TENSOR_STEPS = ("ToTensor", "MaybeToTensor")
+
+
+def partition(items: Sequence[T], index: int, count: int) -> list[T]:
+    """Items ``index, index + count, ...``: disjoint, covering, same answer on every call."""
+    if not 0 <= index < count:
+        raise ValueError(f"index {index} outside 0..{count - 1}")
+    return list(items[index::count])
+
+
+@dataclass
+class UInt8Preprocess:
+    """The backbone's preprocessing split at the tensor step.
+
+    ``pil_steps`` run in workers (resize, crop, RGB) and give uint8; ``mean``/``std`` run on
+    the device. Together they equal ``backbone.preprocess`` exactly.
+    """
+
+    pil_steps: list[Callable]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    @classmethod
+    def from_transform(cls, preprocess: Callable) -> UInt8Preprocess:
+        steps = list(getattr(preprocess, "transforms", []))
+        names = [type(s).__name__ for s in steps]
+        at = next((i for i, n in enumerate(names) if n in TENSOR_STEPS), None)
+        if at is None or at + 2 != len(steps) or names[-1] != "Normalize":
+            raise ValueError(f"unexpected preprocessing pipeline: {names}")
+        normalize = steps[-1]
+        return cls(steps[:at], tuple(map(float, normalize.mean)), tuple(map(float, normalize.std)))
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        for step in self.pil_steps:
+            image = step(image)
+        if image.mode != "RGB":
+            image = image.convert("RGB")
+        array = np.asarray(image, dtype=np.uint8)
+        return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
+
+
+class DecodeError(Exception):
+    """An input that cannot be scored; the message goes to errors.jsonl."""
+
+
+@dataclass
+class ImageDecoder:
+    """bytes -> uint8 (3, H, W); refuses bombs before decoding a pixel."""
+
+    preprocess: UInt8Preprocess
+    max_pixels: int = DEFAULT_MAX_PIXELS
+
+    def __call__(self, data: bytes) -> torch.Tensor:
+        if not data:
+            raise DecodeError("empty image member (0 bytes)")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                image = Image.open(io.BytesIO(data))
+                width, height = image.size
+                if width * height > self.max_pixels:
+                    raise DecodeError(
+                        f"decompression bomb: {width}x{height} pixels exceeds "
+                        f"infer.max_pixels={self.max_pixels}"
+                    )
+                image.load()
+                # convert first, as the training feature cache does (q16.data.features)
+                return self.preprocess(image.convert("RGB"))
+        except DecodeError:
+            raise
+        except Image.DecompressionBombError as err:
+            raise DecodeError(f"decompression bomb: {err}") from err
+        except UnidentifiedImageError as err:
+            raise DecodeError("not an image PIL can identify") from err
+        except Exception as err:  # hostile input: PIL raises many types, none may stop a run
+            raise DecodeError(f"undecodable image: {type(err).__name__}: {err}") from err
+
+
+@dataclass
+class Batch:
+    """Decoded samples of one shard (images or saved features) plus their metadata."""
+
+    shard: str
+    keys: list[str] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)
+    file_names: list[str | None] = field(default_factory=list)
+    class_ids: list[int] = field(default_factory=list)
+    class_names: list[str | None] = field(default_factory=list)
+    synsets: list[str | None] = field(default_factory=list)
+    images: torch.Tensor | None = None
+    features: torch.Tensor | None = None
+    errors: list[dict[str, str | None]] = field(default_factory=list)
+    done: bool = False
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def pin_memory(self) -> Batch:
+        if self.images is not None:
+            self.images = self.images.pin_memory()
+        if self.features is not None:
+            self.features = self.features.pin_memory()
+        return self
+
+
+class ShardStream(IterableDataset):
+    """Batches from the shards owned by this DataLoader worker (all of them with no workers)."""
+
+    def __init__(
+        self,
+        source: InferenceSource,
+        shards: Sequence[Shard],
+        decoder: ImageDecoder,
+        batch_size: int,
+    ) -> None:
+        super().__init__()
+        self.source = source
+        self.shards = list(shards)
+        self.decoder = decoder
+        self.batch_size = batch_size
+
+    def __iter__(self) -> Iterator[Batch]:
+        info = get_worker_info()
+        mine = partition(self.shards, info.id, info.num_workers) if info else self.shards
+        for shard in mine:
+            yield from self.read_shard(shard)
+
+    def read_shard(self, shard: Shard) -> Iterator[Batch]:
+        errors = ErrorLog(shard.name)
+        pending: list[tuple[RawSample, torch.Tensor]] = []
+        n_samples = 0
+        for raw in self.source.iter_samples(shard, errors):
+            n_samples += 1
+            item = self._decode(raw, errors)
+            if item is None:
+                continue
+            pending.append((raw, item))
+            if len(pending) == self.batch_size:
+                yield self._collate(shard.name, pending)
+                pending = []
+        if n_samples == 0 and not errors.records:
+            errors.add(None, "empty shard: no samples")
+        final = self._collate(shard.name, pending)
+        final.errors, final.done = errors.records, True
+        yield final
+
+    def _decode(self, raw: RawSample, errors: ErrorLog) -> torch.Tensor | None:
+        if raw.features is not None:
+            return torch.from_numpy(raw.features)
+        if raw.error is not None or raw.data is None:
+            errors.add(raw.key, raw.error or "no image data")
+            return None
+        try:
+            return self.decoder(raw.data)
+        except DecodeError as err:
+            errors.add(raw.key, str(err))
+            return None
+
+    @staticmethod
+    def _collate(name: str, items: list[tuple[RawSample, torch.Tensor]]) -> Batch:
+        batch = Batch(shard=name)
+        for raw, _ in items:
+            batch.keys.append(raw.key)
+            batch.sources.append(raw.source)
+            batch.file_names.append(raw.file_name)
+            batch.class_ids.append(raw.class_id)
+            batch.class_names.append(raw.class_name)
+            batch.synsets.append(raw.synset)
+        if items:
+            stacked = torch.stack([t for _, t in items])
+            if items[0][0].features is not None:
+                batch.features = stacked
+            else:
+                batch.images = stacked
+        return batch
+
+
+def make_loader(
+    stream: ShardStream, num_workers: int, pin_memory: bool = False, prefetch_factor: int = 2
+) -> DataLoader:
+    """One DataLoader over the stream; batches are already formed by the workers."""
+    return DataLoader(
+        stream,
+        batch_size=None,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        prefetch_factor=prefetch_factor if num_workers > 0 else None,
+        persistent_workers=False,
+    )

@@ -1,0 +1,87 @@
+"""Mapper stage: uint8 batches -> p(inappropriate), batched, on the device.
+
+Normalisation runs on the device (batches travel as uint8); the frozen image tower and the
+prompt head run under ``torch.inference_mode()`` with autocast on GPUs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from q16.models.backbone import Backbone
+
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def resolve_autocast(setting: str, device: torch.device) -> str:
+    """``auto`` -> bf16 on CUDA, off on CPU (CPU autocast is slower on most CPUs)."""
+    if setting == "auto":
+        return "bf16" if device.type == "cuda" else "off"
+    if setting not in ("off", *AUTOCAST_DTYPES):
+        raise ValueError(f"infer.autocast must be auto, off, bf16 or fp16, not {setting!r}")
+    return setting
+
+
+@dataclass
+class Scores:
+    """Per-image outputs of one batch, on the CPU."""
+
+    p_inappropriate: torch.Tensor
+    label: torch.Tensor
+    embeddings: torch.Tensor | None = None
+
+
+class Scorer:
+    """Image tower + prompt head as one batched function.
+
+    Args:
+        backbone: the frozen CLIP (already on its device).
+        head: a prompt head mapping unnormalised features (N, D) to logits (N, 2).
+        mean, std: the normalisation from the backbone's preprocessing.
+        autocast: ``off``, ``bf16`` or ``fp16``.
+    """
+
+    def __init__(
+        self,
+        backbone: Backbone,
+        head: nn.Module,
+        mean: tuple[float, ...],
+        std: tuple[float, ...],
+        autocast: str = "off",
+    ) -> None:
+        self.backbone = backbone
+        self.device = backbone.device
+        self.head = head.to(self.device).eval().requires_grad_(False)
+        self.mean = torch.tensor(mean, device=self.device).view(1, -1, 1, 1)
+        self.std = torch.tensor(std, device=self.device).view(1, -1, 1, 1)
+        self.autocast = autocast
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 (N, 3, H, W) -> float32 normalised, exactly as ToTensor + Normalize."""
+        x = images.to(self.device, non_blocking=True).float().div_(255.0)
+        return x.sub_(self.mean).div_(self.std)
+
+    @torch.inference_mode()
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        x = self.normalize(images)
+        if self.autocast == "off":
+            return self.backbone.encode_image(x)
+        with torch.autocast(self.device.type, dtype=AUTOCAST_DTYPES[self.autocast]):
+            return self.backbone.encode_image(x)
+
+    @torch.inference_mode()
+    def score_features(self, features: torch.Tensor, keep: bool = False) -> Scores:
+        features = features.to(self.device).float()
+        logits = self.head(features).float()
+        probs = logits.softmax(dim=-1)[:, 1]
+        return Scores(
+            p_inappropriate=probs.cpu(),
+            label=logits.argmax(dim=-1).to(torch.int8).cpu(),
+            embeddings=features.cpu() if keep else None,
+        )
+
+    def score_images(self, images: torch.Tensor, keep: bool = False) -> Scores:
+        return self.score_features(self.encode(images), keep=keep)

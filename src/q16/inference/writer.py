@@ -1,0 +1,160 @@
+"""Writer stage: per-shard parquet committed atomically, then the run's summary files.
+
+A shard is *done* exactly when ``scores/<shard>.parquet`` exists; it is renamed into place
+after its embeddings and error records, so a run killed at any moment leaves either a whole
+shard or none of it, and resume never loses or duplicates an image.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from q16.inference.reader import Batch
+from q16.inference.scorer import Scores
+
+SCORES_DIR = "scores"
+ERRORS_DIR = "errors"
+EMBEDDINGS_DIR = "embeddings"
+
+SCHEMA = pa.schema(
+    [
+        ("key", pa.string()),
+        ("shard", pa.string()),
+        ("source", pa.string()),
+        ("file_name", pa.string()),
+        ("class_id", pa.int64()),
+        ("class_name", pa.string()),
+        ("p_inappropriate", pa.float32()),
+        ("label", pa.int8()),
+        ("flagged", pa.bool_()),
+        ("synset", pa.string()),
+    ]
+)
+"""One row per scored image (``synset`` is extra to the documented contract)."""
+FLAGGED_COLUMNS = [
+    "key", "shard", "source", "file_name", "class_id", "class_name", "p_inappropriate",
+]  # fmt: skip
+UNKNOWN_CLASS = "unknown"
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def scores_path(out_dir: Path, shard: str) -> Path:
+    return out_dir / SCORES_DIR / f"{shard}.parquet"
+
+
+def is_done(out_dir: Path, shard: str) -> bool:
+    return scores_path(out_dir, shard).is_file()
+
+
+@dataclass
+class _Pending:
+    columns: dict[str, list[Any]] = field(default_factory=lambda: {n: [] for n in SCHEMA.names})
+    embeddings: list[np.ndarray] = field(default_factory=list)
+
+
+@dataclass
+class ShardWriter:
+    """Accumulates the rows of shards in flight (at most one per worker) and commits them."""
+
+    out_dir: Path
+    threshold: float
+    save_embeddings: bool = False
+    pending: dict[str, _Pending] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for sub in (SCORES_DIR, ERRORS_DIR) + ((EMBEDDINGS_DIR,) if self.save_embeddings else ()):
+            (self.out_dir / sub).mkdir(parents=True, exist_ok=True)
+
+    def add(self, batch: Batch, scores: Scores) -> None:
+        acc = self.pending.setdefault(batch.shard, _Pending())
+        probs = scores.p_inappropriate.float().numpy()
+        cols = acc.columns
+        cols["key"].extend(batch.keys)
+        cols["shard"].extend([batch.shard] * len(batch))
+        cols["source"].extend(batch.sources)
+        cols["file_name"].extend(batch.file_names)
+        cols["class_id"].extend(batch.class_ids)
+        cols["class_name"].extend(batch.class_names)
+        cols["synset"].extend(batch.synsets)
+        cols["p_inappropriate"].extend(probs.tolist())
+        cols["label"].extend(scores.label.tolist())
+        cols["flagged"].extend((probs >= self.threshold).tolist())
+        if self.save_embeddings and scores.embeddings is not None:
+            acc.embeddings.append(scores.embeddings.float().numpy())
+
+    def finish(self, shard: str, errors: Iterable[dict[str, Any]]) -> int:
+        """Commit a shard: embeddings, then errors, then the parquet that marks it done."""
+        acc = self.pending.pop(shard, _Pending())
+        if self.save_embeddings:
+            dim = acc.embeddings[0].shape[1] if acc.embeddings else 0
+            array = np.concatenate(acc.embeddings) if acc.embeddings else np.zeros((0, dim))
+            path = self.out_dir / EMBEDDINGS_DIR / f"{shard}.npy"
+            tmp = path.with_name(f".{path.stem}.tmp.npy")
+            np.save(tmp, array.astype(np.float32))
+            os.replace(tmp, path)
+        lines = "".join(json.dumps(e) + "\n" for e in errors)
+        atomic_write_bytes(self.out_dir / ERRORS_DIR / f"{shard}.jsonl", lines.encode())
+        table = pa.table(acc.columns, schema=SCHEMA)
+        path = scores_path(self.out_dir, shard)
+        tmp = path.with_name(f".{path.name}.tmp")
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+        return table.num_rows
+
+
+def collect(out_dir: Path, shards: Iterable[str], extra_errors: Iterable[dict] = ()) -> dict:
+    """Counts over every finished shard; writes ``flagged.csv`` and ``errors.jsonl``.
+
+    Reads one shard at a time; only the flagged rows are held together (they are sorted).
+    """
+    scored = flagged_n = shards_done = 0
+    per_class: dict[str, dict[str, int]] = {}
+    flagged_tables = []
+    error_lines: list[str] = [json.dumps(e) + "\n" for e in extra_errors]
+    for shard in shards:
+        path = scores_path(out_dir, shard)
+        if not path.is_file():
+            continue
+        shards_done += 1
+        table = pq.read_table(path)
+        scored += table.num_rows
+        rows = table.select(["class_name", "flagged"]).to_pydict()
+        for name, flag in zip(rows["class_name"], rows["flagged"], strict=True):
+            entry = per_class.setdefault(name or UNKNOWN_CLASS, {"scored": 0, "flagged": 0})
+            entry["scored"] += 1
+            entry["flagged"] += int(flag)
+        hits = table.filter(table["flagged"]).select(FLAGGED_COLUMNS)
+        flagged_n += hits.num_rows
+        if hits.num_rows:
+            flagged_tables.append(hits)
+        errors = out_dir / ERRORS_DIR / f"{shard}.jsonl"
+        if errors.is_file():
+            error_lines.extend(errors.read_text().splitlines(keepends=True))
+    empty = pa.schema([SCHEMA.field(c) for c in FLAGGED_COLUMNS]).empty_table()
+    flagged = pa.concat_tables(flagged_tables) if flagged_tables else empty
+    frame = flagged.to_pandas().sort_values(
+        ["p_inappropriate", "shard", "key"], ascending=[False, True, True], kind="stable"
+    )
+    atomic_write_bytes(out_dir / "flagged.csv", frame.to_csv(index=False).encode())
+    atomic_write_bytes(out_dir / "errors.jsonl", "".join(error_lines).encode())
+    return {
+        "images_scored": scored,
+        "images_flagged": flagged_n,
+        "errors": len(error_lines),
+        "per_class": dict(sorted(per_class.items())),
+        "shards_done": shards_done,
+    }
