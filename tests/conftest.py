@@ -52,9 +52,7 @@ def reference_dir() -> Path:
     return SHARED_REFERENCE
 
 
-def compose_config(
-    config_name: str, overrides: Sequence[str], tmp_path: Path
-) -> DictConfig:
+def compose_config(config_name: str, overrides: Sequence[str], tmp_path: Path) -> DictConfig:
     """Compose the real configs as the CLI would, with outputs and caches under tmp_path."""
     GlobalHydra.instance().clear()
     base = [

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import lightning as L
 import numpy as np
@@ -25,6 +26,8 @@ from q16.models.module import PromptTuner, predict_proba
 from q16.models.prompts import PromptHead
 
 log = logging.getLogger(__name__)
+
+HeadT = TypeVar("HeadT", bound=torch.nn.Module)
 
 
 @dataclass
@@ -93,14 +96,14 @@ def evaluate(
 
 def fit_head(
     cfg: DictConfig,
-    head: torch.nn.Module,
+    head: HeadT,
     features: torch.Tensor,
     labels: np.ndarray,
     *,
     loggers: list | bool = False,
     callbacks: list | None = None,
     quiet: bool = False,
-) -> torch.nn.Module:
+) -> HeadT:
     """Train ``head`` on (features, labels) with the configured optimizer and Trainer."""
     dataset = torch.utils.data.TensorDataset(features, torch.as_tensor(labels))
     generator = torch.Generator().manual_seed(int(cfg.seed))
@@ -113,7 +116,7 @@ def fit_head(
         cfg.trainer, logger=loggers, callbacks=callbacks or [], **overrides
     )
     trainer.fit(module, train_dataloaders=loader)
-    return module.head.cpu()
+    return head.cpu()
 
 
 def build_loggers(cfg: DictConfig) -> list | bool:

@@ -36,7 +36,7 @@ def test_soft_prompt_beats_zeroshot_and_writes_outputs(train_cfg, tmp_path) -> N
     assert all(0.0 <= v <= 1.0 for v in metrics["tuned"].values())
     assert metrics["tuned"]["accuracy"] >= 0.9
     assert metrics["tuned"]["accuracy"] >= metrics["zeroshot"]["accuracy"] + 0.2
-    head, meta = load_prompt(out / "prompts.safetensors", model="q16-tiny", embed_dim=64)
+    _, meta = load_prompt(out / "prompts.safetensors", model="q16-tiny", embed_dim=64)
     assert meta.model == "q16-tiny" and meta.pretrained is None and meta.config_hash
     assert (out / "config.yaml").is_file()
     info = json.loads((out / "run_info.json").read_text())

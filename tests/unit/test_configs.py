@@ -17,9 +17,7 @@ def _options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
 
 
-@pytest.mark.parametrize(
-    ("group", "option"), [(g, o) for g in TRAIN_GROUPS for o in _options(g)]
-)
+@pytest.mark.parametrize(("group", "option"), [(g, o) for g in TRAIN_GROUPS for o in _options(g)])
 def test_every_option_composes(make_cfg, group: str, option: str) -> None:
     cfg = make_cfg(f"{group}={option}")
     assert cfg.model.name and cfg.prompt.name

@@ -43,7 +43,9 @@ def test_smid_thresholds_are_configurable(tmp_path) -> None:
 
 
 def test_missing_smid_says_where_to_get_it(tmp_path) -> None:
-    with pytest.raises(Q16Error, match=r"SMID not found: expected .*SMID_norms.csv.*data=synthetic"):
+    with pytest.raises(
+        Q16Error, match=r"SMID not found: expected .*SMID_norms.csv.*data=synthetic"
+    ):
         SMIDDataset(str(tmp_path / "nowhere")).load()
 
 

@@ -43,14 +43,16 @@ def test_prompt_file_holds_only_trainable_state(tmp_path, tiny_backbone) -> None
     assert path.stat().st_size < 10_000  # two vectors plus metadata, no CLIP weights
 
 
-@pytest.mark.parametrize(("model", "dim"), [("ViT-B-32", 512), ("ViT-B-16", 512), ("ViT-L-14", 768)])
+@pytest.mark.parametrize(
+    ("model", "dim"), [("ViT-B-32", 512), ("ViT-B-16", 512), ("ViT-L-14", 768)]
+)
 def test_papers_pickles_load(reference_dir, model: str, dim: int) -> None:
     head, meta = load_prompt(reference_dir / "q16_prompts" / f"{model}.p", embed_dim=dim)
     assert isinstance(head, ClassEmbeddingHead)
     assert head.class_embeddings.shape == (2, dim)
     assert meta.source == "q16-paper-pickle"
     assert head.logit_scale == 100.0
-    # softmax(100 * cos) as in the paper: identical vectors score 0.5 / 0.5, a row scores itself high
+    # softmax(100 * cos) as in the paper: a class vector scores highest for its own class
     row1 = head.class_embeddings[1:2]
     assert head(row1).softmax(-1)[0, 1] > 0.5
 
@@ -98,7 +100,9 @@ def test_wrong_shape_is_refused(tmp_path) -> None:
 
 def test_model_mismatch_is_refused(tmp_path, tiny_backbone) -> None:
     head = soft_prompt(tiny_backbone)
-    meta = PromptMetadata(kind=head.kind, embed_dim=64, model="ViT-B-32-quickgelu", pretrained="openai")
+    meta = PromptMetadata(
+        kind=head.kind, embed_dim=64, model="ViT-B-32-quickgelu", pretrained="openai"
+    )
     path = save_prompt(tmp_path / "p.safetensors", head, meta)
     with pytest.raises(Q16Error, match="trained for model ViT-B-32-quickgelu, not ViT-L-14"):
         load_prompt(path, model="ViT-L-14", pretrained="openai")

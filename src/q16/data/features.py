@@ -102,7 +102,9 @@ def cached_features(
     if cache_dir is None:
         features, valid = encode_images(backbone, paths, batch_size, num_workers)
         return FeatureSet(features, valid, None, cache_hit=False)
-    cache_path = Path(cache_dir).expanduser() / f"features-{feature_cache_key(backbone, paths)}.safetensors"
+    cache_path = (
+        Path(cache_dir).expanduser() / f"features-{feature_cache_key(backbone, paths)}.safetensors"
+    )
     if cache_path.is_file():
         tensors = load_file(str(cache_path))
         log.info("feature cache hit: %s", cache_path)

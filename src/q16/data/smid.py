@@ -84,5 +84,7 @@ class SMIDDataset:
 
 def _index_images(image_dir: Path) -> dict[str, Path]:
     if not image_dir.is_dir():
-        raise Q16Error(f"SMID images folder {image_dir} does not exist; download SMID from {SMID_URL}")
+        raise Q16Error(
+            f"SMID images folder {image_dir} does not exist; download SMID from {SMID_URL}"
+        )
     return {p.stem: p for p in sorted(image_dir.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}

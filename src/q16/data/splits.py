@@ -32,15 +32,11 @@ def train_test_indices(
     return np.sort(train), np.sort(test)
 
 
-def subsample(
-    index: np.ndarray, labels: np.ndarray, fraction: float, seed: int
-) -> np.ndarray:
+def subsample(index: np.ndarray, labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     """A stratified share of ``index`` (at least one example per class)."""
     if fraction >= 1.0:
         return np.sort(index)
     n_classes = len(np.unique(labels[index]))
-    n_keep = max(int(round(fraction * len(index))), n_classes)
-    kept, _ = train_test_split(
-        index, train_size=n_keep, random_state=seed, stratify=labels[index]
-    )
+    n_keep = max(round(fraction * len(index)), n_classes)
+    kept, _ = train_test_split(index, train_size=n_keep, random_state=seed, stratify=labels[index])
     return np.sort(kept)

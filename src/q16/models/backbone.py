@@ -13,9 +13,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import torch
-from torch import nn
 
 from q16.errors import Q16Error
 
@@ -59,7 +59,7 @@ class Backbone:
     """A frozen CLIP model together with everything needed to feed it."""
 
     spec: BackboneSpec
-    model: nn.Module
+    model: Any  # open_clip.CLIP; Any because its towers are reached by attribute
     preprocess: Callable
     tokenizer: Callable
 
