@@ -60,7 +60,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         class_names=list(cfg.class_names),
         logit_scale=float(getattr(head, "logit_scale", 1.0)),
         config_hash=config_hash(cfg),
-        extra={"prompt": str(cfg.prompt.name), "data": encoded.data.name},
+        extra={
+            "prompt": str(cfg.prompt.name),
+            "data": encoded.data.name,
+            **(head.export_extra() if hasattr(head, "export_extra") else {}),
+        },
     )
     save_prompt(out / PROMPT_FILE, head, meta)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
