@@ -80,7 +80,9 @@ def auto_workers(setting: int | None, local_processes: int) -> int:
     return max(1, min(8, (cores or 2) // max(1, local_processes) - 1))
 
 
-def load_head(path: str | None, backbone: Backbone) -> tuple[torch.nn.Module, str]:
+def load_head(
+    path: str | None, backbone: Backbone, warn: bool = True
+) -> tuple[torch.nn.Module, str]:
     if path:
         head, _ = load_prompt(
             path,
@@ -89,10 +91,11 @@ def load_head(path: str | None, backbone: Backbone) -> tuple[torch.nn.Module, st
             embed_dim=backbone.embed_dim,
         )
         return head, str(Path(path).expanduser().resolve())
-    log.warning(
-        "no prompt.path given: scoring with the hand-written zero-shot prompts; prompts tuned "
-        "with train.py are far more accurate (prompt.path=.../prompts.safetensors)"
-    )
+    if warn:
+        log.warning(
+            "no prompt.path given: scoring with the hand-written zero-shot prompts; prompts "
+            "tuned with train.py are far more accurate (prompt.path=.../prompts.safetensors)"
+        )
     return zeroshot_prompt(backbone), "zeroshot"
 
 
@@ -154,9 +157,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
     shards = source.list_shards()
     spec: BackboneSpec = instantiate(cfg.model)
+    # seeded so that random-weight models (tests, benchmarks) are the same on every rank/resume
+    L.seed_everything(int(cfg.get("seed", 0)), verbose=False)
     backbone = load_backbone(spec, fabric.device)
     check_embeddings(source, backbone)
-    head, prompt_source = load_head(cfg.prompt.get("path"), backbone)
+    head, prompt_source = load_head(cfg.prompt.get("path"), backbone, warn=rank == 0)
     out.mkdir(parents=True, exist_ok=True)
     check_fingerprint(out, fingerprint(backbone, prompt_source, threshold), write=rank == 0)
 

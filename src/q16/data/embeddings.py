@@ -76,7 +76,7 @@ class SavedEmbeddings:
                 key=row["key"],
                 source=row.get("source") or shard.source,
                 file_name=row.get("file_name"),
-                features=np.asarray(vector, dtype=np.float32),
+                features=np.array(vector, dtype=np.float32),
                 class_id=int(row.get("class_id", -1)),
                 class_name=row.get("class_name"),
                 synset=row.get("synset"),

@@ -1,0 +1,79 @@
+"""Scorer and writer stages: scores match the core path; shards commit atomically."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import torch
+
+from q16.inference.reader import Batch, UInt8Preprocess
+from q16.inference.scorer import Scorer, Scores, resolve_autocast
+from q16.inference.writer import SCHEMA, ShardWriter, collect, is_done
+from q16.models.backbone import Backbone
+from q16.models.module import predict_proba
+from q16.models.prompts import linear_probe
+
+
+def make_batch(shard: str, keys: list[str], classes: list[str | None]) -> Batch:
+    n = len(keys)
+    return Batch(
+        shard=shard,
+        keys=keys,
+        sources=[f"/d/{shard}.tar"] * n,
+        file_names=[f"{k}.jpg" for k in keys],
+        class_ids=[0 if c else -1 for c in classes],
+        class_names=classes,
+        synsets=[None] * n,
+    )
+
+
+def test_scorer_matches_core_feature_path(tiny_backbone: Backbone) -> None:
+    head = linear_probe(tiny_backbone, seed=3)
+    pre = UInt8Preprocess.from_transform(tiny_backbone.preprocess)
+    scorer = Scorer(tiny_backbone, head, pre.mean, pre.std)
+    images = torch.randint(0, 256, (5, 3, 32, 32), dtype=torch.uint8)
+    scores = scorer.score_images(images, keep=True)
+    reference = tiny_backbone.encode_image(scorer.normalize(images))
+    torch.testing.assert_close(scores.p_inappropriate, predict_proba(head, reference))
+    assert scores.label.dtype == torch.int8
+    assert torch.equal(scores.label, (scores.p_inappropriate > 0.5).to(torch.int8))
+    assert scores.embeddings is not None and scores.embeddings.shape == (5, 64)
+    assert all(not p.requires_grad for p in head.parameters())
+
+
+def test_autocast_defaults() -> None:
+    assert resolve_autocast("auto", torch.device("cpu")) == "off"
+    assert resolve_autocast("auto", torch.device("cuda")) == "bf16"
+
+
+def test_writer_commits_shards_and_collects(tmp_path: Path) -> None:
+    writer = ShardWriter(tmp_path, threshold=0.9, save_embeddings=True)
+    batch = make_batch("s1", ["a", "b", "c"], ["cat", "cat", None])
+    probs = torch.tensor([0.95, 0.2, 0.99])
+    writer.add(batch, Scores(probs, torch.tensor([1, 0, 1], dtype=torch.int8), torch.ones(3, 4)))
+    assert not is_done(tmp_path, "s1")
+    assert writer.finish("s1", [{"key": "z", "shard": "s1", "reason": "bad"}]) == 3
+    assert writer.finish("s2", [{"key": None, "shard": "s2", "reason": "empty shard"}]) == 0
+    assert is_done(tmp_path, "s1") and is_done(tmp_path, "s2")
+    assert not list(tmp_path.rglob(".*tmp*"))
+    table = pq.read_table(tmp_path / "scores" / "s1.parquet")
+    assert table.schema.equals(SCHEMA, check_metadata=False)
+    assert table.column("flagged").to_pylist() == [True, False, True]
+    assert table.column("p_inappropriate").type == "float"
+    assert pq.read_table(tmp_path / "scores" / "s2.parquet").num_rows == 0
+
+    counts = collect(tmp_path, ["s1", "s2", "never-run"])
+    assert counts["images_scored"] == 3 and counts["images_flagged"] == 2
+    assert counts["errors"] == 2 and counts["shards_done"] == 2
+    assert counts["per_class"] == {
+        "cat": {"scored": 2, "flagged": 1},
+        "unknown": {"scored": 1, "flagged": 1},
+    }
+    flagged = (tmp_path / "flagged.csv").read_text().splitlines()
+    assert flagged[0] == "key,shard,source,file_name,class_id,class_name,p_inappropriate"
+    assert [line.split(",")[0] for line in flagged[1:]] == ["c", "a"]
+    errors = [json.loads(line) for line in (tmp_path / "errors.jsonl").read_text().splitlines()]
+    assert [e["shard"] for e in errors] == ["s1", "s2"]
+    assert tuple(errors[0]) == ("key", "shard", "reason")
