@@ -19,17 +19,30 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed ## create .venv and install q16 with dev extras
 
-test: install ## run the test suite (gpu/weights tests skip when unavailable)
+browser: ## Debian chromium for the headless report test (installed only as root with apt)
+	@if command -v chromium >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
+	    || echo "browser: installing chromium failed; the headless browser test will skip"; \
+	else echo "browser: no chromium (needs root and apt); the headless browser test will skip"; fi
+
+test: install browser ## run the test suite (gpu/weights tests skip when unavailable)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: install ## the suite without slow tests
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
-test-full: install ## everything, including gpu/weights tests (set Q16_WEIGHTS_DIR)
+test-full: install browser ## everything, including gpu/weights tests (set Q16_WEIGHTS_DIR)
 	$(PY) -m pytest -m "slow or not slow" $(PYTEST_ARGS)
 
 demo: install ## offline demo: synthetic SMID, tiny random-weight CLIP, zero-shot vs tuned
 	$(PY) train.py experiment=demo
+
+smid-demo: install ## SMID protocol offline (synthetic data, tiny random model) -> results/smid/q16-tiny/
+	$(PY) train.py experiment=smid_cv model=tiny data=synthetic device=cpu
+
+reproduce: install ## the paper's SMID sweep, 4 CLIP models, openai weights (needs SMID, GPU)
+	$(PY) train.py -m experiment=smid_cv model=RN50,ViT-B-32,ViT-B-16,ViT-L-14
 
 lint: install ## ruff + mypy
 	$(VENV)/bin/ruff check src tests scripts *.py
@@ -40,4 +53,4 @@ format: install ## ruff format + autofix
 	$(VENV)/bin/ruff format src tests scripts *.py
 	$(VENV)/bin/ruff check --fix src tests scripts *.py
 
-.PHONY: help install test test-fast test-full demo lint format
+.PHONY: help install browser test test-fast test-full demo smid-demo reproduce lint format
