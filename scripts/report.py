@@ -1,0 +1,51 @@
+"""Human-facing documentation of an inference run.
+
+    python scripts/report.py OUT_DIR                     # report.html, flagged_classes.png,
+                                                         # datasheet_q16.md, review.csv
+    python scripts/report.py OUT_DIR --apply-review OUT_DIR/review.csv
+                                                         # keys_remove.csv, keys_keep.csv
+
+``keys_remove.csv`` holds (shard, key) of the images a curator marked ``remove``;
+``keys_keep.csv`` every other scored image (``unsure`` and blank rows stay in).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from q16.errors import exit_on_user_error
+from q16.report import apply_review, load_run, write_report
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("out_dir", type=Path, help="an inference out_dir (holds summary.json)")
+    parser.add_argument("--report-dir", type=Path, help="write here instead of OUT_DIR")
+    parser.add_argument("--max-images", type=int, default=500, help="thumbnails in the page")
+    parser.add_argument(
+        "--apply-review",
+        type=Path,
+        metavar="REVIEW_CSV",
+        help="apply a filled-in review.csv: write keys_remove.csv and keys_keep.csv",
+    )
+    parser.add_argument(
+        "--keys-dir", type=Path, help="where the key lists go (default: beside the review)"
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    with exit_on_user_error():
+        if args.apply_review:
+            outcome = apply_review(load_run(args.out_dir), args.apply_review, args.keys_dir)
+            print(outcome.describe())
+            return
+        files = write_report(args.out_dir, args.report_dir, max_images=args.max_images)
+        print(f"report: {files.html}\nword cloud: {files.word_cloud}")
+        print(f"datasheet draft: {files.datasheet}\nreview sheet: {files.review}")
+
+
+if __name__ == "__main__":
+    main()

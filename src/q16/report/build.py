@@ -1,0 +1,73 @@
+"""Write every human-facing file for one inference out_dir."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from q16.report import datasheet, page, review, thumbnails
+from q16.report.inputs import load_run, per_class_table
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ReportFiles:
+    """Where the report went."""
+
+    html: Path
+    word_cloud: Path
+    datasheet: Path
+    review: Path
+
+
+def write_report(
+    out_dir: str | Path,
+    report_dir: str | Path | None = None,
+    max_images: int = 500,
+    thumbnail_size: int = 192,
+) -> ReportFiles:
+    """``report.html``, ``flagged_classes.png``, ``datasheet_q16.md`` and ``review.csv``.
+
+    Args:
+        out_dir: an inference out_dir (see :mod:`q16.report.inputs` for what it must hold).
+        report_dir: where to write; defaults to ``out_dir`` itself.
+        max_images: thumbnails embedded in the page (highest scores first); every flagged image
+            is in ``review.csv`` regardless. Each thumbnail adds about 10 kB to the page.
+        thumbnail_size: longest side of a thumbnail in pixels.
+
+    Raises:
+        Q16Error: ``out_dir`` is missing or not a finished inference out_dir.
+    """
+    from q16.report import charts  # matplotlib and wordcloud: only when drawing
+
+    run = load_run(out_dir)
+    target = Path(report_dir).expanduser() if report_dir else run.out_dir
+    target.mkdir(parents=True, exist_ok=True)
+    per_class = per_class_table(run)
+
+    shown = run.flagged.head(max_images)
+    rows = shown[["key", "source", "file_name"]].to_dict(orient="records")
+    uris = thumbnails.collect_thumbnails(rows, run.out_dir, thumbnail_size)
+    scores = run.scores(("p_inappropriate",))["p_inappropriate"].to_numpy()
+    inputs = page.PageInputs(
+        run=run,
+        per_class=per_class,
+        thumbnails=uris,
+        class_chart_png=charts.class_bar_chart(per_class),
+        histogram_png=charts.score_histogram(scores, run.threshold),
+        max_images=max_images,
+    )
+    files = ReportFiles(
+        html=target / "report.html",
+        word_cloud=target / "flagged_classes.png",
+        datasheet=target / "datasheet_q16.md",
+        review=target / "review.csv",
+    )
+    files.html.write_text(page.render_page(inputs), encoding="utf-8")
+    charts.class_word_cloud(per_class, files.word_cloud)
+    files.datasheet.write_text(datasheet.datasheet_markdown(run, per_class), encoding="utf-8")
+    review.write_review(run, files.review)
+    log.info("report for %s written to %s", run.out_dir, target)
+    return files

@@ -1,0 +1,112 @@
+"""A draft answer to Question 16 of Datasheets for Datasets, from an inference run.
+
+Q16: "Does the dataset contain data that, if viewed directly, might be offensive, insulting,
+threatening, or might otherwise cause anxiety? If so, please describe why." The draft gives
+the evidence (counts, threshold, model, most affected classes) and the caveats; the dataset's
+authors write the answer after reviewing the flagged images.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from q16.report.inputs import InferenceRun
+
+QUESTION = (
+    "Does the dataset contain data that, if viewed directly, might be offensive, insulting, "
+    "threatening, or might otherwise cause anxiety? If so, please describe why."
+)
+
+
+def _pct(part: float, whole: float) -> str:
+    return f"{100 * part / whole:.2f} %" if whole else "n/a"
+
+
+def datasheet_markdown(run: InferenceRun, per_class: pd.DataFrame, top: int = 15) -> str:
+    """``datasheet_q16.md``: evidence, most affected classes, caveats — a draft, not a verdict."""
+    s = run.summary
+    scored = int(s.get("images_scored", 0))
+    flagged = int(s.get("images_flagged", len(run.flagged)))
+    errors = int(s.get("errors", len(run.errors)))
+    lines = ["# Datasheet, Question 16 — draft answer", ""]
+    if run.random_weights:
+        lines += [
+            "> **WARNING: these scores come from a model with RANDOM weights** "
+            f"(model {s.get('model')}, pretrained={s.get('pretrained')}). They say nothing about "
+            "the images; do not use this draft for a real datasheet.",
+            "",
+        ]
+    lines += [
+        f"> *{QUESTION}*",
+        "",
+        "## Draft answer",
+        "",
+        f"We screened {scored:,} images with the Q16 classifier (Schramowski et al., FAccT 2022): "
+        f"a frozen CLIP model ({s.get('model')}, weights `{s.get('pretrained')}`) steered by "
+        f"prompts learned on socio-moral ratings ({s.get('prompt_source')}). "
+        f"{flagged:,} images ({_pct(flagged, scored)}) scored p(inappropriate) ≥ "
+        f"{run.threshold:g} and were flagged as possibly inappropriate"
+        + (f"; {errors:,} inputs could not be read and were not scored." if errors else ".")
+        + " **[Reviewers: state how many flagged images you confirmed, what kinds of content they"
+        " show, and what you did about them (removed, kept with a warning, …).]**",
+        "",
+        "## Classes most affected",
+        "",
+    ]
+    shown = per_class[per_class["flagged"] > 0].head(top)
+    if shown.empty:
+        lines += ["No image was flagged.", ""]
+    else:
+        lines += [
+            "| class | flagged | scored | share of class flagged |",
+            "|---|---:|---:|---:|",
+        ]
+        for r in shown.itertuples(index=False):
+            scored_cell = "?" if pd.isna(r.scored) else f"{int(r.scored):,}"
+            share = "?" if pd.isna(r.share_flagged) else f"{100 * r.share_flagged:.1f} %"
+            lines.append(f"| {r.class_name} | {int(r.flagged):,} | {scored_cell} | {share} |")
+        lines.append("")
+    lines += [
+        "## How these numbers were produced",
+        "",
+        f"- inputs: {_inputs(s.get('inputs'))}; shards done {s.get('shards_done')} of "
+        f"{s.get('shards_total')}",
+        f"- model: {s.get('model')} (pretrained={s.get('pretrained')}); prompts: "
+        f"{s.get('prompt_source')}; threshold: {run.threshold:g}",
+        f"- date: {s.get('date')}; q16 git commit: {s.get('git_commit')}; machine: "
+        f"{_machine(s.get('machine'))}",
+        "- per-image scores: `scores/*.parquet`; flagged images: `flagged.csv`, `report.html`; "
+        "the curators' decisions: `review.csv`",
+        "",
+        "## Caveats (keep these in the datasheet)",
+        "",
+        "- **The classifier proposes, humans decide.** Every flagged image must be looked at by a"
+        " person before anything is claimed about it or done to it; unflagged images are not"
+        " certified harmless.",
+        f"- The threshold ({run.threshold:g}) trades missed content against false alarms;"
+        " state why it was chosen (e.g. from the precision/recall table of `train.py"
+        " experiment=smid_cv`). The prompts were learned and evaluated on SMID, a few thousand"
+        " rated photos; accuracy on other image distributions is not known.",
+        "- Known failure modes: what is offensive depends on culture and context, which a single"
+        " image and a fixed pair of prompts cannot capture; art, news, medical and historical"
+        " images are flagged alongside gratuitous content; CLIP carries the social biases of its"
+        " web training data, so some groups of people may be flagged more often.",
+        "- Class shares are only as good as the dataset's labels; `(unknown class)` collects"
+        " images without one.",
+    ]
+    if run.random_weights:
+        lines.append("- This run used RANDOM weights: every number above is meaningless.")
+    return "\n".join(lines) + "\n"
+
+
+def _inputs(inputs: object) -> str:
+    if isinstance(inputs, list | tuple):
+        shown = ", ".join(f"`{i}`" for i in inputs[:3])
+        return shown + (f" and {len(inputs) - 3} more" if len(inputs) > 3 else "")
+    return f"`{inputs}`" if inputs else "?"
+
+
+def _machine(machine: object) -> str:
+    if isinstance(machine, dict):
+        return ", ".join(f"{k}={v}" for k, v in machine.items() if v)
+    return str(machine) if machine else "?"

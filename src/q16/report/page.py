@@ -1,0 +1,155 @@
+"""``report.html``: one self-contained page (inline CSS, images as data URIs, no scripts).
+
+It opens from disk in any browser, can be mailed or archived with the datasheet, and loads
+nothing from the network.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from q16.report.inputs import InferenceRun
+
+CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:24px;color:#222;
+background:#fafafa}
+h1{margin:0 0 4px}h2{margin-top:32px;border-bottom:1px solid #ddd;padding-bottom:4px}
+.warn{background:#fdecea;border:2px solid #c0392b;color:#7b1d12;padding:12px 16px;
+border-radius:6px;font-weight:600;margin:12px 0}
+.note{color:#555;font-size:14px}
+.cards{display:flex;flex-wrap:wrap;gap:12px}
+.card{background:#fff;border:1px solid #ddd;border-radius:6px;padding:10px 14px;min-width:130px}
+.card .v{font-size:22px;font-weight:700}.card .l{font-size:12px;color:#666}
+.charts{display:flex;flex-wrap:wrap;gap:16px}.charts img{background:#fff;border:1px solid #ddd;
+max-width:100%}
+.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(200px,1fr));gap:12px}
+.item{background:#fff;border:1px solid #ddd;border-radius:6px;padding:8px;font-size:12px;
+overflow-wrap:anywhere}
+.item img,.item .missing{width:100%;height:192px;object-fit:contain;background:#eee;display:block}
+.item .missing{display:flex;align-items:center;justify-content:center;color:#888}
+.score{font-weight:700;color:#c0392b;font-size:15px}
+table{border-collapse:collapse;background:#fff;font-size:13px}
+td,th{border:1px solid #ddd;padding:4px 8px;text-align:left}
+"""
+
+
+@dataclass
+class PageInputs:
+    """Everything the page shows, already computed."""
+
+    run: InferenceRun
+    per_class: pd.DataFrame
+    thumbnails: list[str | None]
+    class_chart_png: bytes
+    histogram_png: bytes
+    max_images: int
+
+
+def _e(value: Any) -> str:
+    return html.escape("" if value is None else str(value))
+
+
+def _png_uri(data: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+
+
+def _card(value: Any, label: str) -> str:
+    return (
+        f'<div class="card"><div class="v">{_e(value)}</div><div class="l">{_e(label)}</div></div>'
+    )
+
+
+def render_page(p: PageInputs) -> str:
+    """The whole HTML document as a string."""
+    s = p.run.summary
+    scored = int(s.get("images_scored", 0))
+    flagged = int(s.get("images_flagged", len(p.run.flagged)))
+    share = f"{100 * flagged / scored:.2f} %" if scored else "n/a"
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>Q16 report: {_e(p.run.out_dir.name)}</title><style>{CSS}</style></head><body>",
+        "<h1>Q16 review report</h1>",
+        f'<div class="note">inference out_dir <code>{_e(p.run.out_dir)}</code></div>',
+    ]
+    if p.run.random_weights:
+        parts.append(
+            '<div class="warn" id="random-weights">RANDOM WEIGHTS: the model '
+            f"{_e(s.get('model'))} was not pretrained (pretrained={_e(str(s.get('pretrained')))}). "
+            "These scores say nothing about the images.</div>"
+        )
+    parts += [
+        '<p class="note">The classifier proposes, humans decide: every flagged image needs a'
+        " person's review (<code>review.csv</code>) before anything is said or done about it.</p>",
+        '<h2>Summary</h2><div class="cards">',
+        _card(f"{scored:,}", "images scored"),
+        _card(f"{flagged:,}", f"flagged ({share})"),
+        _card(f"{int(s.get('errors', len(p.run.errors))):,}", "unreadable inputs"),
+        _card(f"{p.run.threshold:g}", "threshold p(inappropriate)"),
+        _card(s.get("model"), f"model (pretrained={s.get('pretrained')})"),
+        _card(s.get("prompt_source"), "prompts"),
+        _card(f"{float(s.get('images_per_s') or 0):,.1f}", "images / s"),
+        _card(f"{float(s.get('wall_time_s') or 0):,.1f} s", "wall time"),
+        _card(f"{s.get('shards_done')} / {s.get('shards_total')}", "shards done"),
+        _card(s.get("date"), f"git {str(s.get('git_commit') or '?')[:10]}"),
+        "</div>",
+        '<h2>Scores and classes</h2><div class="charts">',
+        f'<img id="histogram" alt="score histogram" src="{_png_uri(p.histogram_png)}">',
+        f'<img id="class-chart" alt="flagged per class" src="{_png_uri(p.class_chart_png)}">',
+        "</div>",
+    ]
+    parts += _flagged_section(p)
+    parts += _errors_section(p.run)
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def _flagged_section(p: PageInputs) -> list[str]:
+    rows = p.run.flagged.head(p.max_images)
+    out = [f"<h2>Flagged images, highest score first ({len(p.run.flagged):,})</h2>"]
+    if len(p.run.flagged) > len(rows):
+        out.append(
+            f'<p class="note">Showing the top {len(rows):,}; all {len(p.run.flagged):,} are in '
+            "<code>review.csv</code> (raise <code>--max-images</code> to show more).</p>"
+        )
+    out.append('<div class="grid" id="flagged">')
+    for rank, (row, uri) in enumerate(
+        zip(rows.itertuples(index=False), p.thumbnails, strict=False), start=1
+    ):
+        key = _e(row.key)
+        image = (
+            f'<img class="thumb" data-key="{key}" alt="{key}" src="{uri}">'
+            if uri
+            else f'<div class="missing" data-key="{key}">image unavailable</div>'
+        )
+        file_name = f"<br>file {_e(row.file_name)}" if isinstance(row.file_name, str) else ""
+        out.append(
+            f'<div class="item">{image}<div class="score">#{rank} &nbsp; '
+            f"{float(row.p_inappropriate):.3f}</div>class {_e(row.class_name)}"
+            f"<br>key {key}<br>shard {_e(row.shard)}{file_name}</div>"
+        )
+    out.append("</div>")
+    return out
+
+
+def _errors_section(run: InferenceRun, limit: int = 50) -> list[str]:
+    if not run.errors:
+        return []
+    out = [
+        f"<h2>Unreadable inputs ({len(run.errors):,})</h2>",
+        "<table><tr><th>shard</th><th>key</th><th>reason</th></tr>",
+    ]
+    for err in run.errors[:limit]:
+        out.append(
+            f"<tr><td>{_e(err.get('shard'))}</td><td>{_e(err.get('key'))}</td>"
+            f"<td>{_e(err.get('reason'))}</td></tr>"
+        )
+    out.append("</table>")
+    if len(run.errors) > limit:
+        out.append(f'<p class="note">… and {len(run.errors) - limit:,} more in errors.jsonl</p>')
+    return out
