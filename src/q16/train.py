@@ -63,7 +63,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         extra={
             "prompt": str(cfg.prompt.name),
             "data": encoded.data.name,
-            **(head.export_extra() if hasattr(head, "export_extra") else {}),
+            **getattr(head, "export_extra", dict)(),  # head-specific, e.g. CoOp's n_ctx
         },
     )
     save_prompt(out / PROMPT_FILE, head, meta)
