@@ -258,6 +258,7 @@ def score_shards(
     """The loop: wait for a batch, score it, hand it to the writer; commit finished shards."""
     stats = LoopStats()
     if not shards:
+        writer.close()
         return stats
     stream = ShardStream(source, shards, decoder, batch_size)
     loader = make_loader(stream, num_workers, pin_memory=scorer.device.type == "cuda")
@@ -288,6 +289,9 @@ def score_shards(
             stats.write_s += time.perf_counter() - tick
             stats.shards += 1
             bar.set_postfix(shards=f"{stats.shards}/{len(shards)}")
+    tick = time.perf_counter()
+    writer.close()
+    stats.write_s += time.perf_counter() - tick
     bar.close()
     stats.loop_s = time.perf_counter() - begin
     return stats

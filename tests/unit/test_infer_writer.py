@@ -54,8 +54,9 @@ def test_writer_commits_shards_and_collects(tmp_path: Path) -> None:
     probs = torch.tensor([0.95, 0.2, 0.99])
     writer.add(batch, Scores(probs, torch.tensor([1, 0, 1], dtype=torch.int8), torch.ones(3, 4)))
     assert not is_done(tmp_path, "s1")
-    assert writer.finish("s1", [{"key": "z", "shard": "s1", "reason": "bad"}]) == 3
-    assert writer.finish("s2", [{"key": None, "shard": "s2", "reason": "empty shard"}]) == 0
+    writer.finish("s1", [{"key": "z", "shard": "s1", "reason": "bad"}])
+    writer.finish("s2", [{"key": None, "shard": "s2", "reason": "empty shard"}])
+    writer.close()
     assert is_done(tmp_path, "s1") and is_done(tmp_path, "s2")
     assert not list(tmp_path.rglob(".*tmp*"))
     table = pq.read_table(tmp_path / "scores" / "s1.parquet")

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections import deque
 from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,16 +70,27 @@ class _Pending:
 
 @dataclass
 class ShardWriter:
-    """Accumulates the rows of shards in flight (at most one per worker) and commits them."""
+    """Accumulates the rows of shards in flight (at most one per worker) and commits them.
+
+    Commits run on one background thread so the device does not wait for parquet encoding;
+    ``close()`` waits for them (and re-raises their errors). At most ``max_queued`` finished
+    shards wait to be written, so memory stays bounded.
+    """
 
     out_dir: Path
     threshold: float
     save_embeddings: bool = False
+    background: bool = True
+    max_queued: int = 4
     pending: dict[str, _Pending] = field(default_factory=dict)
+    _pool: ThreadPoolExecutor | None = field(default=None, init=False, repr=False)
+    _queued: deque[Future[int]] = field(default_factory=deque, init=False, repr=False)
 
     def __post_init__(self) -> None:
         for sub in (SCORES_DIR, ERRORS_DIR) + ((EMBEDDINGS_DIR,) if self.save_embeddings else ()):
             (self.out_dir / sub).mkdir(parents=True, exist_ok=True)
+        if self.background:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="q16-writer")
 
     def add(self, batch: Batch, scores: Scores) -> None:
         acc = self.pending.setdefault(batch.shard, _Pending())
@@ -96,9 +109,26 @@ class ShardWriter:
         if self.save_embeddings and scores.embeddings is not None:
             acc.embeddings.append(scores.embeddings.float().numpy())
 
-    def finish(self, shard: str, errors: Iterable[dict[str, Any]]) -> int:
-        """Commit a shard: embeddings, then errors, then the parquet that marks it done."""
-        acc = self.pending.pop(shard, _Pending())
+    def finish(self, shard: str, errors: Iterable[dict[str, Any]]) -> None:
+        """Hand a finished shard to the commit thread (or commit it now without one)."""
+        acc, records = self.pending.pop(shard, _Pending()), list(errors)
+        if self._pool is None:
+            self.commit(shard, acc, records)
+            return
+        while len(self._queued) >= self.max_queued:
+            self._queued.popleft().result()
+        self._queued.append(self._pool.submit(self.commit, shard, acc, records))
+
+    def close(self) -> None:
+        """Wait for queued commits; a failed commit raises here."""
+        while self._queued:
+            self._queued.popleft().result()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+    def commit(self, shard: str, acc: _Pending, errors: list[dict[str, Any]]) -> int:
+        """Embeddings, then errors, then the parquet whose presence marks the shard done."""
         if self.save_embeddings:
             dim = acc.embeddings[0].shape[1] if acc.embeddings else 0
             array = np.concatenate(acc.embeddings) if acc.embeddings else np.zeros((0, dim))

@@ -1,0 +1,241 @@
+"""Inference throughput and memory, all on one machine, model and batch size.
+
+    python scripts/bench_infer.py --model ViT-B-32 --images 128 --batch-size 32
+
+(a) model only: uint8 images already decoded and resized, in memory -> scores;
+(b) end to end: ``infer.py`` streaming the same images from tar shards (its summary.json);
+(c) naive: open, preprocess and score one image file at a time, as the paper's script does;
+plus peak RSS of ``infer.py`` on 1x and 10x as many shards (subprocesses).
+Weights are random (``model.pretrained=null``): speed does not depend on their values.
+Writes ``results/bench/infer-<model>-<device>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+
+from q16.data.wds import synthetic_images, write_shards
+from q16.inference.reader import ImageDecoder, UInt8Preprocess
+from q16.inference.scorer import Scorer, resolve_autocast
+from q16.models.backbone import BackboneSpec, load_backbone
+from q16.models.prompts import zeroshot_prompt
+from q16.runinfo import git_commit, machine_description
+
+REPO = Path(__file__).resolve().parents[1]
+TARGETS = {"e2e_over_model_min": 0.9, "e2e_over_naive_min": 2.0, "rss_10x_over_1x_max": 1.1}
+
+
+def make_data(root: Path, n: int, shard_size: int, size: tuple[int, int], seed: int) -> Path:
+    folder = root / f"shards-{n}"
+    if not folder.is_dir():
+        write_shards(
+            synthetic_images(n, seed=seed, size=size), str(folder / "b-%06d.tar"), shard_size
+        )
+    return folder
+
+
+def model_only(scorer: Scorer, images: torch.Tensor, batch_size: int) -> float:
+    scorer.score_images(images[:batch_size])  # warm-up
+    sync(scorer.device)
+    start = time.perf_counter()
+    for chunk in images.split(batch_size):
+        scorer.score_images(chunk)
+    sync(scorer.device)
+    return len(images) / (time.perf_counter() - start)
+
+
+def naive(backbone: Any, head: torch.nn.Module, files: list[Path]) -> float:
+    """The paper's loop: one file, one preprocess, one forward pass at a time."""
+    head = head.to(backbone.device)
+    with torch.no_grad():
+        x = backbone.preprocess(Image.open(files[0])).unsqueeze(0)
+        head(backbone.encode_image(x))  # warm-up
+        start = time.perf_counter()
+        for path in files:
+            x = backbone.preprocess(Image.open(path)).unsqueeze(0).to(backbone.device)
+            head(backbone.encode_image(x)).softmax(dim=-1)[:, 1].item()
+    return len(files) / (time.perf_counter() - start)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def tree_rss_mb(pid: int) -> float:
+    """Resident memory of a process and its descendants (DataLoader workers), from /proc."""
+    total, stack = 0, [pid]
+    while stack:
+        p = stack.pop()
+        try:
+            with open(f"/proc/{p}/statm") as f:
+                total += int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as f:
+                    stack.extend(int(c) for c in f.read().split())
+        except (OSError, ValueError):
+            continue
+    return total / 2**20
+
+
+def run_infer(args: argparse.Namespace, shards: Path, out: Path) -> dict[str, Any]:
+    """infer.py in a subprocess; returns its summary plus peak RSS (own and whole tree)."""
+    cmd = [
+        # the tiny group is just a random-weight fp32 BackboneSpec; name picks the architecture
+        sys.executable, str(REPO / "infer.py"), "model=tiny", f"model.name={args.model}",
+        f"data.shards={shards}", f"infer.out_dir={out}", f"infer.batch_size={args.batch_size}",
+        f"infer.num_workers={args.num_workers}", "infer.progress=false",
+        f"paths.root_dir={out.parent}",
+    ]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    peak_tree = 0.0
+    stop = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak_tree
+        while not stop.is_set():
+            peak_tree = max(peak_tree, tree_rss_mb(proc.pid))
+            time.sleep(0.1)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    _, status, usage = os.wait4(proc.pid, 0)
+    stop.set()
+    sampler.join()
+    stderr = proc.stderr.read() if proc.stderr else ""
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise RuntimeError(f"infer.py failed:\n{stderr[-3000:]}")
+    summary = json.loads((out / "summary.json").read_text())
+    summary["peak_rss_max_process_mb"] = round(usage.ru_maxrss / 1024, 1)
+    summary["peak_rss_tree_mb"] = round(peak_tree, 1)
+    summary["command"] = " ".join(cmd[1:])
+    return summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default="ViT-B-32")
+    parser.add_argument("--images", type=int, default=128, help="images for (a) and (b)")
+    parser.add_argument("--shard-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--num-workers", type=int, default=1)
+    parser.add_argument("--naive-images", type=int, default=16)
+    parser.add_argument("--rss-shards", type=int, default=2, help="shards of the 1x RSS run")
+    parser.add_argument("--image-size", type=int, nargs=2, default=(500, 375))
+    parser.add_argument("--out-dir", type=Path, default=REPO / "results" / "bench")
+    parser.add_argument("--work-dir", type=Path, default=None, help="default: a temp dir")
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    work = args.work_dir or Path(tempfile.mkdtemp(prefix="q16-bench-"))
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    size = tuple(args.image_size)
+
+    torch.manual_seed(0)
+    backbone = load_backbone(BackboneSpec(args.model, pretrained=None), device)
+    head = zeroshot_prompt(backbone)
+    pre = UInt8Preprocess.from_transform(backbone.preprocess)
+    autocast = resolve_autocast("auto", device)
+    scorer = Scorer(backbone, head, pre.mean, pre.std, autocast)
+
+    shards = make_data(work, args.images, args.shard_size, size, seed=0)
+    samples = list(synthetic_images(args.images, seed=0, size=size))
+    decoder = ImageDecoder(pre)
+    images = torch.stack([decoder(s["jpg"]) for s in samples])
+    files = []
+    for s in samples[: args.naive_images]:
+        path = work / "files" / f"{s['__key__']}.jpg"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(s["jpg"])
+        files.append(path)
+
+    print(f"(a) model only on {len(images)} in-memory images ...", flush=True)
+    a = model_only(scorer, images, args.batch_size)
+    print(f"    {a:.2f} img/s\n(c) naive loop on {len(files)} files ...", flush=True)
+    c = naive(backbone, head, files)
+    del images, scorer, backbone
+    print(f"    {c:.2f} img/s\n(b) infer.py end to end ...", flush=True)
+    e2e = run_infer(args, shards, work / "out-e2e")
+    b = e2e["loop_images_per_s"]
+    print(f"    {b:.2f} img/s (loop), {e2e['images_per_s']:.2f} img/s (with startup)", flush=True)
+
+    rss_n = args.rss_shards * args.shard_size
+    rss = {}
+    for factor in (1, 10):
+        folder = make_data(work, rss_n * factor, args.shard_size, size, seed=1)
+        print(f"RSS run {factor}x ({rss_n * factor} images) ...", flush=True)
+        run = run_infer(args, folder, work / f"out-rss-{factor}x")
+        rss[f"{factor}x"] = {
+            "shards": args.rss_shards * factor,
+            "images": run["images_scored"],
+            "peak_rss_max_process_mb": run["peak_rss_max_process_mb"],
+            "peak_rss_tree_mb": run["peak_rss_tree_mb"],
+        }
+    ratio_rss = rss["10x"]["peak_rss_max_process_mb"] / rss["1x"]["peak_rss_max_process_mb"]
+    ratio_tree = rss["10x"]["peak_rss_tree_mb"] / rss["1x"]["peak_rss_tree_mb"]
+    result = {
+        "model": args.model,
+        "pretrained": None,
+        "random_weights": True,
+        "note": "random weights (model.pretrained=null): throughput does not depend on values",
+        "device": str(device),
+        "autocast": autocast,
+        "setup": {
+            "images": args.images,
+            "image_size": list(size),
+            "image_format": "JPEG q90, synthetic (q16.data.wds.synthetic_images)",
+            "shard_size": args.shard_size,
+            "batch_size": args.batch_size,
+            "num_workers": args.num_workers,
+            "torch_threads": torch.get_num_threads(),
+            "naive_images": len(files),
+            "load_average_at_end": list(os.getloadavg()),
+        },
+        "a_model_only_images_per_s": round(a, 3),
+        "b_end_to_end_images_per_s": round(b, 3),
+        "b_end_to_end_with_startup_images_per_s": e2e["images_per_s"],
+        "b_split": {k: e2e[k] for k in ("loop_s", "data_wait_s", "model_s", "write_s", "setup_s")},
+        "c_naive_images_per_s": round(c, 3),
+        "ratios": {"b_over_a": round(b / a, 3), "b_over_c": round(b / c, 3)},
+        "peak_rss": {
+            **rss,
+            "ratio_10x_over_1x_max_process": round(ratio_rss, 3),
+            "ratio_10x_over_1x_tree": round(ratio_tree, 3),
+        },
+        "targets": TARGETS,
+        "targets_met": {
+            "b_ge_0.9a": b >= TARGETS["e2e_over_model_min"] * a,
+            "b_ge_2c": b >= TARGETS["e2e_over_naive_min"] * c,
+            "rss_10x_le_1.1x": ratio_rss <= TARGETS["rss_10x_over_1x_max"],
+        },
+        "command": "python scripts/bench_infer.py " + " ".join(sys.argv[1:]),
+        "infer_command": e2e["command"],
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "git_commit": git_commit(REPO),
+        "machine": machine_description(),
+    }
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    path = args.out_dir / f"infer-{args.model}-{device.type}.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result["ratios"]), json.dumps(result["targets_met"]))
+    print(f"wrote {path}")
+    if args.work_dir is None:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
