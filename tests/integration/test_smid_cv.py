@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -118,3 +121,36 @@ def test_committed_run_covers_the_full_grid() -> None:
     assert len(summary) == 3 * 11 and (summary["n_splits"] == 10).all()
     assert len(pd.read_csv(COMMITTED / "per_split.csv")) == 3 * 11 * 10
     assert "NOT A REPRODUCTION" in (COMMITTED / "comparison.md").read_text()
+
+
+@pytest.mark.slow
+def test_hydra_multirun(tmp_path, synthetic_root) -> None:
+    """`train.py -m experiment=smid_cv ...`: one results folder per job (here per seed)."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PROJECT_ROOT": str(tmp_path)}
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "train.py"),
+            "-m",
+            *SMALL[:4],
+            "cv.n_splits=1",
+            "cv.fractions=[1.0]",
+            "trainer.max_epochs=1",
+            f"data.root={synthetic_root}",
+            f"paths.cache_dir={tmp_path}/cache",
+            "cv.out_dir=${paths.results_dir}/smid/${model.name}-seed${seed}",
+            "seed=0,1",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    for seed in (0, 1):
+        summary = pd.read_csv(
+            tmp_path / "results" / "smid" / f"q16-tiny-seed{seed}" / "summary.csv"
+        )
+        assert len(summary) == 3
+    assert list(tmp_path.glob("outputs/smid_cv/multirun-*/1"))
