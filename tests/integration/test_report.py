@@ -259,3 +259,36 @@ def test_html_renders_in_headless_chromium(report: Path, tmp_path: Path) -> None
         check=False,
     ).stdout
     assert dom.count('class="thumb"') == 5 and 'id="histogram"' in dom
+
+
+@pytest.mark.slow
+def test_report_from_a_real_inference_run(make_cfg, tmp_path: Path) -> None:
+    """The contract end to end: infer.run on tiny shards (one hostile), then the report."""
+    from q16 import infer
+    from q16.data.hostile import hostile_samples, write_tar
+    from q16.data.wds import synthetic_images, write_shards
+
+    shards = tmp_path / "shards"
+    write_shards(synthetic_images(12, seed=1), str(shards / "good-%03d.tar"), maxcount=6)
+    write_tar(shards / "hostile.tar", hostile_samples())
+    out = tmp_path / "scored"
+    cfg = make_cfg(
+        "model=tiny",
+        "trainer.accelerator=cpu",
+        "infer.batch_size=4",
+        "infer.num_workers=0",
+        "infer.progress=false",
+        "infer.threshold=0.0",  # flag everything readable: every thumbnail must be found
+        f"infer.out_dir={out}",
+        "data=imagenet",
+        f"data.shards={shards}",
+        config_name="infer",
+    )
+    summary = infer.run(cfg)
+    write_report(out)
+    page = (out / "report.html").read_text()
+    assert page.count('class="thumb"') == summary["images_flagged"] > 0
+    assert "image unavailable" not in page
+    outcome = apply_review(load_run(out), out / "review.csv")
+    assert outcome.undecided == summary["images_flagged"]
+    assert outcome.n_keep_keys == summary["images_scored"]
