@@ -196,3 +196,16 @@ def test_export_keys(tiny_backbone: Backbone) -> None:
     assert set(state) == {"class_embeddings", CTX_KEY}
     assert state["class_embeddings"].shape == (2, 64)
     torch.testing.assert_close(state["class_embeddings"].norm(dim=-1), torch.ones(2))
+
+
+@pytest.mark.gpu
+def test_head_follows_the_backbone_device_and_leaves_it_there() -> None:
+    from q16.models.backbone import BackboneSpec, load_backbone
+
+    backbone = load_backbone(BackboneSpec("q16-tiny", pretrained=None), "cuda")
+    head = coop_prompt(backbone, n_ctx=4)
+    assert head.prompt_learner.ctx.device.type == "cuda"
+    head(torch.randn(3, 64, device="cuda")).sum().backward()
+    head.cpu()  # what pipeline.fit_head does after training
+    assert backbone.model.token_embedding.weight.device.type == "cuda"
+    assert head(torch.randn(3, 64)).shape == (3, 2)
