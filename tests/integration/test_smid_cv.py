@@ -154,3 +154,17 @@ def test_hydra_multirun(tmp_path, synthetic_root) -> None:
         )
         assert len(summary) == 3
     assert list(tmp_path.glob("outputs/smid_cv/multirun-*/1"))
+
+
+def test_a_new_prompt_type_joins_by_name(make_cfg, synthetic_root, tmp_path) -> None:
+    """Methods are prompt config names: any configs/prompt/<name>.yaml can enter the sweep."""
+    cfg = make_cfg(
+        *SMALL,
+        f"data.root={synthetic_root}",
+        "cv.n_splits=1",
+        "cv.fractions=[1.0]",
+        "cv.methods=[zeroshot,zeroshot_ensemble]",
+    )
+    smid_cv.run(cfg)
+    summary = pd.read_csv(tmp_path / "results" / "smid" / "q16-tiny" / "summary.csv")
+    assert summary["method"].tolist() == ["zeroshot", "zeroshot_ensemble"]

@@ -29,7 +29,8 @@ def plot_accuracy_vs_fraction(
         rows = rows.sort_values("train_fraction")
         x, y, s = rows["train_fraction"], rows["acc_mean"], rows["acc_std"]
         color = f"C{i}"
-        ax.plot(x, y, marker="o", ms=4, color=color, label=str(method))
+        # distinct markers and shrinking sizes keep identical curves visible on top of each other
+        ax.plot(x, y, marker="osD^v"[i % 5], ms=max(8 - 2 * i, 3), color=color, label=str(method))
         ax.fill_between(x, y - s, y + s, color=color, alpha=0.2, linewidth=0)
         if paper is not None:
             ref = paper[(paper["method"] == method) & paper["paper_acc_mean"].notna()]

@@ -16,7 +16,6 @@ prompt training. Everything lands in ``${cv.out_dir}`` (default ``results/smid/<
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import warnings
@@ -133,8 +132,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     plots.plot_accuracy_vs_fraction(
         summary, out / "accuracy_vs_fraction.png", title, paper=table, note=note
     )
-    operating = write_thresholds(
-        result,
+    operating = thresholds.write_thresholds(
+        {m: np.concatenate(chunks) for m, chunks in result.pooled_probs.items()},
+        {m: np.concatenate(chunks) for m, chunks in result.pooled_labels.items()},
         out,
         float(cfg.eval.target_precision),
         int(cfg.cv.calibration_bins),
@@ -281,44 +281,6 @@ def summarize(per_split: pd.DataFrame) -> pd.DataFrame:
     for column in ("acc_mean", "acc_std", "balanced_acc_mean"):
         summary[column] *= 100.0
     return summary[list(SUMMARY_COLUMNS)]
-
-
-def write_thresholds(
-    result: SweepResult,
-    out: Path,
-    target_precision: float,
-    n_bins: int,
-    title: str,
-    note: str | None = None,
-) -> dict[str, dict[str, Any]]:
-    """``thresholds.csv``/``.json`` and ``calibration.csv``/``.png`` from pooled test scores."""
-    tables, bins, ece, operating = [], {}, {}, {}
-    for method, chunks in result.pooled_probs.items():
-        probs = np.concatenate(chunks)
-        labels = np.concatenate(result.pooled_labels[method])
-        table = thresholds.precision_recall_table(probs, labels)
-        point = thresholds.threshold_for_precision(table, target_precision)
-        table.insert(0, "method", method)
-        table["chosen"] = table["threshold"] == point.threshold
-        tables.append(table)
-        bins[method] = thresholds.reliability_bins(probs, labels, n_bins)
-        ece[method] = thresholds.expected_calibration_error(bins[method])
-        operating[method] = {
-            "target_precision": target_precision,
-            "threshold": point.threshold,
-            "precision": point.precision,
-            "recall": point.recall,
-            "ece": ece[method],
-            "n_scores": len(probs),
-        }
-        if not point.reached:
-            log.warning("%s: no threshold reaches precision %.2f", method, target_precision)
-    pd.concat(tables).to_csv(out / "thresholds.csv", index=False, float_format="%.6g")
-    (out / "thresholds.json").write_text(json.dumps(operating, indent=2))
-    calibration = pd.concat([b.assign(method=m) for m, b in bins.items()])
-    calibration.to_csv(out / "calibration.csv", index=False, float_format="%.6g")
-    plots.plot_calibration(bins, ece, out / "calibration.png", title, note=note)
-    return operating
 
 
 @contextmanager

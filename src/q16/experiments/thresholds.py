@@ -8,10 +8,18 @@ from calibrated probabilities (expected calibration error, reliability bins).
 
 from __future__ import annotations
 
+import json
+import logging
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from q16.experiments.plots import plot_calibration
+
+log = logging.getLogger(__name__)
 
 # Soft prompts use logit scale 100, so most probabilities sit within 1e-3 of 0 or 1; the grid is
 # linear in the middle and finer in the tails so the table still separates those scores.
@@ -125,3 +133,44 @@ def expected_calibration_error(bins: pd.DataFrame) -> float:
         return float("nan")
     gap = (used["share_inappropriate"] - used["mean_score"]).abs()
     return float((gap * used["count"]).sum() / total)
+
+
+def write_thresholds(
+    pooled_probs: dict[str, np.ndarray],
+    pooled_labels: dict[str, np.ndarray],
+    out: Path,
+    target_precision: float,
+    n_bins: int,
+    title: str,
+    note: str | None = None,
+) -> dict[str, dict[str, Any]]:
+    """``thresholds.csv``/``.json`` and ``calibration.csv``/``.png`` from pooled test scores.
+
+    Returns the operating point per method (also in ``thresholds.json``).
+    """
+    tables, bins, ece, operating = [], {}, {}, {}
+    for method, probs in pooled_probs.items():
+        labels = pooled_labels[method]
+        table = precision_recall_table(probs, labels)
+        point = threshold_for_precision(table, target_precision)
+        table.insert(0, "method", method)
+        table["chosen"] = table["threshold"] == point.threshold
+        tables.append(table)
+        bins[method] = reliability_bins(probs, labels, n_bins)
+        ece[method] = expected_calibration_error(bins[method])
+        operating[method] = {
+            "target_precision": target_precision,
+            "threshold": point.threshold,
+            "precision": point.precision,
+            "recall": point.recall,
+            "ece": None if np.isnan(ece[method]) else ece[method],
+            "n_scores": len(probs),
+        }
+        if not point.reached:
+            log.warning("%s: no threshold reaches precision %.2f", method, target_precision)
+    pd.concat(tables).to_csv(out / "thresholds.csv", index=False, float_format="%.6g")
+    (out / "thresholds.json").write_text(json.dumps(operating, indent=2))
+    calibration = pd.concat([b.assign(method=m) for m, b in bins.items()])
+    calibration.to_csv(out / "calibration.csv", index=False, float_format="%.6g")
+    plot_calibration(bins, ece, out / "calibration.png", title, note=note)
+    return operating
