@@ -105,7 +105,13 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     backbone = pipeline.build_backbone(cfg)
     encoded = pipeline.encode(cfg, backbone, pipeline.load_labeled(cfg))
     encode_s = time.perf_counter() - started
-    log.info("%d images encoded in %.1f s; sweeping %s", len(encoded.data), encode_s, list(methods))
+    log.info(
+        "features of %d images ready in %.1f s (cache %s); sweeping %s",
+        len(encoded.data),
+        encode_s,
+        "hit" if encoded.cache.cache_hit else "miss",
+        list(methods),
+    )
 
     result = sweep(methods, backbone, encoded, grid, float(cfg.eval.threshold))
     summary = summarize(result.per_split)
