@@ -42,8 +42,9 @@ def datasheet_markdown(run: InferenceRun, per_class: pd.DataFrame, top: int = 15
         "## Draft answer",
         "",
         f"We screened {scored:,} images with the Q16 classifier (Schramowski et al., FAccT 2022): "
-        f"a frozen CLIP model ({s.get('model')}, weights `{s.get('pretrained')}`) steered by "
-        f"prompts learned on socio-moral ratings ({s.get('prompt_source')}). "
+        f"a frozen CLIP model ({s.get('model')}, weights "
+        f"`{s.get('pretrained') or 'none: RANDOM'}`) steered by "
+        f"{_prompts(s.get('prompt_source'))}. "
         f"{flagged:,} images ({_pct(flagged, scored)}) scored p(inappropriate) ≥ "
         f"{run.threshold:g} and were flagged as possibly inappropriate"
         + (f"; {errors:,} inputs could not be read and were not scored." if errors else ".")
@@ -85,7 +86,7 @@ def datasheet_markdown(run: InferenceRun, per_class: pd.DataFrame, top: int = 15
         " certified harmless.",
         f"- The threshold ({run.threshold:g}) trades missed content against false alarms;"
         " state why it was chosen (e.g. from the precision/recall table of `train.py"
-        " experiment=smid_cv`). The prompts were learned and evaluated on SMID, a few thousand"
+        " experiment=smid_cv`). Q16's prompts were learned and evaluated on SMID, a few thousand"
         " rated photos; accuracy on other image distributions is not known.",
         "- Known failure modes: what is offensive depends on culture and context, which a single"
         " image and a fixed pair of prompts cannot capture; art, news, medical and historical"
@@ -97,6 +98,12 @@ def datasheet_markdown(run: InferenceRun, per_class: pd.DataFrame, top: int = 15
     if run.random_weights:
         lines.append("- This run used RANDOM weights: every number above is meaningless.")
     return "\n".join(lines) + "\n"
+
+
+def _prompts(source: object) -> str:
+    if source in (None, "", "zeroshot"):
+        return "the paper's hand-written zero-shot prompts (not learned; markedly less accurate)"
+    return f"prompts learned on socio-moral ratings (`{source}`)"
 
 
 def _inputs(inputs: object) -> str:
