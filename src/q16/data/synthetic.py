@@ -23,6 +23,7 @@ from q16.data.smid import IMAGE_DIR, NORMS_FILE, SMIDDataset
 log = logging.getLogger(__name__)
 
 MARKER = "synthetic.json"
+SIGNAL_NOISE = 0.15
 
 
 def make_synthetic_smid(
@@ -30,7 +31,7 @@ def make_synthetic_smid(
 ) -> Path:
     """Write a synthetic SMID to ``root`` (reused when already there with the same settings)."""
     root = Path(root).expanduser()
-    settings = {"n_images": n_images, "image_size": image_size, "seed": seed, "version": 1}
+    settings = {"n_images": n_images, "image_size": image_size, "seed": seed, "version": 2}
     marker = root / MARKER
     if marker.is_file() and json.loads(marker.read_text()) == settings:
         return root
@@ -50,13 +51,19 @@ def make_synthetic_smid(
 
 
 def _render(moral_mean: float, size: int, rng: np.random.Generator) -> Image.Image:
-    """Low moral mean -> reddish, horizontally striped; high -> bluish, vertically striped."""
-    badness = (5.0 - moral_mean) / 4.0  # 1 = worst, 0 = best
+    """Low moral mean -> reddish, horizontally striped; high -> bluish, vertically striped.
+
+    The visible cue is the rating plus noise, so some images near the thresholds look like the
+    other class: accuracy stays below 100 % and grows with the number of training images.
+    """
+    badness = (5.0 - moral_mean) / 4.0 + rng.normal(0.0, SIGNAL_NOISE)  # ~1 = worst, ~0 = best
     noise = rng.normal(0.0, 40.0, (size, size, 3))
+    nuisance = rng.uniform(-60.0, 60.0, 3)  # lighting/colour cast unrelated to the rating
     base = np.empty((size, size, 3))
-    base[..., 0] = 60 + 150 * badness
-    base[..., 1] = 90
-    base[..., 2] = 210 - 150 * badness
+    base[..., 0] = 90 + 90 * badness
+    base[..., 1] = 110
+    base[..., 2] = 180 - 90 * badness
+    base += nuisance
     stripes = (np.arange(size) // 4 % 2) * 50.0
     pattern = stripes[:, None] if badness > 0.5 else stripes[None, :]
     image = base + noise + pattern[..., None]
