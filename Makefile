@@ -44,6 +44,10 @@ smid-demo: install ## SMID protocol offline (synthetic data, tiny random model) 
 reproduce: install ## the paper's SMID sweep, 4 CLIP models, openai weights (needs SMID, GPU)
 	$(PY) train.py -m experiment=smid_cv model=RN50,ViT-B-32,ViT-B-16,ViT-L-14
 
+bench: install ## inference throughput + memory (ViT-B-32, random weights) -> results/bench/
+	$(PY) scripts/bench_infer.py --model ViT-B-32 --images 128 --shard-size 32 --batch-size 32 \
+		--naive-images 16 --rss-shards 1 --repeats 2
+
 lint: install ## ruff + mypy
 	$(VENV)/bin/ruff check src tests scripts *.py
 	$(VENV)/bin/ruff format --check src tests scripts *.py
@@ -53,4 +57,4 @@ format: install ## ruff format + autofix
 	$(VENV)/bin/ruff format src tests scripts *.py
 	$(VENV)/bin/ruff check --fix src tests scripts *.py
 
-.PHONY: help install browser test test-fast test-full demo smid-demo reproduce lint format
+.PHONY: help install browser test test-fast test-full demo smid-demo reproduce bench lint format

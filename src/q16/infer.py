@@ -226,6 +226,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "batch_size": int(icfg.batch_size),
         "num_workers": num_workers,
         "world_size": world,
+        "torch_threads": torch.get_num_threads(),
         "device": str(fabric.device),
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "git_commit": git_commit(),
