@@ -234,6 +234,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     }
     W.atomic_write_bytes(out / "summary.json", json.dumps(summary, indent=2).encode())
     write_run_info(out, cfg, task="infer", summary="summary.json")
+    if icfg.get("report"):
+        from q16.report import write_report
+
+        log.info("report: %s", write_report(out).html)
     log.info(
         "scored %d images (%d flagged at p >= %.2f, %d errors) -> %s",
         summary["images_scored"],
@@ -323,6 +327,7 @@ def _write_rank(out: Path, rank: int, run_id: str, stats: LoopStats) -> None:
 
 def _wait_for_ranks(out: Path, world: int, run_id: str, poll_s: float = 1.0) -> list[dict]:
     """Poll the ranks' files rather than a collective: no timeout however uneven the ranks are."""
+    waited = 0.0
     while True:
         found = []
         for k in range(world):
@@ -333,7 +338,10 @@ def _wait_for_ranks(out: Path, world: int, run_id: str, poll_s: float = 1.0) -> 
                     found.append(record)
         if len(found) == world:
             return found
+        if waited and waited % 60 < poll_s:
+            log.info("rank 0 done; waiting for %d other rank(s) to finish", world - len(found))
         time.sleep(poll_s)
+        waited += poll_s
 
 
 def _inputs(cfg: DictConfig, shards: list[Shard]) -> list[str]:

@@ -160,10 +160,13 @@ def test_folder_input(make_cfg: MakeCfg, tmp_path: Path) -> None:
     (tmp_path / "imgs" / "n00000001" / "broken.jpg").write_bytes(b"not a jpeg")
     cfg = make_cfg(
         *base(tmp_path, "data=folder", f"data.path={tmp_path / 'imgs'}", "data.shard_size=4"),
+        "infer.threshold=0.0",
+        "infer.report=true",
         config_name="infer",
     )
     summary = infer.run(cfg)
-    assert summary["images_scored"] == 5 and summary["errors"] == 1
+    assert summary["images_scored"] == summary["images_flagged"] == 5 and summary["errors"] == 1
+    assert (tmp_path / "scored" / "report.html").is_file()
     scores = read_scores(tmp_path / "scored")
     assert set(scores["class_name"]) == {"n00000001", "n00000002"}
     assert scores["source"].map(lambda s: Path(s).is_file()).all()

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 import torch
 
 from q16.inference.reader import Batch, UInt8Preprocess
@@ -78,3 +81,17 @@ def test_writer_commits_shards_and_collects(tmp_path: Path) -> None:
     errors = [json.loads(line) for line in (tmp_path / "errors.jsonl").read_text().splitlines()]
     assert [e["shard"] for e in errors] == ["s1", "s2"]
     assert tuple(errors[0]) == ("key", "shard", "reason")
+
+
+@pytest.mark.gpu
+def test_scorer_on_cuda_with_bf16_autocast(tiny_backbone: Backbone) -> None:
+    gpu = dataclasses.replace(tiny_backbone, model=copy.deepcopy(tiny_backbone.model).cuda())
+    head = linear_probe(tiny_backbone, seed=3)
+    pre = UInt8Preprocess.from_transform(tiny_backbone.preprocess)
+    images = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8).pin_memory()
+    cpu_scores = Scorer(tiny_backbone, copy.deepcopy(head), pre.mean, pre.std).score_images(images)
+    bf16 = Scorer(gpu, head, pre.mean, pre.std, resolve_autocast("auto", gpu.device))
+    assert bf16.autocast == "bf16"
+    torch.testing.assert_close(
+        bf16.score_images(images).p_inappropriate, cpu_scores.p_inappropriate, atol=0.02, rtol=0
+    )
