@@ -44,6 +44,11 @@ smid-demo: install ## SMID protocol offline (synthetic data, tiny random model) 
 reproduce: install ## the paper's SMID sweep, 4 CLIP models, openai weights (needs SMID, GPU)
 	$(PY) train.py -m experiment=smid_cv model=RN50,ViT-B-32,ViT-B-16,ViT-L-14
 
+infer-demo: install ## offline: synthetic shards scored by the tiny random model -> outputs/infer/demo
+	$(PY) scripts/make_shards.py --synthetic 200 'outputs/infer/demo-shards/demo-%06d.tar' --maxcount 50
+	$(PY) infer.py model=tiny data.shards=outputs/infer/demo-shards infer.out_dir=outputs/infer/demo \
+		infer.threshold=0.5 infer.report=true
+
 bench: install ## inference throughput + memory (ViT-B-32, random weights) -> results/bench/
 	$(PY) scripts/bench_infer.py --model ViT-B-32 --images 128 --shard-size 32 --batch-size 32 \
 		--naive-images 16 --rss-shards 1 --repeats 2
@@ -57,4 +62,4 @@ format: install ## ruff format + autofix
 	$(VENV)/bin/ruff format src tests scripts *.py
 	$(VENV)/bin/ruff check --fix src tests scripts *.py
 
-.PHONY: help install browser test test-fast test-full demo smid-demo reproduce bench lint format
+.PHONY: help install browser test test-fast test-full demo smid-demo reproduce infer-demo bench lint format

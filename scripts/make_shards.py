@@ -7,6 +7,7 @@ In the ImageNet layout (``<synset>/<file>.JPEG``) each sample gets ``.cls`` (the
 position in the sorted folder list, or the mapping file's index for that synset) and ``.json``
 (``file_name``, ``path``, ``synset``, ``class_name``). Image bytes are copied, not re-encoded.
 Score the result with ``python infer.py data=imagenet data.shards=/data/imagenet-wds``.
+``--synthetic N`` writes N generated images instead (an offline demo: ``make infer-demo``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from q16.data.folder import ImageFolder, list_images
-from q16.data.wds import write_shards
+from q16.data.wds import synthetic_images, write_shards
 
 log = logging.getLogger("make_shards")
 
@@ -50,15 +51,24 @@ def samples(src: Path, class_names: str | None) -> Iterator[dict[str, Any]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("src", type=Path, help="folder of images (class sub-folders optional)")
+    parser.add_argument("src", type=Path, nargs="?", help="folder of images (class sub-folders)")
     parser.add_argument("dest", help="printf shard pattern, e.g. out/train-%%06d.tar")
+    parser.add_argument(
+        "--synthetic", type=int, default=0, help="instead of SRC: N generated JPEGs (offline demo)"
+    )
     parser.add_argument("--maxcount", type=int, default=1000, help="images per shard")
     parser.add_argument("--class-names", default=None, help="JSON/TXT class list (optional)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if "%" not in args.dest:
         parser.error("dest must contain a printf field such as %06d")
-    written = write_shards(samples(args.src, args.class_names), args.dest, args.maxcount)
+    if args.synthetic:
+        source = synthetic_images(args.synthetic, size=(160, 120))
+    elif args.src is not None and args.src.is_dir():
+        source = samples(args.src, args.class_names)
+    else:
+        parser.error("SRC must be a folder of images (or pass --synthetic N)")
+    written = write_shards(source, args.dest, args.maxcount)
     log.info("wrote %d shards: %s ... %s", len(written), written[0], written[-1])
 
 

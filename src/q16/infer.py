@@ -56,10 +56,20 @@ def build_source(cfg: DictConfig) -> InferenceSource:
     source = instantiate(cfg.data)
     if not isinstance(source, InferenceSource):
         raise Q16Error(
-            f"data={cfg.data.get('name', '?')} is a training dataset; infer.py needs "
+            f"data={_data_choice(cfg)} is a training dataset; infer.py needs "
             "data=imagenet (tar shards), data=folder or data=embeddings"
         )
     return source
+
+
+def _data_choice(cfg: DictConfig) -> str:
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        choice = HydraConfig.get().runtime.choices.get("data")
+        if choice:
+            return str(choice)
+    return str(cfg.data.get("name") or cfg.data.get("_target_", "?"))
 
 
 def build_fabric(trainer: DictConfig) -> L.Fabric:
