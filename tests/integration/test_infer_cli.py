@@ -19,7 +19,7 @@ from q16 import infer
 from q16.data.wds import synthetic_images, write_shards
 
 REPO = Path(__file__).resolve().parents[2]
-N_SHARDS, PER_SHARD = 16, 8
+N_SHARDS, PER_SHARD = 32, 8
 
 
 def cli(tmp_path: Path, out: Path, shards: Path, *extra: str) -> list[str]:
