@@ -180,6 +180,9 @@ def main() -> None:
         b_runs.append(run_infer(args, shards, work / f"out-e2e-{r}"))
         loads[f"b{r}"] = os.getloadavg()[0]
         print(f"(b) infer.py end to end: {b_runs[-1]['loop_images_per_s']:.2f} img/s", flush=True)
+    # why (b)/(c) is bounded on a CPU: the model alone, batch 1 vs batched, same tensors
+    a_batch1 = model_only(scorer, images[: args.naive_images], 1)
+    print(f"(a) model only at batch size 1: {a_batch1:.2f} img/s", flush=True)
     a = max(a_runs)
     e2e = max(b_runs, key=lambda run: run["loop_images_per_s"])
     b = e2e["loop_images_per_s"]
@@ -226,6 +229,8 @@ def main() -> None:
         "b_end_to_end_with_startup_images_per_s": e2e["images_per_s"],
         "b_split": {k: e2e[k] for k in ("loop_s", "data_wait_s", "model_s", "write_s", "setup_s")},
         "c_naive_images_per_s": round(c, 3),
+        "a_model_only_batch1_images_per_s": round(a_batch1, 3),
+        "ceiling_b_over_c_from_batching_alone": round(a / a_batch1, 3),
         "ratios": {"b_over_a": round(b / a, 3), "b_over_c": round(b / c, 3)},
         "peak_rss": {
             **rss,

@@ -90,6 +90,13 @@ def auto_workers(setting: int | None, local_processes: int) -> int:
     return max(1, min(8, (cores or 2) // max(1, local_processes) - 1))
 
 
+def auto_batch_size(setting: int | None, device: torch.device) -> int:
+    """256 on GPUs; 32 on CPUs, where larger batches fall out of cache and run slower."""
+    if setting is not None:
+        return int(setting)
+    return 256 if device.type == "cuda" else 32
+
+
 def load_head(
     path: str | None, backbone: Backbone, warn: bool = True
 ) -> tuple[torch.nn.Module, str]:
@@ -194,6 +201,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     num_workers = auto_workers(
         icfg.num_workers, _local_processes(fabric, int(cfg.trainer.get("num_nodes", 1)))
     )
+    batch_size = auto_batch_size(icfg.batch_size, fabric.device)
     setup_s = time.perf_counter() - started
     stats = score_shards(
         source,
@@ -201,7 +209,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         scorer,
         writer,
         decoder=ImageDecoder(preprocess, int(icfg.max_pixels)),
-        batch_size=int(icfg.batch_size),
+        batch_size=batch_size,
         num_workers=num_workers,
         show_progress=bool(icfg.progress) and rank == 0,
     )
@@ -233,7 +241,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "shards_done": counts["shards_done"],
         "inputs": _inputs(cfg, shards),
         "data": source.name,
-        "batch_size": int(icfg.batch_size),
+        "batch_size": batch_size,
         "num_workers": num_workers,
         "world_size": world,
         "torch_threads": torch.get_num_threads(),

@@ -95,3 +95,13 @@ def test_scorer_on_cuda_with_bf16_autocast(tiny_backbone: Backbone) -> None:
     torch.testing.assert_close(
         bf16.score_images(images).p_inappropriate, cpu_scores.p_inappropriate, atol=0.02, rtol=0
     )
+
+
+def test_defaults_sized_for_the_machine() -> None:
+    from q16.infer import auto_batch_size, auto_workers
+
+    assert auto_batch_size(None, torch.device("cpu")) == 32
+    assert auto_batch_size(None, torch.device("cuda")) == 256
+    assert auto_batch_size(7, torch.device("cpu")) == 7
+    assert 1 <= auto_workers(None, 1) <= 8 and auto_workers(3, 1) == 3
+    assert auto_workers(None, 10_000) == 1
