@@ -32,8 +32,7 @@ test: install browser ## run the test suite (gpu/weights tests skip when unavail
 test-fast: install ## the suite without slow tests
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
-test-full: install browser ## everything, including gpu/weights tests (set Q16_WEIGHTS_DIR)
-	$(PY) -m pytest -m "slow or not slow" $(PYTEST_ARGS)
+test-full: lint test ## lint + types + the whole suite (gpu/weights tests run where available)
 
 demo: install ## offline demo: synthetic SMID, tiny random-weight CLIP, zero-shot vs tuned
 	$(PY) train.py experiment=demo
