@@ -43,10 +43,12 @@ smid-demo: install ## SMID protocol offline (synthetic data, tiny random model) 
 reproduce: install ## the paper's SMID sweep, 4 CLIP models, openai weights (needs SMID, GPU)
 	$(PY) train.py -m experiment=smid_cv model=RN50,ViT-B-32,ViT-B-16,ViT-L-14
 
-infer-demo: install ## offline: synthetic shards scored by the tiny random model -> outputs/infer/demo
-	$(PY) scripts/make_shards.py --synthetic 200 'outputs/infer/demo-shards/demo-%06d.tar' --maxcount 50
-	$(PY) infer.py model=tiny data.shards=outputs/infer/demo-shards infer.out_dir=outputs/infer/demo \
-		infer.threshold=0.5 infer.report=true
+infer-demo: install ## offline: demo prompts (make demo) flag the synthetic images -> outputs/demo/infer/report.html
+	$(PY) train.py experiment=demo hydra.run.dir=outputs/demo/train
+	rm -rf outputs/demo/infer
+	$(PY) infer.py model=tiny data=folder data.path=data/synthetic_smid/img \
+		prompt.path=outputs/demo/train/prompts.safetensors infer.out_dir=outputs/demo/infer \
+		infer.report=true
 
 bench: install ## inference throughput + memory (ViT-B-32, random weights) -> results/bench/
 	$(PY) scripts/bench_infer.py --model ViT-B-32 --images 128 --shard-size 32 --batch-size 32 \
