@@ -52,7 +52,7 @@ infer-demo: install ## offline: demo prompts (make demo) flag the synthetic imag
 
 bench: install ## inference throughput + memory (ViT-B-32, random weights) -> results/bench/
 	$(PY) scripts/bench_infer.py --model ViT-B-32 --images 128 --shard-size 32 --batch-size 32 \
-		--naive-images 16 --rss-shards 1 --repeats 2
+		--naive-images 16 --rss-shards 1 --repeats 3
 
 lint: install ## ruff + mypy
 	$(VENV)/bin/ruff check src tests scripts *.py
