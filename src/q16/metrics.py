@@ -32,17 +32,19 @@ def binary_metrics(
     """
     probs = p_inappropriate.detach().float().cpu()
     target = labels.detach().long().cpu()
-    recall_bad = binary_recall(probs, target, threshold=threshold).item()
-    recall_good = binary_specificity(probs, target, threshold=threshold).item()
+    # torchmetrics thresholds with ">"; the rest of q16 (flagging, thresholds.csv) uses ">="
+    preds = (probs >= threshold).long()
+    recall_bad = binary_recall(preds, target).item()
+    recall_good = binary_specificity(preds, target).item()
     both_classes = bool(target.min() != target.max())
     return {
-        "accuracy": binary_accuracy(probs, target, threshold=threshold).item(),
+        "accuracy": binary_accuracy(preds, target).item(),
         "balanced_accuracy": (recall_bad + recall_good) / 2,
         "auroc": binary_auroc(probs, target).item() if both_classes else float("nan"),
         "average_precision": (
             binary_average_precision(probs, target).item() if both_classes else float("nan")
         ),
-        "f1": binary_f1_score(probs, target, threshold=threshold).item(),
+        "f1": binary_f1_score(preds, target).item(),
         "recall_appropriate": recall_good,
         "recall_inappropriate": recall_bad,
     }

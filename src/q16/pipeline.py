@@ -15,7 +15,7 @@ import lightning as L
 import numpy as np
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from q16.data.features import FeatureSet, cached_features
 from q16.data.labeled import LabeledImages
@@ -37,6 +37,14 @@ class EncodedData:
     data: LabeledImages
     features: torch.Tensor
     cache: FeatureSet
+
+
+def require_values(cfg: DictConfig) -> None:
+    """Hydra's ``???`` values, reported as one line instead of a traceback."""
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        hint = " ".join(f"{key}=..." for key in missing)
+        raise Q16Error(f"{', '.join(missing)} must be set, e.g. python train.py ... {hint}")
 
 
 def pick_device(name: str) -> torch.device:

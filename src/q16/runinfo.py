@@ -15,6 +15,8 @@ from omegaconf import DictConfig, OmegaConf
 
 
 def git_commit(cwd: str | Path | None = None) -> str | None:
+    """The q16 checkout's commit (not the caller's working directory's)."""
+    cwd = cwd if cwd is not None else Path(__file__).resolve().parent
     try:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True
@@ -35,8 +37,19 @@ def machine_description() -> dict[str, Any]:
     }
 
 
-def config_hash(cfg: DictConfig) -> str:
-    text = OmegaConf.to_yaml(cfg, resolve=True, sort_keys=True)
+EXPERIMENT_KEYS = ("seed", "class_names", "model", "prompt", "data", "split", "trainer", "cv")
+
+
+def config_hash(cfg: DictConfig, keys: tuple[str, ...] = EXPERIMENT_KEYS) -> str:
+    """Hash of what defines the experiment; paths, output dirs and loggers are left out."""
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(resolved, dict)
+    node = {key: resolved[key] for key in keys if key in resolved}
+    if isinstance(node.get("trainer"), dict):
+        node["trainer"].pop("default_root_dir", None)
+    if isinstance(node.get("data"), dict):
+        node["data"].pop("root", None)
+    text = json.dumps(node, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

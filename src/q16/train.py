@@ -26,6 +26,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         from q16.experiments.smid_cv import run as run_cv
 
         return run_cv(cfg)
+    pipeline.require_values(cfg)
     L.seed_everything(int(cfg.seed), workers=True)
     out = pipeline.output_dir(cfg)
     backbone = pipeline.build_backbone(cfg)
@@ -76,10 +77,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         n_train=len(train_idx),
         n_test=len(test_idx),
         n_unreadable=int((~encoded.cache.valid).sum()),
-        random_weights=backbone.spec.pretrained is None,
+        random_weights=backbone.spec.random_weights,
         data=encoded.data.name,
     )
-    _log_table(metrics, backbone.spec.pretrained is None, encoded.data.name)
+    _log_table(metrics, backbone.spec.random_weights, encoded.data.name)
     return metrics
 
 

@@ -50,8 +50,13 @@ def test_missing_smid_exits_with_one_line(tmp_path) -> None:
 
 
 def test_offline_weights_exit_with_one_line(tmp_path) -> None:
-    result = _train(tmp_path, "model=ViT-B-32", "data=synthetic")
+    result = _train(tmp_path, "model=ViT-B-32", "data=synthetic", f"model.cache_dir={tmp_path}/hf")
     _assert_one_line_error(result, "could not load weights ViT-B-32-quickgelu")
+
+
+def test_missing_mandatory_value_exits_with_one_line(tmp_path) -> None:
+    result = _train(tmp_path, "model=tiny", "data=csv")
+    _assert_one_line_error(result, "data.path must be set")
 
 
 def test_prompt_dim_mismatch_exits_with_one_line(tmp_path) -> None:

@@ -26,12 +26,30 @@ def test_openai_weights_use_quickgelu_configs() -> None:
     assert resolve_model_name("ViT-L-14", "openai") == "ViT-L-14-quickgelu"
     assert resolve_model_name("RN50", "openai") == "RN50-quickgelu"
     assert resolve_model_name("ViT-L-14", "laion2b_s32b_b82k") == "ViT-L-14"
+    # a local copy of OpenAI's weights: QuickGELU on request, since the file cannot tell
+    assert resolve_model_name("ViT-B-32", "/ckpt/vit-b-32.pt", True) == "ViT-B-32-quickgelu"
+    assert resolve_model_name("ViT-B-32", "/ckpt/vit-b-32.pt") == "ViT-B-32"
 
 
-def test_offline_weights_fail_with_one_clear_message(monkeypatch) -> None:
+def test_quick_gelu_flag_reaches_the_model(tmp_path, tiny_backbone) -> None:
+    path = tmp_path / "tiny.pt"
+    torch.save(tiny_backbone.model.state_dict(), path)
+    plain = load_backbone(BackboneSpec("q16-tiny", pretrained=str(path), quick_gelu=False))
+    quick = load_backbone(BackboneSpec("q16-tiny", pretrained=str(path), quick_gelu=True))
+    assert quick.spec.weights_id.endswith("+quickgelu")
+    assert quick.spec.weights_id != plain.spec.weights_id  # separate feature-cache entries
+
+
+def test_hub_models_are_not_random_weights() -> None:
+    hub = BackboneSpec("hf-hub:laion/CLIP-ViT-B-32-laion2B-s34B-b79K", pretrained=None)
+    assert not hub.random_weights and hub.weights_id.startswith("hf-hub:")
+    assert BackboneSpec("q16-tiny", pretrained=None).random_weights
+
+
+def test_offline_weights_fail_with_one_clear_message(monkeypatch, tmp_path) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(Q16Error) as info:
-        load_backbone(BackboneSpec("ViT-B-32", pretrained="openai"))
+    with pytest.raises(Q16Error) as info:  # an empty cache, so no earlier download can help
+        load_backbone(BackboneSpec("ViT-B-32", pretrained="openai", cache_dir=str(tmp_path)))
     message = str(info.value)
     assert "ViT-B-32-quickgelu" in message and "'openai'" in message
     assert "model.pretrained=/path/to" in message and "\n" not in message
@@ -43,6 +61,7 @@ def test_offline_weights_fail_with_one_clear_message(monkeypatch) -> None:
         (BackboneSpec("ViT-B-99"), "unknown open_clip model"),
         (BackboneSpec("ViT-B-32", pretrained="no_such_tag"), "not a known tag for ViT-B-32"),
         (BackboneSpec("ViT-B-32", pretrained="/nonexistent/ckpt.pt"), "no such checkpoint file"),
+        (BackboneSpec("ViT-B-32", pretrained="hf-hub:org/repo"), "model.name=hf-hub:org/repo"),
         (BackboneSpec("q16-tiny", pretrained=None, precision="fp8"), "model.precision"),
     ],
 )

@@ -18,6 +18,13 @@ from q16.errors import Q16Error
 def test_thresholds_follow_the_paper() -> None:
     labels = threshold_labels(np.array([1.0, 2.49, 2.5, 3.0, 3.5, 3.51, 5.0]), 2.5, 3.5)
     assert labels.tolist() == [1, 1, -1, -1, -1, 0, 0]
+    with pytest.raises(Q16Error, match=r"data\.t_low=4\.0 must not exceed data\.t_high=3\.0"):
+        threshold_labels(np.array([1.0]), 4.0, 3.0)
+
+
+def test_too_few_images_for_a_stratified_split_is_a_user_error() -> None:
+    with pytest.raises(Q16Error, match="cannot split 3 images"):
+        train_test_indices(np.array([0, 1, 1]), None, 0.1, seed=0)
 
 
 def _write_smid(root, names_scores, ext=".jpg"):

@@ -118,3 +118,11 @@ def test_missing_and_unknown_files(tmp_path) -> None:
     (tmp_path / "x.txt").write_text("hi")
     with pytest.raises(Q16Error, match="unknown format"):
         load_prompt(tmp_path / "x.txt")
+
+
+def test_local_copy_of_the_weights_is_not_refused(tmp_path, tiny_backbone) -> None:
+    head = soft_prompt(tiny_backbone)
+    meta = PromptMetadata(kind=head.kind, embed_dim=64, model="ViT-B-32", pretrained="openai")
+    path = save_prompt(tmp_path / "p.safetensors", head, meta)
+    # trained with the tag, scored with a local checkpoint file: allowed (with a warning)
+    load_prompt(path, model="ViT-B-32", pretrained="/ckpt/vit-b-32-openai.pt")

@@ -14,6 +14,7 @@ from q16.experiments.thresholds import (
     reliability_bins,
     threshold_for_precision,
 )
+from q16.models.backbone import BackboneSpec
 
 
 def test_precision_recall_table_counts() -> None:
@@ -100,7 +101,7 @@ def test_comparison_reads_the_paper_table(
 def test_markdown_claims_nothing_for_random_weights(reference_dir) -> None:
     reference = comparison.load_reference(reference_dir / "q16_smid_reference.csv")
     table = comparison.comparison_table(_summary("soft", 1.0, 90.0), reference, "ViT-L-14")
-    caveats = comparison.run_caveats(None, "smid")
+    caveats = comparison.run_caveats(BackboneSpec("ViT-L-14", pretrained=None), "smid")
     ctx = comparison.RunContext("ViT-L-14", "ViT-L-14", None, "smid", "cmd", caveats)
     text = comparison.comparison_markdown(table, ctx, reference_found=True)
     assert "NOT A REPRODUCTION" in text and "RANDOM weights" in text
@@ -108,6 +109,14 @@ def test_markdown_claims_nothing_for_random_weights(reference_dir) -> None:
     real = comparison.RunContext("ViT-L-14", "ViT-L-14", "openai", "smid", "cmd", [])
     text = comparison.comparison_markdown(table, real, reference_found=True)
     assert "NOT A REPRODUCTION" not in text and "Mean |Δ acc|" in text
+
+
+def test_caveats_name_what_differs_from_the_paper() -> None:
+    assert comparison.run_caveats(BackboneSpec("ViT-L-14", pretrained="openai"), "smid") == []
+    laion = comparison.run_caveats(BackboneSpec("ViT-L-14", pretrained="laion2b_s32b_b82k"), "smid")
+    assert len(laion) == 1 and "not the OpenAI CLIP weights" in laion[0]
+    synthetic = comparison.run_caveats(BackboneSpec("q16-tiny", pretrained=None), "synthetic")
+    assert len(synthetic) == 2
 
 
 def test_missing_reference_is_said_not_fatal(tmp_path) -> None:

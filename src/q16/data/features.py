@@ -49,7 +49,7 @@ class ImageFiles(Dataset):
         try:
             with Image.open(self.paths[index]) as image:
                 return self.preprocess(image.convert("RGB")), True
-        except (OSError, ValueError, Image.DecompressionBombError) as err:
+        except Exception as err:  # PIL raises many types on hostile files; skip, never crash
             log.warning("skipping unreadable image %s: %s", self.paths[index], err)
             return torch.zeros(3, self.fallback_size, self.fallback_size), False
 

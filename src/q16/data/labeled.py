@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from q16.errors import Q16Error
+
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 
 
@@ -46,7 +48,7 @@ class LabeledImages:
 def threshold_labels(scores: np.ndarray, t_low: float, t_high: float) -> np.ndarray:
     """Label 1 below ``t_low``, 0 above ``t_high``, -1 (dropped) in between."""
     if t_low > t_high:
-        raise ValueError(f"t_low={t_low} must not exceed t_high={t_high}")
+        raise Q16Error(f"data.t_low={t_low} must not exceed data.t_high={t_high}")
     labels = np.full(len(scores), -1, dtype=np.int64)
     labels[scores < t_low] = 1
     labels[scores > t_high] = 0

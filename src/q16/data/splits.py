@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from sklearn.model_selection import train_test_split
 
+from q16.errors import Q16Error
+
 
 def stratify_key(labels: np.ndarray, scores: np.ndarray | None) -> np.ndarray:
     """Label combined with the rounded rating, falling back to the label for rare strata."""
@@ -23,12 +25,18 @@ def train_test_indices(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Indices of one stratified train/test split."""
     index = np.arange(len(labels))
-    train, test = train_test_split(
-        index,
-        test_size=test_fraction,
-        random_state=seed,
-        stratify=stratify_key(labels, scores),
-    )
+    try:
+        train, test = train_test_split(
+            index,
+            test_size=test_fraction,
+            random_state=seed,
+            stratify=stratify_key(labels, scores),
+        )
+    except ValueError as err:  # too few images of a class for a stratified split
+        raise Q16Error(
+            f"cannot split {len(labels)} images ({int(np.sum(labels))} inappropriate) into "
+            f"stratified train/test parts with test_fraction={test_fraction}: {err}"
+        ) from err
     return np.sort(train), np.sort(test)
 
 

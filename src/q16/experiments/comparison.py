@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from q16.models.backbone import BackboneSpec
+
 log = logging.getLogger(__name__)
 
 
@@ -55,11 +57,17 @@ class RunContext:
         return not self.caveats
 
 
-def run_caveats(pretrained: str | None, data: str) -> list[str]:
+def run_caveats(spec: BackboneSpec, data: str) -> list[str]:
     """Reasons a run's numbers must not be read as reproducing (or failing) the paper."""
     caveats = []
-    if pretrained is None:
+    if spec.random_weights:
         caveats.append("the model has RANDOM weights (model.pretrained=null)")
+    elif spec.pretrained != "openai" and not spec.quick_gelu:
+        # a local file with quick_gelu=true is taken to be a copy of OpenAI's weights
+        caveats.append(
+            f"the weights are {spec.pretrained or spec.name!r}, not the OpenAI CLIP weights "
+            "the paper used"
+        )
     if data == "synthetic":
         caveats.append("the data is SYNTHETIC (data=synthetic), not SMID")
     elif data != "smid":

@@ -119,7 +119,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     summary.to_csv(out / "summary.csv", index=False, float_format="%.4f")
 
     pretrained = backbone.spec.pretrained
-    caveats = comparison.run_caveats(pretrained, encoded.data.name)
+    caveats = comparison.run_caveats(backbone.spec, encoded.data.name)
     note = ("NOT A REPRODUCTION: " + "; ".join(caveats)) if caveats else None
     ctx = comparison.RunContext(
         model=backbone.spec.name,
@@ -153,7 +153,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         command=ctx.command,
         model=ctx.model,
         pretrained=pretrained,
-        random_weights=pretrained is None,
+        random_weights=backbone.spec.random_weights,
         data=encoded.data.name,
         n_images=len(encoded.data),
         n_inappropriate=int(encoded.data.labels.sum()),

@@ -30,27 +30,43 @@ class BackboneSpec:
     """What to load: an open_clip architecture and its weights.
 
     Args:
-        name: open_clip model name (``ViT-L-14``, ``ViT-B-32-quickgelu``, ``q16-tiny``).
+        name: open_clip model name (``ViT-L-14``, ``ViT-B-32-quickgelu``, ``q16-tiny``), or
+            ``hf-hub:org/repo`` for a model published with its config on the Hugging Face hub.
         pretrained: an open_clip pretrained tag (``openai``, ``laion2b_s34b_b79k``), a local
-            checkpoint path, ``hf-hub:org/repo``, or ``None`` for random weights.
+            checkpoint path, or ``None`` for random weights (ignored for ``hf-hub:`` names).
         precision: ``fp32``, ``bf16`` or ``fp16``.
         cache_dir: where open_clip keeps downloaded weights (``None`` = its default).
+        quick_gelu: OpenAI's weights were trained with QuickGELU and score wrongly without it.
+            ``None`` = only for ``pretrained=openai``; set ``True`` when loading OpenAI weights
+            from a local file.
     """
 
     name: str
     pretrained: str | None = "openai"
     precision: str = "fp32"
     cache_dir: str | None = None
+    quick_gelu: bool | None = None
+
+    @property
+    def from_hub(self) -> bool:
+        return self.name.startswith(("hf-hub:", "local-dir:"))
+
+    @property
+    def random_weights(self) -> bool:
+        return self.pretrained is None and not self.from_hub
 
     @property
     def weights_id(self) -> str:
         """A stable identity of the weights for cache keys and prompt metadata."""
+        if self.from_hub:
+            return self.name
         if self.pretrained is None:
             return "random-init"
         path = Path(self.pretrained).expanduser()
         if path.is_file():
             stat = path.stat()
-            return f"file:{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+            weights = f"file:{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+            return f"{weights}+quickgelu" if self.quick_gelu else weights
         return self.pretrained
 
 
@@ -100,14 +116,15 @@ def register_tiny_model() -> None:
         open_clip.add_model_config(path)
 
 
-def resolve_model_name(name: str, pretrained: str | None) -> str:
+def resolve_model_name(name: str, pretrained: str | None, quick_gelu: bool | None = None) -> str:
     """OpenAI's weights were trained with QuickGELU; use the matching open_clip config."""
     import open_clip
 
-    if pretrained == "openai" and not name.endswith("-quickgelu"):
+    wanted = quick_gelu if quick_gelu is not None else pretrained == "openai"
+    if wanted and not name.endswith("-quickgelu"):
         quick = f"{name}-quickgelu"
         if quick in open_clip.list_models():
-            log.info("pretrained=openai: using %s (OpenAI weights need QuickGELU)", quick)
+            log.info("using %s (OpenAI weights need QuickGELU)", quick)
             return quick
     return name
 
@@ -127,8 +144,10 @@ def load_backbone(spec: BackboneSpec, device: str | torch.device = "cpu") -> Bac
     register_tiny_model()
     if spec.precision not in PRECISIONS:
         raise Q16Error(f"model.precision={spec.precision!r} is not one of {', '.join(PRECISIONS)}")
-    hub_model = spec.name.startswith(("hf-hub:", "local-dir:"))
-    name = spec.name if hub_model else resolve_model_name(spec.name, spec.pretrained)
+    hub_model = spec.from_hub
+    name = (
+        spec.name if hub_model else resolve_model_name(spec.name, spec.pretrained, spec.quick_gelu)
+    )
     if not hub_model and name not in open_clip.list_models():
         raise Q16Error(
             f"unknown open_clip model {spec.name!r}; see open_clip.list_models(), or use "
@@ -150,6 +169,7 @@ def load_backbone(spec: BackboneSpec, device: str | torch.device = "cpu") -> Bac
             precision=spec.precision,
             device=device,
             cache_dir=spec.cache_dir,
+            force_quick_gelu=bool(spec.quick_gelu),
         )
     except Exception as err:  # open_clip/hf_hub raise many types for "could not fetch"
         if not hub_model:
@@ -172,6 +192,11 @@ def _fetch_weights(name: str, tag: str, cache_dir: str | None) -> None:
 def _check_pretrained(name: str, pretrained: str | None) -> str | None:
     if pretrained is None:
         return None
+    if pretrained.startswith("hf-hub:"):
+        raise Q16Error(
+            f"model.pretrained={pretrained!r}: a hub model is named by its config, pass "
+            f"model.name={pretrained} (model.pretrained is then ignored)"
+        )
     path = Path(pretrained).expanduser()
     if path.is_file():
         return str(path)

@@ -164,6 +164,13 @@ def _array_head(array: np.ndarray, path: Path, source: str) -> tuple[PromptHead,
     return ClassEmbeddingHead(embeddings, PAPER_LOGIT_SCALE, trainable=False), meta
 
 
+def _is_tag(pretrained: str | None) -> bool:
+    """An open_clip tag such as ``openai`` (not a local checkpoint path)."""
+    if pretrained is None:
+        return False
+    return "/" not in pretrained and not Path(pretrained).expanduser().is_file()
+
+
 def _strip_quickgelu(name: str | None) -> str | None:
     return name.removesuffix("-quickgelu") if name else name
 
@@ -188,10 +195,17 @@ def _check_compatible(
                 f"{path.name}: prompt was trained for model {meta.model}, not {model}; "
                 f"pass model={_strip_quickgelu(meta.model)} or a prompt trained for {model}"
             )
-        if pretrained is not None and meta.pretrained not in (None, pretrained):
+        if _is_tag(pretrained) and _is_tag(meta.pretrained) and meta.pretrained != pretrained:
             raise Q16Error(
                 f"{path.name}: prompt was trained with pretrained={meta.pretrained!r}, "
                 f"not {pretrained!r}; scores would be meaningless"
+            )
+        if meta.pretrained != pretrained:
+            log.warning(
+                "%s: trained with weights %s, now used with %s; make sure they are the same",
+                path.name,
+                meta.pretrained,
+                pretrained,
             )
     if meta.source != "q16" and pretrained not in (None, "openai"):
         log.warning(
