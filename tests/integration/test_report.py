@@ -245,7 +245,7 @@ def test_html_renders_in_headless_chromium(report: Path, tmp_path: Path) -> None
     url = (report / "report.html").resolve().as_uri()
     shot = tmp_path / "report.png"
     subprocess.run(
-        [browser, *flags, f"--screenshot={shot}", url], capture_output=True, timeout=90, check=False
+        [browser, *flags, f"--screenshot={shot}", url], capture_output=True, timeout=240, check=False
     )
     assert shot.is_file(), "chromium wrote no screenshot"
     with Image.open(shot) as image:
@@ -255,7 +255,7 @@ def test_html_renders_in_headless_chromium(report: Path, tmp_path: Path) -> None
         [browser, *flags, "--dump-dom", url],
         capture_output=True,
         text=True,
-        timeout=90,
+        timeout=240,
         check=False,
     ).stdout
     assert dom.count('class="thumb"') == 5 and 'id="histogram"' in dom
