@@ -8,13 +8,11 @@ shards (``trainer=ddp trainer.devices=8``), rank 0 writes the summary when all a
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import logging
 import os
 import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,34 +20,27 @@ import lightning as L
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from tqdm import tqdm
 
 from q16.data.shards import InferenceSource, Shard
 from q16.errors import Q16Error
 from q16.inference import writer as W
-from q16.inference.reader import ImageDecoder, ShardStream, UInt8Preprocess, make_loader, partition
+from q16.inference.layout import SUMMARY_FILE
+from q16.inference.loop import score_shards
+from q16.inference.reader import ImageDecoder, UInt8Preprocess, partition
 from q16.inference.scorer import Scorer, resolve_autocast
+from q16.inference.state import (
+    check_fingerprint,
+    fingerprint,
+    wait_for_ranks,
+    write_embeddings_meta,
+    write_rank,
+)
 from q16.models.backbone import Backbone, BackboneSpec, load_backbone
 from q16.models.prompt_io import load_prompt
 from q16.models.prompts import zeroshot_prompt
 from q16.runinfo import git_commit, machine_description, write_run_info
 
 log = logging.getLogger(__name__)
-
-RANKS_DIR = "ranks"
-FINGERPRINT_FILE = "fingerprint.json"
-
-
-@dataclass
-class LoopStats:
-    """What one rank did in this run (written to ``ranks/rank-<k>.json``)."""
-
-    images: int = 0
-    shards: int = 0
-    data_wait_s: float = 0.0
-    model_s: float = 0.0
-    write_s: float = 0.0
-    loop_s: float = 0.0
 
 
 def build_source(cfg: DictConfig) -> InferenceSource:
@@ -116,35 +107,6 @@ def load_head(
     return zeroshot_prompt(backbone), "zeroshot"
 
 
-def fingerprint(backbone: Backbone, prompt_source: str, threshold: float) -> dict[str, Any]:
-    """What makes two runs' scores comparable; resume refuses an out_dir made differently."""
-    prompt_id = prompt_source
-    if Path(prompt_source).is_file():
-        prompt_id = hashlib.sha256(Path(prompt_source).read_bytes()).hexdigest()[:16]
-    return {
-        "model": backbone.spec.name,
-        "weights": backbone.spec.weights_id,
-        "precision": backbone.spec.precision,
-        "preprocess": backbone.preprocess_id,
-        "prompt": prompt_id,
-        "threshold": threshold,
-    }
-
-
-def check_fingerprint(out: Path, current: dict[str, Any], write: bool) -> None:
-    path = out / FINGERPRINT_FILE
-    if path.is_file():
-        previous = json.loads(path.read_text())
-        if previous != current:
-            changed = sorted(k for k in current if previous.get(k) != current[k])
-            raise Q16Error(
-                f"infer.out_dir={str(out)!r} holds scores made with a different "
-                f"{', '.join(changed)}; pass a new infer.out_dir (or delete the old one)"
-            )
-    elif write:
-        W.atomic_write_bytes(path, json.dumps(current, indent=2).encode())
-
-
 def check_embeddings(source: InferenceSource, backbone: Backbone) -> None:
     meta_fn = getattr(source, "meta", None)
     if meta_fn is None:
@@ -160,9 +122,19 @@ def check_embeddings(source: InferenceSource, backbone: Backbone) -> None:
         )
 
 
+def check_required(cfg: DictConfig) -> None:
+    """``???`` values (``data.path`` of data=folder) as one line instead of Hydra's traceback."""
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        key = missing[0]
+        example = f" data={_data_choice(cfg)} {key}=/images" if key == "data.path" else ""
+        raise Q16Error(f"{key} is required:{example or f' pass {key}=...'}")
+
+
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Score every image in ``cfg.data``; returns the summary (also ``summary.json``)."""
     started = time.perf_counter()
+    check_required(cfg)
     icfg = cfg.infer
     source = build_source(cfg)
     threshold = float(icfg.threshold)
@@ -173,6 +145,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     run_id = fabric.broadcast(uuid.uuid4().hex, src=0) if world > 1 else uuid.uuid4().hex
 
     shards = source.list_shards()
+    autocast = resolve_autocast(str(icfg.autocast), fabric.device)
+    max_pixels = int(icfg.max_pixels)
     spec: BackboneSpec = instantiate(cfg.model)
     # seeded so that random-weight models (tests, benchmarks) are the same on every rank/resume
     L.seed_everything(int(cfg.get("seed", 0)), verbose=False)
@@ -180,7 +154,18 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     check_embeddings(source, backbone)
     head, prompt_source = load_head(cfg.prompt.get("path"), backbone, warn=rank == 0)
     out.mkdir(parents=True, exist_ok=True)
-    check_fingerprint(out, fingerprint(backbone, prompt_source, threshold), write=rank == 0)
+    current = fingerprint(
+        model=backbone.spec.name,
+        weights=backbone.spec.weights_id,
+        precision=backbone.spec.precision,
+        preprocess=backbone.preprocess_id,
+        prompt_source=prompt_source,
+        threshold=threshold,
+        autocast=autocast,
+        max_pixels=max_pixels,
+        shards=shards,
+    )
+    check_fingerprint(out, current, write=rank == 0)
 
     mine = partition(shards, rank, world)
     todo = [s for s in mine if not W.is_done(out, s.name)]
@@ -189,15 +174,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     )
     writer = W.ShardWriter(out, threshold, bool(icfg.save_embeddings))
     if icfg.save_embeddings and rank == 0:
-        _write_embeddings_meta(out, backbone)
+        write_embeddings_meta(out, _embeddings_meta(backbone))
     preprocess = UInt8Preprocess.from_transform(backbone.preprocess)
-    scorer = Scorer(
-        backbone,
-        head,
-        preprocess.mean,
-        preprocess.std,
-        resolve_autocast(str(icfg.autocast), fabric.device),
-    )
+    scorer = Scorer(backbone, head, preprocess.mean, preprocess.std, autocast)
     num_workers = auto_workers(
         icfg.num_workers, _local_processes(fabric, int(cfg.trainer.get("num_nodes", 1)))
     )
@@ -208,15 +187,24 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         todo,
         scorer,
         writer,
-        decoder=ImageDecoder(preprocess, int(icfg.max_pixels)),
+        decoder=ImageDecoder(preprocess, max_pixels),
         batch_size=batch_size,
         num_workers=num_workers,
         show_progress=bool(icfg.progress) and rank == 0,
     )
-    _write_rank(out, rank, run_id, stats)
+    write_rank(out, rank, run_id, stats)
+    if stats.unread:
+        log.warning(
+            "rank %d: %d shard(s) could not be read (%s); see errors.jsonl and re-run with "
+            "the same infer.out_dir to retry them",
+            rank,
+            len(stats.unread),
+            ", ".join(stats.unread[:5]),
+        )
     if rank != 0:
         return {}
-    ranks = _wait_for_ranks(out, world, run_id)
+    timeout_s = float(icfg.get("rank_wait_timeout_s", 3600))
+    ranks, missing = wait_for_ranks(out, world, run_id, timeout_s)
     counts = W.collect(out, [s.name for s in shards])
     wall = time.perf_counter() - started
     images_now = sum(r["images"] for r in ranks)
@@ -239,6 +227,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "threshold": threshold,
         "shards_total": len(shards),
         "shards_done": counts["shards_done"],
+        "ranks_missing": missing,
         "inputs": _inputs(cfg, shards),
         "data": source.name,
         "batch_size": batch_size,
@@ -250,8 +239,15 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "git_commit": git_commit(),
         "machine": machine_description(),
     }
-    W.atomic_write_bytes(out / "summary.json", json.dumps(summary, indent=2).encode())
-    write_run_info(out, cfg, task="infer", summary="summary.json")
+    W.atomic_write_bytes(out / SUMMARY_FILE, json.dumps(summary, indent=2).encode())
+    write_run_info(out, cfg, task="infer", summary=SUMMARY_FILE)
+    if missing:
+        raise Q16Error(
+            f"rank(s) {', '.join(map(str, missing))} did not report within "
+            f"infer.rank_wait_timeout_s={timeout_s:g} (a rank died?); summary.json covers "
+            f"{counts['shards_done']}/{len(shards)} shards: re-run with the same "
+            "infer.out_dir to resume"
+        )
     if icfg.get("report"):
         from q16.report import write_report
 
@@ -267,99 +263,18 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     return summary
 
 
-def score_shards(
-    source: InferenceSource,
-    shards: list[Shard],
-    scorer: Scorer,
-    writer: W.ShardWriter,
-    *,
-    decoder: ImageDecoder,
-    batch_size: int,
-    num_workers: int,
-    show_progress: bool = False,
-) -> LoopStats:
-    """The loop: wait for a batch, score it, hand it to the writer; commit finished shards."""
-    stats = LoopStats()
-    if not shards:
-        writer.close()
-        return stats
-    stream = ShardStream(source, shards, decoder, batch_size)
-    loader = make_loader(stream, num_workers, pin_memory=scorer.device.type == "cuda")
-    keep = writer.save_embeddings
-    bar = tqdm(unit="img", disable=not show_progress, dynamic_ncols=True, smoothing=0.1)
-    begin = time.perf_counter()
-    batches = iter(loader)
-    while True:
-        tick = time.perf_counter()
-        batch = next(batches, None)
-        stats.data_wait_s += time.perf_counter() - tick
-        if batch is None:
-            break
-        if len(batch):
-            tick = time.perf_counter()
-            if batch.features is not None:
-                scores = scorer.score_features(batch.features, keep=keep)
-            else:
-                assert batch.images is not None
-                scores = scorer.score_images(batch.images, keep=keep)
-            stats.model_s += time.perf_counter() - tick
-            writer.add(batch, scores)
-            stats.images += len(batch)
-            bar.update(len(batch))
-        if batch.done:
-            tick = time.perf_counter()
-            writer.finish(batch.shard, batch.errors)
-            stats.write_s += time.perf_counter() - tick
-            stats.shards += 1
-            bar.set_postfix(shards=f"{stats.shards}/{len(shards)}")
-    tick = time.perf_counter()
-    writer.close()
-    stats.write_s += time.perf_counter() - tick
-    bar.close()
-    stats.loop_s = time.perf_counter() - begin
-    return stats
-
-
-def _local_processes(fabric: L.Fabric, num_nodes: int) -> int:
-    return max(1, fabric.world_size // max(1, num_nodes))
-
-
-def _write_embeddings_meta(out: Path, backbone: Backbone) -> None:
-    meta = {
+def _embeddings_meta(backbone: Backbone) -> dict[str, Any]:
+    return {
         "model": backbone.spec.name,
         "pretrained": backbone.spec.pretrained,
         "weights": backbone.spec.weights_id,
         "embed_dim": backbone.embed_dim,
         "dtype": "float32",
     }
-    path = out / W.EMBEDDINGS_DIR / "meta.json"
-    W.atomic_write_bytes(path, json.dumps(meta, indent=2).encode())
 
 
-def _write_rank(out: Path, rank: int, run_id: str, stats: LoopStats) -> None:
-    folder = out / RANKS_DIR
-    folder.mkdir(parents=True, exist_ok=True)
-    record = {"run_id": run_id, "rank": rank, **stats.__dict__}
-    W.atomic_write_bytes(folder / f"rank-{rank}.json", json.dumps(record).encode())
-
-
-def _wait_for_ranks(out: Path, world: int, run_id: str, poll_s: float = 1.0) -> list[dict]:
-    """Poll the ranks' files rather than a collective: no timeout however uneven the ranks are."""
-    waited = 0.0
-    while True:
-        found = []
-        for k in range(world):
-            path = out / RANKS_DIR / f"rank-{k}.json"
-            if path.is_file():
-                record = json.loads(path.read_text())
-                if record.get("run_id") == run_id:
-                    found.append(record)
-        if len(found) == world:
-            return found
-        if waited and waited % 60 < poll_s:
-            log.info("rank 0 done; waiting for %d other rank(s) to finish", world - len(found))
-        time.sleep(poll_s)
-        waited += poll_s
+def _local_processes(fabric: L.Fabric, num_nodes: int) -> int:
+    return max(1, fabric.world_size // max(1, num_nodes))
 
 
 def _inputs(cfg: DictConfig, shards: list[Shard]) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import tarfile
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from PIL import Image
 from q16.data.classnames import load_class_names
 from q16.data.folder import ImageFolder
 from q16.data.hostile import cut_tar, encode, hostile_samples, write_tar
-from q16.data.shards import ErrorLog
+from q16.data.shards import ErrorLog, Shard
 from q16.data.wds import (
     WebDatasetShards,
     expand_shards,
@@ -64,6 +65,47 @@ def test_shard_names_unique() -> None:
     assert shard_names(["/d/a-0.tar", "/d/a-1.tar"]) == ["a-0", "a-1"]
     names = shard_names(["/d/x/000.tar", "/d/y/000.tar"])
     assert len(set(names)) == 2 and all("/" not in n for n in names)
+
+
+@pytest.mark.parametrize(
+    "urls",
+    [
+        ["/d/a b.tar", "/d/a_b.tar"],  # the same after sanitising
+        ["/d/x.tar", "/d/x.tgz"],  # the same after stripping the suffix
+        ["/d/X.tar", "/d/x.tar"],  # one file on case-insensitive filesystems
+        ["/d/p/a b.tar", "/d/q/a b.tar", "/d/p_a_b.tar"],
+    ],
+)
+def test_shard_names_unique_after_sanitising(urls: list[str]) -> None:
+    names = shard_names(urls)
+    assert len({n.lower() for n in names}) == len(urls)
+    assert all(re.fullmatch(r"[A-Za-z0-9._-]+", n) for n in names)
+    assert shard_names(urls) == names  # stable: resume finds the same names
+
+
+def test_unopenable_shard_is_not_done_but_empty_and_cut_ones_are(
+    tmp_path: Path, decoder: ImageDecoder
+) -> None:
+    """A vanished / unreadable tar may be transient: retried, not committed as done."""
+    folder = tmp_path / "shards"
+    folder.mkdir()
+    tarfile.open(folder / "a-empty.tar", "w").close()
+    source = WebDatasetShards(str(folder))
+    shards = [*source.list_shards(), Shard("b-gone", str(folder / "b-gone.tar"))]
+    batches = drain(ShardStream(source, shards, decoder, batch_size=4))
+    assert [(b.shard, b.done, b.unread) for b in batches] == [
+        ("a-empty", True, False),
+        ("b-gone", True, True),
+    ]
+    (reason,) = [e["reason"] for e in batches[1].errors]
+    assert reason.startswith("FileNotFoundError") and "b-gone.tar" in reason
+
+
+def test_unexpected_preprocessing_is_a_user_error() -> None:
+    from torchvision import transforms
+
+    with pytest.raises(Q16Error, match="preprocessing"):
+        UInt8Preprocess.from_transform(transforms.Compose([transforms.Resize(8)]))
 
 
 @pytest.mark.parametrize("ranks,workers", [(1, 1), (2, 3), (3, 2), (4, 4)])
@@ -139,7 +181,7 @@ def test_truncated_tar_keeps_images_before_the_cut(tmp_path: Path, decoder: Imag
     scored = [k for b in batches for k in b.keys]
     assert 0 < len(scored) < 12
     assert scored == whole
-    assert batches[-1].done and batches[-1].errors
+    assert batches[-1].done and batches[-1].errors and not batches[-1].unread
     assert all(e["key"] is None for e in batches[-1].errors)
 
 
@@ -152,9 +194,9 @@ def test_empty_and_zero_byte_shards_finish_with_an_error(
     (folder / "b-zero.tar").write_bytes(b"")
     source = WebDatasetShards(str(folder))
     batches = drain(ShardStream(source, source.list_shards(), decoder, batch_size=4))
-    assert [(b.shard, b.done, len(b)) for b in batches] == [
-        ("a-empty", True, 0),
-        ("b-zero", True, 0),
+    assert [(b.shard, b.done, b.unread, len(b)) for b in batches] == [
+        ("a-empty", True, False, 0),
+        ("b-zero", True, False, 0),
     ]
     assert all(len(b.errors) == 1 for b in batches)
 

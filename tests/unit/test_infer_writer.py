@@ -11,6 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
+from q16.errors import Q16Error
+from q16.inference.layout import UNKNOWN_CLASS
 from q16.inference.reader import Batch, UInt8Preprocess
 from q16.inference.scorer import Scorer, Scores, resolve_autocast
 from q16.inference.writer import SCHEMA, ShardWriter, collect, is_done
@@ -73,7 +75,7 @@ def test_writer_commits_shards_and_collects(tmp_path: Path) -> None:
     assert counts["errors"] == 2 and counts["shards_done"] == 2
     assert counts["per_class"] == {
         "cat": {"scored": 2, "flagged": 1},
-        "unknown": {"scored": 1, "flagged": 1},
+        UNKNOWN_CLASS: {"scored": 1, "flagged": 1},
     }
     flagged = (tmp_path / "flagged.csv").read_text().splitlines()
     assert flagged[0] == "key,shard,source,file_name,class_id,class_name,p_inappropriate"
@@ -105,3 +107,19 @@ def test_defaults_sized_for_the_machine() -> None:
     assert auto_batch_size(7, torch.device("cpu")) == 7
     assert 1 <= auto_workers(None, 1) <= 8 and auto_workers(3, 1) == 3
     assert auto_workers(None, 10_000) == 1
+
+
+def test_unread_shard_records_errors_but_is_not_done(tmp_path: Path) -> None:
+    writer = ShardWriter(tmp_path, threshold=0.5)
+    error = {"key": None, "shard": "gone", "reason": "FileNotFoundError: gone.tar"}
+    writer.finish("gone", [error], commit=False)
+    writer.close()
+    assert not is_done(tmp_path, "gone")
+    counts = collect(tmp_path, ["gone"])
+    assert counts["shards_done"] == 0 and counts["errors"] == 1
+    assert json.loads((tmp_path / "errors.jsonl").read_text()) == error
+
+
+def test_bad_autocast_is_a_user_error() -> None:
+    with pytest.raises(Q16Error, match=r"infer\.autocast must be"):
+        resolve_autocast("bf15", torch.device("cpu"))

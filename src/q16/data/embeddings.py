@@ -18,9 +18,8 @@ import pyarrow.parquet as pq
 
 from q16.data.shards import ErrorLog, RawSample, Shard
 from q16.errors import Q16Error
+from q16.inference.layout import EMBEDDINGS_DIR, SCORES_DIR
 
-EMBEDDINGS_DIR = "embeddings"
-SCORES_DIR = "scores"
 META_FILE = "meta.json"
 META_COLUMNS = ("key", "source", "file_name", "class_id", "class_name", "synset")
 

@@ -69,6 +69,11 @@ class ImageFolder:
         files = list_images(self.root)
         if not files:
             raise Q16Error(f"data.path={self.path!r}: no image files found")
+        # a bad data.class_names fails here, in the main process, not in a DataLoader worker
+        if self.class_from_dirs:
+            self.class_table()
+        else:
+            load_class_names(self.class_names)
         stem = re.sub(r"[^A-Za-z0-9._-]+", "_", self.root.name) or "folder"
         size = self.shard_size
         return [

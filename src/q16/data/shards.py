@@ -53,12 +53,20 @@ class ErrorLog:
 
     shard: str
     records: list[dict[str, str | None]] = field(default_factory=list)
+    io_errors: int = 0
+    """OSErrors seen (vanished / unreadable file, NFS): may be transient, unlike a bad tar."""
 
     def add(self, key: str | None, reason: str) -> None:
         self.records.append({"key": key, "shard": self.shard, "reason": reason[:500]})
 
     def __call__(self, exn: BaseException) -> bool:
-        reason = f"{type(exn).__name__}: {exn.args[0] if exn.args else exn}"
+        if isinstance(exn, OSError):
+            self.io_errors += 1
+            reason = f"{type(exn).__name__}: {exn.strerror or exn}"
+            if exn.filename:
+                reason += f": {exn.filename}"
+        else:
+            reason = f"{type(exn).__name__}: {exn.args[0] if exn.args else exn}"
         self.add(None, reason)
         return True
 

@@ -9,11 +9,13 @@ otherwise it is a caption and ignored.
 from __future__ import annotations
 
 import glob
+import hashlib
 import io
 import json
 import logging
 import os
 import re
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,11 +89,21 @@ def shard_names(urls: Sequence[str]) -> list[str]:
                 return name[: -len(suffix)]
         return name
 
+    def clean(name: str) -> str:
+        return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "shard"
+
     names = [strip(os.path.basename(u.rstrip("/"))) for u in urls]
     if len(set(names)) < len(names):
         common = os.path.commonpath([os.path.dirname(u) for u in urls]) if urls else ""
         names = [strip(os.path.relpath(u, common) if common else u) for u in urls]
-    return [re.sub(r"[^A-Za-z0-9._-]+", "_", n).strip("_") or "shard" for n in names]
+    names = [clean(n) for n in names]
+    # sanitising or suffix stripping can still collide (``a b.tar``/``a_b.tar``,
+    # ``x.tar``/``x.tgz``; ``A.tar``/``a.tar`` on case-insensitive filesystems)
+    counts = Counter(n.lower() for n in names)
+    return [
+        f"{n}-{hashlib.sha1(u.encode()).hexdigest()[:8]}" if counts[n.lower()] > 1 else n
+        for n, u in zip(names, urls, strict=True)
+    ]
 
 
 @dataclass
@@ -111,6 +123,7 @@ class WebDatasetShards:
 
     def list_shards(self) -> list[Shard]:
         urls = expand_shards(self.shards)
+        self.classes()  # a bad data.class_names fails here, in the main process
         return [Shard(n, u) for n, u in zip(shard_names(urls), urls, strict=True)]
 
     def classes(self) -> ClassNames:

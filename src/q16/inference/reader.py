@@ -22,6 +22,7 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from q16.data.shards import ErrorLog, InferenceSource, RawSample, Shard
+from q16.errors import Q16Error
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,10 @@ class UInt8Preprocess:
         names = [type(s).__name__ for s in steps]
         at = next((i for i, n in enumerate(names) if n in TENSOR_STEPS), None)
         if at is None or at + 2 != len(steps) or names[-1] != "Normalize":
-            raise ValueError(f"unexpected preprocessing pipeline: {names}")
+            raise Q16Error(
+                f"the model's preprocessing {names} is not [PIL steps..., ToTensor, Normalize], "
+                "which infer.py needs to decode in workers and normalise on the device"
+            )
         normalize = steps[-1]
         return cls(steps[:at], tuple(map(float, normalize.mean)), tuple(map(float, normalize.std)))
 
@@ -121,6 +125,8 @@ class Batch:
     features: torch.Tensor | None = None
     errors: list[dict[str, str | None]] = field(default_factory=list)
     done: bool = False
+    unread: bool = False
+    """Set on the ``done`` batch of a shard that could not be opened: not committed, retried."""
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -172,6 +178,9 @@ class ShardStream(IterableDataset):
             errors.add(None, "empty shard: no samples")
         final = self._collate(shard.name, pending)
         final.errors, final.done = errors.records, True
+        # an I/O error before the first sample (vanished file, NFS hiccup) may be transient:
+        # leave the shard undone so that the next run retries it
+        final.unread = n_samples == 0 and errors.io_errors > 0
         yield final
 
     def _decode(self, raw: RawSample, errors: ErrorLog) -> torch.Tensor | None:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from q16.errors import Q16Error
 from q16.models.backbone import Backbone
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -21,7 +22,7 @@ def resolve_autocast(setting: str, device: torch.device) -> str:
     if setting == "auto":
         return "bf16" if device.type == "cuda" else "off"
     if setting not in ("off", *AUTOCAST_DTYPES):
-        raise ValueError(f"infer.autocast must be auto, off, bf16 or fp16, not {setting!r}")
+        raise Q16Error(f"infer.autocast must be auto, off, bf16 or fp16, not {setting!r}")
     return setting
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from collections import deque
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -20,12 +21,21 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from q16.inference.layout import (
+    EMBEDDINGS_DIR,
+    ERRORS_DIR,
+    ERRORS_FILE,
+    FLAGGED_COLUMNS,
+    FLAGGED_FILE,
+    SCORES_DIR,
+    UNKNOWN_CLASS,
+)
 from q16.inference.reader import Batch
 from q16.inference.scorer import Scores
+from q16.inference.state import atomic_write_bytes
 
-SCORES_DIR = "scores"
-ERRORS_DIR = "errors"
-EMBEDDINGS_DIR = "embeddings"
+TEST_KILL_ENV = "Q16_TEST_KILL"
+"""Test-only: ``<point>:<n>`` SIGKILLs this process in its n-th commit (tests/integration)."""
 
 SCHEMA = pa.schema(
     [
@@ -42,16 +52,12 @@ SCHEMA = pa.schema(
     ]
 )
 """One row per scored image (``synset`` is extra to the documented contract)."""
-FLAGGED_COLUMNS = [
-    "key", "shard", "source", "file_name", "class_id", "class_name", "p_inappropriate",
-]  # fmt: skip
-UNKNOWN_CLASS = "unknown"
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+def _test_kill(point: str, commit: int) -> None:
+    """Test-only crash point: SIGKILL ourselves where ``Q16_TEST_KILL=<point>:<commit>``."""
+    if os.environ.get(TEST_KILL_ENV) == f"{point}:{commit}":
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def scores_path(out_dir: Path, shard: str) -> Path:
@@ -85,6 +91,7 @@ class ShardWriter:
     pending: dict[str, _Pending] = field(default_factory=dict)
     _pool: ThreadPoolExecutor | None = field(default=None, init=False, repr=False)
     _queued: deque[Future[int]] = field(default_factory=deque, init=False, repr=False)
+    _commits: int = field(default=0, init=False, repr=False)
 
     def __post_init__(self) -> None:
         for sub in (SCORES_DIR, ERRORS_DIR) + ((EMBEDDINGS_DIR,) if self.save_embeddings else ()):
@@ -109,9 +116,16 @@ class ShardWriter:
         if self.save_embeddings and scores.embeddings is not None:
             acc.embeddings.append(scores.embeddings.float().numpy())
 
-    def finish(self, shard: str, errors: Iterable[dict[str, Any]]) -> None:
-        """Hand a finished shard to the commit thread (or commit it now without one)."""
+    def finish(self, shard: str, errors: Iterable[dict[str, Any]], commit: bool = True) -> None:
+        """Hand a finished shard to the commit thread (or commit it now without one).
+
+        ``commit=False`` (a shard that could not be read at all) writes its error records
+        but no parquet, so the shard is not done and the next run retries it.
+        """
         acc, records = self.pending.pop(shard, _Pending()), list(errors)
+        if not commit:
+            self._write_errors(shard, records)
+            return
         if self._pool is None:
             self.commit(shard, acc, records)
             return
@@ -129,6 +143,7 @@ class ShardWriter:
 
     def commit(self, shard: str, acc: _Pending, errors: list[dict[str, Any]]) -> int:
         """Embeddings, then errors, then the parquet whose presence marks the shard done."""
+        self._commits += 1
         if self.save_embeddings:
             dim = acc.embeddings[0].shape[1] if acc.embeddings else 0
             array = np.concatenate(acc.embeddings) if acc.embeddings else np.zeros((0, dim))
@@ -136,20 +151,26 @@ class ShardWriter:
             tmp = path.with_name(f".{path.stem}.tmp.npy")
             np.save(tmp, array.astype(np.float32))
             os.replace(tmp, path)
-        lines = "".join(json.dumps(e) + "\n" for e in errors)
-        atomic_write_bytes(self.out_dir / ERRORS_DIR / f"{shard}.jsonl", lines.encode())
+        self._write_errors(shard, errors)
         table = pa.table(acc.columns, schema=SCHEMA)
         path = scores_path(self.out_dir, shard)
         tmp = path.with_name(f".{path.name}.tmp")
         pq.write_table(table, tmp)
+        _test_kill("before_parquet", self._commits)
         os.replace(tmp, path)
+        _test_kill("after_commit", self._commits)
         return table.num_rows
+
+    def _write_errors(self, shard: str, errors: list[dict[str, Any]]) -> None:
+        lines = "".join(json.dumps(e) + "\n" for e in errors)
+        atomic_write_bytes(self.out_dir / ERRORS_DIR / f"{shard}.jsonl", lines.encode())
 
 
 def collect(out_dir: Path, shards: Iterable[str], extra_errors: Iterable[dict] = ()) -> dict:
     """Counts over every finished shard; writes ``flagged.csv`` and ``errors.jsonl``.
 
     Reads one shard at a time; only the flagged rows are held together (they are sorted).
+    ``errors.jsonl`` also lists the last failure of shards not done (unreadable: retried).
     """
     scored = flagged_n = shards_done = 0
     per_class: dict[str, dict[str, int]] = {}
@@ -157,7 +178,10 @@ def collect(out_dir: Path, shards: Iterable[str], extra_errors: Iterable[dict] =
     error_lines: list[str] = [json.dumps(e) + "\n" for e in extra_errors]
     for shard in shards:
         path = scores_path(out_dir, shard)
+        errors = out_dir / ERRORS_DIR / f"{shard}.jsonl"
         if not path.is_file():
+            if errors.is_file():  # could not be read: not done, retried by the next run
+                error_lines.extend(errors.read_text().splitlines(keepends=True))
             continue
         shards_done += 1
         table = pq.read_table(path)
@@ -167,11 +191,10 @@ def collect(out_dir: Path, shards: Iterable[str], extra_errors: Iterable[dict] =
             entry = per_class.setdefault(name or UNKNOWN_CLASS, {"scored": 0, "flagged": 0})
             entry["scored"] += 1
             entry["flagged"] += int(flag)
-        hits = table.filter(table["flagged"]).select(FLAGGED_COLUMNS)
+        hits = table.filter(table["flagged"]).select(list(FLAGGED_COLUMNS))
         flagged_n += hits.num_rows
         if hits.num_rows:
             flagged_tables.append(hits)
-        errors = out_dir / ERRORS_DIR / f"{shard}.jsonl"
         if errors.is_file():
             error_lines.extend(errors.read_text().splitlines(keepends=True))
     empty = pa.schema([SCHEMA.field(c) for c in FLAGGED_COLUMNS]).empty_table()
@@ -179,8 +202,8 @@ def collect(out_dir: Path, shards: Iterable[str], extra_errors: Iterable[dict] =
     frame = flagged.to_pandas().sort_values(
         ["p_inappropriate", "shard", "key"], ascending=[False, True, True], kind="stable"
     )
-    atomic_write_bytes(out_dir / "flagged.csv", frame.to_csv(index=False).encode())
-    atomic_write_bytes(out_dir / "errors.jsonl", "".join(error_lines).encode())
+    atomic_write_bytes(out_dir / FLAGGED_FILE, frame.to_csv(index=False).encode())
+    atomic_write_bytes(out_dir / ERRORS_FILE, "".join(error_lines).encode())
     return {
         "images_scored": scored,
         "images_flagged": flagged_n,

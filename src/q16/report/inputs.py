@@ -17,22 +17,20 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from q16.errors import Q16Error
+from q16.inference.layout import FLAGGED_COLUMNS, UNKNOWN_CLASS
+
+__all__ = [
+    "FLAGGED_COLUMNS",
+    "SCORE_COLUMNS",
+    "UNKNOWN_CLASS",
+    "InferenceRun",
+    "load_run",
+    "per_class_table",
+]
 
 log = logging.getLogger(__name__)
 
-FLAGGED_COLUMNS = (
-    "key",
-    "shard",
-    "source",
-    "file_name",
-    "class_id",
-    "class_name",
-    "p_inappropriate",
-)
 SCORE_COLUMNS = (*FLAGGED_COLUMNS, "label", "flagged")
-UNKNOWN_CLASS = "(unknown class)"
-# how an inference run may spell "no class known" in summary.json's per_class
-_UNKNOWN_SPELLINGS = {"", "null", "None", "none", "nan", "unknown", "(unknown)", "-1"}
 
 
 @dataclass
@@ -132,8 +130,7 @@ def per_class_table(run: InferenceRun) -> pd.DataFrame:
         table = pd.DataFrame(
             {"class_name": counts.index, "scored": float("nan"), "flagged": counts.to_numpy()}
         )
-    names = table["class_name"].astype(str)
-    table["class_name"] = names.where(~names.isin(_UNKNOWN_SPELLINGS), UNKNOWN_CLASS)
+    table["class_name"] = table["class_name"].fillna(UNKNOWN_CLASS).astype(str)
     table = table.groupby("class_name", as_index=False, sort=False).sum(min_count=1)
     scored = pd.to_numeric(table["scored"], errors="coerce")
     table["share_flagged"] = table["flagged"] / scored.where(scored > 0)

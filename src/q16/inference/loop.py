@@ -1,0 +1,69 @@
+"""The runner: reader -> scorer -> writer, one rank's shards, with timing of each stage."""
+
+from __future__ import annotations
+
+import time
+
+from tqdm import tqdm
+
+from q16.data.shards import InferenceSource, Shard
+from q16.inference.reader import ImageDecoder, ShardStream, make_loader
+from q16.inference.scorer import Scorer
+from q16.inference.state import LoopStats
+from q16.inference.writer import ShardWriter
+
+
+def score_shards(
+    source: InferenceSource,
+    shards: list[Shard],
+    scorer: Scorer,
+    writer: ShardWriter,
+    *,
+    decoder: ImageDecoder,
+    batch_size: int,
+    num_workers: int,
+    show_progress: bool = False,
+) -> LoopStats:
+    """The loop: wait for a batch, score it, hand it to the writer; commit finished shards."""
+    stats = LoopStats()
+    if not shards:
+        writer.close()
+        return stats
+    stream = ShardStream(source, shards, decoder, batch_size)
+    loader = make_loader(stream, num_workers, pin_memory=scorer.device.type == "cuda")
+    keep = writer.save_embeddings
+    bar = tqdm(unit="img", disable=not show_progress, dynamic_ncols=True, smoothing=0.1)
+    begin = time.perf_counter()
+    batches = iter(loader)
+    while True:
+        tick = time.perf_counter()
+        batch = next(batches, None)
+        stats.data_wait_s += time.perf_counter() - tick
+        if batch is None:
+            break
+        if len(batch):
+            tick = time.perf_counter()
+            if batch.features is not None:
+                scores = scorer.score_features(batch.features, keep=keep)
+            else:
+                assert batch.images is not None
+                scores = scorer.score_images(batch.images, keep=keep)
+            stats.model_s += time.perf_counter() - tick
+            writer.add(batch, scores)
+            stats.images += len(batch)
+            bar.update(len(batch))
+        if batch.done:
+            tick = time.perf_counter()
+            writer.finish(batch.shard, batch.errors, commit=not batch.unread)
+            stats.write_s += time.perf_counter() - tick
+            if batch.unread:
+                stats.unread.append(batch.shard)
+            else:
+                stats.shards += 1
+            bar.set_postfix(shards=f"{stats.shards}/{len(shards)}")
+    tick = time.perf_counter()
+    writer.close()
+    stats.write_s += time.perf_counter() - tick
+    bar.close()
+    stats.loop_s = time.perf_counter() - begin
+    return stats
