@@ -1,15 +1,16 @@
-"""The CLI as users run it: SIGKILL mid-run then resume; two CPU processes (gloo)."""
+"""The CLI as users run it: SIGKILL at chosen points then resume; two CPU processes (gloo)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
@@ -17,9 +18,10 @@ from omegaconf import DictConfig
 
 from q16 import infer
 from q16.data.wds import synthetic_images, write_shards
+from q16.inference.writer import TEST_KILL_ENV
 
 REPO = Path(__file__).resolve().parents[2]
-N_SHARDS, PER_SHARD = 32, 8
+N_SHARDS, PER_SHARD = 8, 8
 
 
 def cli(tmp_path: Path, out: Path, shards: Path, *extra: str) -> list[str]:
@@ -50,31 +52,45 @@ def shards(tmp_path: Path) -> Path:
     return folder
 
 
+def killed_run(tmp_path: Path, out: Path, shards: Path, point: str) -> None:
+    """A CLI run that SIGKILLs itself at a chosen commit point (the writer's test-only hook)."""
+    log = tmp_path / f"{point.replace(':', '-')}.log"
+    with log.open("w") as stderr:
+        proc = subprocess.Popen(
+            cli(tmp_path, out, shards, "infer.save_embeddings=true"),
+            env={**os.environ, "HF_HUB_OFFLINE": "1", TEST_KILL_ENV: point},
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            start_new_session=True,  # so that the DataLoader worker left behind is killed too
+        )
+        returncode = proc.wait(timeout=300)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    assert returncode == -signal.SIGKILL, log.read_text()[-2000:]
+    assert not (out / "summary.json").exists()
+
+
 @pytest.mark.slow
 def test_sigkill_then_resume_equals_uninterrupted_run(
     make_cfg: Callable[..., DictConfig], tmp_path: Path, shards: Path
 ) -> None:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    """Killed after a commit, then between the embeddings and the parquet rename, then resumed:
+    the result equals an uninterrupted run exactly (same keys and scores, none twice)."""
     out = tmp_path / "killed"
-    proc = subprocess.Popen(
-        cli(tmp_path, out, shards),
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,  # the kill below reaches the DataLoader workers too
-    )
-    deadline = time.monotonic() + 120
-    while proc.poll() is None and time.monotonic() < deadline:
-        if list((out / "scores").glob("*.parquet")):
-            break
-        time.sleep(0.02)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    done_at_kill = len(list((out / "scores").glob("*.parquet")))
-    assert 0 < done_at_kill < N_SHARDS, "the kill should land mid-run"
-    assert not (out / "summary.json").exists()
+    killed_run(tmp_path, out, shards, "after_commit:2")
+    assert len(list((out / "scores").glob("*.parquet"))) == 2
+    killed_run(tmp_path, out, shards, "before_parquet:2")  # resumes, commits one, dies in the next
+    parquets = {p.stem for p in (out / "scores").glob("*.parquet")}
+    npys = {p.stem for p in (out / "embeddings").glob("*.npy")}
+    assert len(parquets) == 3 and len(npys - parquets) == 1  # embeddings written, shard not done
 
-    resumed = subprocess.run(cli(tmp_path, out, shards), env=env, capture_output=True, text=True)
+    resumed = subprocess.run(
+        cli(tmp_path, out, shards, "infer.save_embeddings=true"),
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
 
     reference = tmp_path / "reference"
@@ -85,6 +101,7 @@ def test_sigkill_then_resume_equals_uninterrupted_run(
         "infer.batch_size=4",
         "infer.num_workers=1",
         "infer.progress=false",
+        "infer.save_embeddings=true",
         "trainer.accelerator=cpu",
         config_name="infer",
     )
@@ -93,6 +110,8 @@ def test_sigkill_then_resume_equals_uninterrupted_run(
     assert len(got) == summary["images_scored"] == N_SHARDS * PER_SHARD
     assert not got.duplicated(["shard", "key"]).any()
     pd.testing.assert_frame_equal(got, want)
+    for npy in sorted((reference / "embeddings").glob("*.npy")):
+        np.testing.assert_array_equal(np.load(out / "embeddings" / npy.name), np.load(npy))
 
 
 @pytest.mark.slow
