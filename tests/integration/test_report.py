@@ -19,8 +19,9 @@ import pytest
 from PIL import Image
 
 from q16.errors import Q16Error
+from q16.inference.layout import FLAGGED_COLUMNS, UNKNOWN_CLASS
 from q16.report import apply_review, load_run, write_report
-from q16.report.inputs import FLAGGED_COLUMNS
+from q16.report.inputs import per_class_table
 
 REPO = Path(__file__).resolve().parents[2]
 THRESHOLD = 0.5
@@ -78,7 +79,7 @@ def make_out_dir(root: Path, random_weights: bool = True) -> Path:
         + "\n"
     )
     per_class: dict[str, dict[str, int]] = {}
-    for name, part in frame.groupby(frame["class_name"].fillna("unknown")):
+    for name, part in frame.groupby(frame["class_name"].fillna(UNKNOWN_CLASS)):
         per_class[str(name)] = {"scored": len(part), "flagged": int(part["flagged"].sum())}
     summary = {
         "images_scored": len(frame),
@@ -245,7 +246,10 @@ def test_html_renders_in_headless_chromium(report: Path, tmp_path: Path) -> None
     url = (report / "report.html").resolve().as_uri()
     shot = tmp_path / "report.png"
     subprocess.run(
-        [browser, *flags, f"--screenshot={shot}", url], capture_output=True, timeout=240, check=False
+        [browser, *flags, f"--screenshot={shot}", url],
+        capture_output=True,
+        timeout=240,
+        check=False,
     )
     assert shot.is_file(), "chromium wrote no screenshot"
     with Image.open(shot) as image:
@@ -292,3 +296,9 @@ def test_report_from_a_real_inference_run(make_cfg, tmp_path: Path) -> None:
     outcome = apply_review(load_run(out), out / "review.csv")
     assert outcome.undecided == summary["images_flagged"]
     assert outcome.n_keep_keys == summary["images_scored"]
+    # images without a class (hostile samples) carry the one shared spelling end to end
+    classless = pd.concat(pd.read_parquet(p) for p in (out / "scores").glob("*.parquet"))
+    n_classless = int(classless["class_name"].isna().sum())
+    assert n_classless > 0 and summary["per_class"][UNKNOWN_CLASS]["scored"] == n_classless
+    table = per_class_table(load_run(out)).set_index("class_name")
+    assert table.loc[UNKNOWN_CLASS, "scored"] == n_classless
