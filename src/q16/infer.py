@@ -31,6 +31,7 @@ from q16.inference.scorer import Scorer, resolve_autocast
 from q16.inference.state import (
     check_fingerprint,
     fingerprint,
+    shard_identity,
     wait_for_ranks,
     write_embeddings_meta,
     write_rank,
@@ -165,10 +166,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         max_pixels=max_pixels,
         shards=shards,
     )
-    check_fingerprint(out, current, write=rank == 0)
-
+    check_fingerprint(out, current, write=False)
     mine = partition(shards, rank, world)
-    todo = [s for s in mine if not W.is_done(out, s.name)]
+    todo = [s for s in mine if not W.is_done(out, s.name, shard_identity(s))]
+    check_fingerprint(out, current, write=rank == 0)  # after the done shards' own checks
     log.info(
         "rank %d/%d: %d shards, %d already done", rank, world, len(mine), len(mine) - len(todo)
     )

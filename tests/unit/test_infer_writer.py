@@ -123,3 +123,13 @@ def test_unread_shard_records_errors_but_is_not_done(tmp_path: Path) -> None:
 def test_bad_autocast_is_a_user_error() -> None:
     with pytest.raises(Q16Error, match=r"infer\.autocast must be"):
         resolve_autocast("bf15", torch.device("cpu"))
+
+
+def test_done_shard_remembers_its_input(tmp_path: Path) -> None:
+    writer = ShardWriter(tmp_path, threshold=0.5, background=False)
+    writer.finish("s", [], identity="from-a")
+    writer.finish("legacy", [])  # written without an identity: accepted as before
+    assert is_done(tmp_path, "s", "from-a") and is_done(tmp_path, "s")
+    assert is_done(tmp_path, "legacy", "anything")
+    with pytest.raises(Q16Error, match="other input files"):
+        is_done(tmp_path, "s", "from-b")

@@ -9,7 +9,7 @@ from tqdm import tqdm
 from q16.data.shards import InferenceSource, Shard
 from q16.inference.reader import ImageDecoder, ShardStream, make_loader
 from q16.inference.scorer import Scorer
-from q16.inference.state import LoopStats
+from q16.inference.state import LoopStats, shard_identity
 from q16.inference.writer import ShardWriter
 
 
@@ -29,6 +29,7 @@ def score_shards(
     if not shards:
         writer.close()
         return stats
+    identities = {s.name: shard_identity(s) for s in shards}
     stream = ShardStream(source, shards, decoder, batch_size)
     loader = make_loader(stream, num_workers, pin_memory=scorer.device.type == "cuda")
     keep = writer.save_embeddings
@@ -54,7 +55,8 @@ def score_shards(
             bar.update(len(batch))
         if batch.done:
             tick = time.perf_counter()
-            writer.finish(batch.shard, batch.errors, commit=not batch.unread)
+            identity = identities[batch.shard]
+            writer.finish(batch.shard, batch.errors, not batch.unread, identity)
             stats.write_s += time.perf_counter() - tick
             if batch.unread:
                 stats.unread.append(batch.shard)

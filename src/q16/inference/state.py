@@ -37,13 +37,19 @@ def _resolved(source: str) -> str:
     return str(Path(source).expanduser().resolve())
 
 
+def shard_identity(shard: Shard) -> str:
+    """What one shard reads: its resolved tar / folder / npy path and, for a folder chunk, its
+    files. Stored in the shard's parquet, so a done shard of other inputs is never skipped."""
+    record = [_resolved(shard.source), list(shard.files)]
+    return hashlib.sha256(json.dumps(record).encode()).hexdigest()[:16]
+
+
 def data_identity(shards: Sequence[Shard]) -> str:
-    """A hash of what the shards are: name, resolved tar / folder / npy path, and the files
-    of each folder chunk (so a changed file list or ``data.shard_size`` changes it)."""
+    """A hash of every shard's name and identity (so another shard list, a changed file list
+    or another ``data.shard_size`` changes it)."""
     digest = hashlib.sha256()
     for shard in shards:
-        record = [shard.name, _resolved(shard.source), list(shard.files)]
-        digest.update(json.dumps(record).encode() + b"\n")
+        digest.update(f"{shard.name}\t{shard_identity(shard)}\n".encode())
     return f"{len(shards)} shards, sha256 {digest.hexdigest()[:16]}"
 
 

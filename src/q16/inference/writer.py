@@ -21,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from q16.errors import Q16Error
 from q16.inference.layout import (
     EMBEDDINGS_DIR,
     ERRORS_DIR,
@@ -34,6 +35,8 @@ from q16.inference.reader import Batch
 from q16.inference.scorer import Scores
 from q16.inference.state import atomic_write_bytes
 
+IDENTITY_KEY = b"q16.input"
+"""Parquet metadata: the shard's input identity (``state.shard_identity``), checked on resume."""
 TEST_KILL_ENV = "Q16_TEST_KILL"
 """Test-only: ``<point>:<n>`` SIGKILLs this process in its n-th commit (tests/integration)."""
 
@@ -64,8 +67,20 @@ def scores_path(out_dir: Path, shard: str) -> Path:
     return out_dir / SCORES_DIR / f"{shard}.parquet"
 
 
-def is_done(out_dir: Path, shard: str) -> bool:
-    return scores_path(out_dir, shard).is_file()
+def is_done(out_dir: Path, shard: str, identity: str | None = None) -> bool:
+    """Whether the shard's parquet exists; with ``identity``, also that it was made from the
+    same input (a Q16Error if not: the out_dir holds another dataset's shard of that name)."""
+    path = scores_path(out_dir, shard)
+    if not path.is_file():
+        return False
+    if identity is not None:
+        stored = (pq.read_schema(path).metadata or {}).get(IDENTITY_KEY)
+        if stored is not None and stored.decode() != identity:
+            raise Q16Error(
+                f"{path} was made from other input files than shard {shard!r} of this run; "
+                "pass a new infer.out_dir (or delete the old one)"
+            )
+    return True
 
 
 @dataclass
@@ -116,7 +131,13 @@ class ShardWriter:
         if self.save_embeddings and scores.embeddings is not None:
             acc.embeddings.append(scores.embeddings.float().numpy())
 
-    def finish(self, shard: str, errors: Iterable[dict[str, Any]], commit: bool = True) -> None:
+    def finish(
+        self,
+        shard: str,
+        errors: Iterable[dict[str, Any]],
+        commit: bool = True,
+        identity: str | None = None,
+    ) -> None:
         """Hand a finished shard to the commit thread (or commit it now without one).
 
         ``commit=False`` (a shard that could not be read at all) writes its error records
@@ -127,11 +148,11 @@ class ShardWriter:
             self._write_errors(shard, records)
             return
         if self._pool is None:
-            self.commit(shard, acc, records)
+            self.commit(shard, acc, records, identity)
             return
         while len(self._queued) >= self.max_queued:
             self._queued.popleft().result()
-        self._queued.append(self._pool.submit(self.commit, shard, acc, records))
+        self._queued.append(self._pool.submit(self.commit, shard, acc, records, identity))
 
     def close(self) -> None:
         """Wait for queued commits; a failed commit raises here."""
@@ -141,7 +162,9 @@ class ShardWriter:
             self._pool.shutdown(wait=True)
             self._pool = None
 
-    def commit(self, shard: str, acc: _Pending, errors: list[dict[str, Any]]) -> int:
+    def commit(
+        self, shard: str, acc: _Pending, errors: list[dict[str, Any]], identity: str | None = None
+    ) -> int:
         """Embeddings, then errors, then the parquet whose presence marks the shard done."""
         self._commits += 1
         if self.save_embeddings:
@@ -153,6 +176,8 @@ class ShardWriter:
             os.replace(tmp, path)
         self._write_errors(shard, errors)
         table = pa.table(acc.columns, schema=SCHEMA)
+        if identity is not None:
+            table = table.replace_schema_metadata({IDENTITY_KEY: identity.encode()})
         path = scores_path(self.out_dir, shard)
         tmp = path.with_name(f".{path.name}.tmp")
         pq.write_table(table, tmp)
