@@ -127,9 +127,11 @@ def check_required(cfg: DictConfig) -> None:
     """``???`` values (``data.path`` of data=folder) as one line instead of Hydra's traceback."""
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
-        key = missing[0]
-        example = f" data={_data_choice(cfg)} {key}=/images" if key == "data.path" else ""
-        raise Q16Error(f"{key} is required:{example or f' pass {key}=...'}")
+        key, choice = missing[0], _data_choice(cfg)
+        value = "..."
+        if key == "data.path":
+            value = "<out_dir of a save_embeddings run>" if choice == "embeddings" else "/images"
+        raise Q16Error(f"{key} is required: data={choice} {key}={value}")
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
