@@ -225,7 +225,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "images_scored_this_run": images_now,
         "model": spec.name,
         "pretrained": spec.pretrained,
-        "random_weights": spec.pretrained is None,
+        "random_weights": spec.random_weights,
         "prompt_source": prompt_source,
         "threshold": threshold,
         "shards_total": len(shards),

@@ -49,7 +49,10 @@ class InferenceRun:
 
     @property
     def random_weights(self) -> bool:
-        return bool(self.summary.get("random_weights")) or self.summary.get("pretrained") is None
+        """Trust the run's own flag (hub models have no tag but real weights); guess if absent."""
+        if "random_weights" in self.summary:
+            return bool(self.summary["random_weights"])
+        return self.summary.get("pretrained") is None
 
     def scores(self, columns: tuple[str, ...] = ("p_inappropriate",)) -> pd.DataFrame:
         """The chosen columns of every scored image (all shards, in file order)."""
