@@ -225,6 +225,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "images_scored_this_run": images_now,
         "model": spec.name,
         "pretrained": spec.pretrained,
+        "weights": spec.weights_id,
         "random_weights": spec.random_weights,
         "prompt_source": prompt_source,
         "threshold": threshold,

@@ -37,7 +37,25 @@ def machine_description() -> dict[str, Any]:
     }
 
 
-EXPERIMENT_KEYS = ("seed", "class_names", "model", "prompt", "data", "split", "trainer", "cv")
+EXPERIMENT_KEYS = (
+    "seed",
+    "protocol",
+    "class_names",
+    "model",
+    "prompt",
+    "data",
+    "split",
+    "trainer",
+    "cv",
+    "eval",
+)
+# where things live, not what the experiment is
+LOCATION_KEYS = {
+    "trainer": ("default_root_dir",),
+    "data": ("root", "path", "image_root"),
+    "model": ("cache_dir",),
+    "cv": ("out_dir", "reference_csv"),
+}
 
 
 def config_hash(cfg: DictConfig, keys: tuple[str, ...] = EXPERIMENT_KEYS) -> str:
@@ -45,10 +63,10 @@ def config_hash(cfg: DictConfig, keys: tuple[str, ...] = EXPERIMENT_KEYS) -> str
     resolved = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(resolved, dict)
     node = {key: resolved[key] for key in keys if key in resolved}
-    if isinstance(node.get("trainer"), dict):
-        node["trainer"].pop("default_root_dir", None)
-    if isinstance(node.get("data"), dict):
-        node["data"].pop("root", None)
+    for group, location_keys in LOCATION_KEYS.items():
+        if isinstance(node.get(group), dict):
+            for key in location_keys:
+                node[group].pop(key, None)
     text = json.dumps(node, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

@@ -22,11 +22,11 @@ PROMPT_FILE = "prompts.safetensors"
 
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Train and evaluate; returns ``{"zeroshot": {...}, "tuned": {...}}`` (also metrics.json)."""
+    pipeline.require_values(cfg)
     if cfg.get("protocol", "single") == "smid_cv":
         from q16.experiments.smid_cv import run as run_cv
 
         return run_cv(cfg)
-    pipeline.require_values(cfg)
     L.seed_everything(int(cfg.seed), workers=True)
     out = pipeline.output_dir(cfg)
     backbone = pipeline.build_backbone(cfg)

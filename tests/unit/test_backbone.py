@@ -31,17 +31,40 @@ def test_openai_weights_use_quickgelu_configs() -> None:
     assert resolve_model_name("ViT-B-32", "/ckpt/vit-b-32.pt") == "ViT-B-32"
 
 
-def test_quick_gelu_flag_reaches_the_model(tmp_path, tiny_backbone) -> None:
+def test_quick_gelu_flag_reaches_the_model(tmp_path) -> None:
+    import json
+
+    import open_clip
+    from open_clip.transformer import QuickGELU
+
+    from q16.models.backbone import register_tiny_model
+
+    register_tiny_model()
+    config = json.loads(json.dumps(open_clip.get_model_config("q16-tiny")))
+    config.pop("quick_gelu")
+    (tmp_path / "q16-tiny-gelu.json").write_text(json.dumps(config))
+    open_clip.add_model_config(tmp_path / "q16-tiny-gelu.json")
     path = tmp_path / "tiny.pt"
-    torch.save(tiny_backbone.model.state_dict(), path)
-    plain = load_backbone(BackboneSpec("q16-tiny", pretrained=str(path), quick_gelu=False))
-    quick = load_backbone(BackboneSpec("q16-tiny", pretrained=str(path), quick_gelu=True))
-    assert quick.spec.weights_id.endswith("+quickgelu")
-    assert quick.spec.weights_id != plain.spec.weights_id  # separate feature-cache entries
+    plain = load_backbone(BackboneSpec("q16-tiny-gelu", pretrained=None))
+    torch.save(plain.model.state_dict(), path)
+
+    def activations(spec: BackboneSpec) -> set[type]:
+        model = load_backbone(spec).model
+        return {type(m) for m in model.modules() if "GELU" in type(m).__name__}
+
+    assert QuickGELU not in activations(BackboneSpec("q16-tiny-gelu", pretrained=str(path)))
+    quick = BackboneSpec("q16-tiny-gelu", pretrained=str(path), quick_gelu=True)
+    assert activations(quick) == {QuickGELU}
+    # separate feature-cache entries and fingerprints for the two activations
+    assert quick.weights_id.endswith("+quickgelu")
+    assert BackboneSpec("ViT-B-32", "openai", quick_gelu=False).weights_id == "openai+gelu"
+    assert BackboneSpec("ViT-B-32", "openai").weights_id == "openai"
 
 
 def test_hub_models_are_not_random_weights() -> None:
-    hub = BackboneSpec("hf-hub:laion/CLIP-ViT-B-32-laion2B-s34B-b79K", pretrained=None)
+    # pretrained=openai inherited from a model config must not label hub weights as OpenAI's
+    hub = BackboneSpec("hf-hub:laion/CLIP-ViT-B-32-laion2B-s34B-b79K", pretrained="openai")
+    assert hub.pretrained is None
     assert not hub.random_weights and hub.weights_id.startswith("hf-hub:")
     assert BackboneSpec("q16-tiny", pretrained=None).random_weights
 

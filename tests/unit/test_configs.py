@@ -54,3 +54,22 @@ def test_logger_and_callbacks_instantiate(make_cfg, option: str) -> None:
 def test_trainer_instantiates(make_cfg) -> None:
     trainer = instantiate(make_cfg("trainer=cpu").trainer, logger=False)
     assert trainer.max_epochs > 0
+
+
+def test_config_hash_names_the_experiment_not_where_it_ran(tmp_path) -> None:
+    from conftest import compose_config
+    from q16.runinfo import config_hash
+
+    overrides = ["experiment=smid_cv", "model=tiny", "data=synthetic"]
+    here = config_hash(compose_config("train", overrides, tmp_path / "a"))
+    there = config_hash(compose_config("train", overrides, tmp_path / "b"))
+    other = config_hash(compose_config("train", [*overrides, "seed=1"], tmp_path / "a"))
+    assert here == there and here != other
+
+
+def test_missing_value_is_reported_before_any_work(make_cfg) -> None:
+    from q16.errors import Q16Error
+    from q16.train import run
+
+    with pytest.raises(Q16Error, match=r"data\.path must be set"):
+        run(make_cfg("experiment=smid_cv", "model=tiny", "data=csv"))

@@ -117,6 +117,10 @@ def test_caveats_name_what_differs_from_the_paper() -> None:
     assert len(laion) == 1 and "not the OpenAI CLIP weights" in laion[0]
     synthetic = comparison.run_caveats(BackboneSpec("q16-tiny", pretrained=None), "synthetic")
     assert len(synthetic) == 2
+    gelu = BackboneSpec("ViT-L-14", pretrained="openai", quick_gelu=False)
+    assert len(comparison.run_caveats(gelu, "smid")) == 1
+    hub = BackboneSpec("hf-hub:org/repo", pretrained="openai")
+    assert len(comparison.run_caveats(hub, "smid")) == 1
 
 
 def test_missing_reference_is_said_not_fatal(tmp_path) -> None:

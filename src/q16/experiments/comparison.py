@@ -62,10 +62,9 @@ def run_caveats(spec: BackboneSpec, data: str) -> list[str]:
     caveats = []
     if spec.random_weights:
         caveats.append("the model has RANDOM weights (model.pretrained=null)")
-    elif spec.pretrained != "openai" and not spec.quick_gelu:
-        # a local file with quick_gelu=true is taken to be a copy of OpenAI's weights
+    elif not _openai_weights(spec):
         caveats.append(
-            f"the weights are {spec.pretrained or spec.name!r}, not the OpenAI CLIP weights "
+            f"the weights are {spec.weights_id!r}, not the OpenAI CLIP weights (with QuickGELU) "
             "the paper used"
         )
     if data == "synthetic":
@@ -73,6 +72,15 @@ def run_caveats(spec: BackboneSpec, data: str) -> list[str]:
     elif data != "smid":
         caveats.append(f"the data is {data!r}, not SMID")
     return caveats
+
+
+def _openai_weights(spec: BackboneSpec) -> bool:
+    """The tag, or a local file declared a copy of OpenAI's weights with ``quick_gelu=true``."""
+    if spec.from_hub or not spec.uses_quick_gelu:
+        return False
+    return spec.pretrained == "openai" or bool(
+        spec.pretrained and spec.quick_gelu and Path(spec.pretrained).expanduser().is_file()
+    )
 
 
 def paper_model_name(model: str) -> str:

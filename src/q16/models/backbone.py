@@ -47,6 +47,16 @@ class BackboneSpec:
     cache_dir: str | None = None
     quick_gelu: bool | None = None
 
+    def __post_init__(self) -> None:
+        if self.from_hub and self.pretrained is not None:
+            # the hub repo carries its own weights; a tag inherited from a model config would
+            # only mislabel them (e.g. as OpenAI's) in metadata and reports
+            object.__setattr__(self, "pretrained", None)
+
+    @property
+    def uses_quick_gelu(self) -> bool:
+        return self.quick_gelu if self.quick_gelu is not None else self.pretrained == "openai"
+
     @property
     def from_hub(self) -> bool:
         return self.name.startswith(("hf-hub:", "local-dir:"))
@@ -59,15 +69,18 @@ class BackboneSpec:
     def weights_id(self) -> str:
         """A stable identity of the weights for cache keys and prompt metadata."""
         if self.from_hub:
-            return self.name
-        if self.pretrained is None:
-            return "random-init"
-        path = Path(self.pretrained).expanduser()
-        if path.is_file():
+            weights = self.name
+        elif self.pretrained is None:
+            weights = "random-init"
+        elif (path := Path(self.pretrained).expanduser()).is_file():
             stat = path.stat()
             weights = f"file:{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
-            return f"{weights}+quickgelu" if self.quick_gelu else weights
-        return self.pretrained
+        else:
+            weights = self.pretrained
+        default_quick = self.pretrained == "openai"
+        if self.quick_gelu is not None and self.quick_gelu != default_quick:
+            weights += "+quickgelu" if self.quick_gelu else "+gelu"
+        return weights
 
 
 @dataclass

@@ -155,7 +155,7 @@ class PromptLearner(nn.Module):
             init_tokens = _word_tokens(tokenizer, ctx_init)
             n_ctx = len(init_tokens)
         if n_ctx < 1:
-            raise Q16Error(f"prompt.n_ctx={n_ctx}: need at least one context vector")
+            raise Q16Error(f"prompt.head.n_ctx={n_ctx}: need at least one context vector")
         placeholder = " ".join([_PLACEHOLDER] * n_ctx)
         tokens = tokenizer([f"{placeholder} {name}." for name in class_names])
         start = _context_start(tokenizer, tokens, n_ctx, class_names)
@@ -202,7 +202,7 @@ def _context_start(
     longest = max(len(_word_tokens(tokenizer, f"{name}.")) for name in class_names)
     if start + n_ctx + longest + 1 > tokens.shape[1]:
         raise Q16Error(
-            f"prompt.n_ctx={n_ctx} plus the class names does not fit the text context "
+            f"prompt.head.n_ctx={n_ctx} plus the class names does not fit the text context "
             f"({tokens.shape[1]} tokens); use fewer context vectors or shorter class names"
         )
     return start

@@ -43,7 +43,8 @@ def datasheet_markdown(run: InferenceRun, per_class: pd.DataFrame, top: int = 15
         "",
         f"We screened {scored:,} images with the Q16 classifier (Schramowski et al., FAccT 2022): "
         f"a frozen CLIP model ({s.get('model')}, weights "
-        f"`{s.get('pretrained') or 'none: RANDOM'}`) steered by "
+        f"`{'none: RANDOM' if run.random_weights else s.get('weights') or s.get('pretrained')}`) "
+        "steered by "
         f"{_prompts(s.get('prompt_source'))}. "
         f"{flagged:,} images ({_pct(flagged, scored)}) scored p(inappropriate) ≥ "
         f"{run.threshold:g} and were flagged as possibly inappropriate"

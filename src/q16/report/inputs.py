@@ -17,7 +17,14 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from q16.errors import Q16Error
-from q16.inference.layout import FLAGGED_COLUMNS, UNKNOWN_CLASS
+from q16.inference.layout import (
+    ERRORS_FILE,
+    FLAGGED_COLUMNS,
+    FLAGGED_FILE,
+    SCORES_DIR,
+    SUMMARY_FILE,
+    UNKNOWN_CLASS,
+)
 
 __all__ = [
     "FLAGGED_COLUMNS",
@@ -73,7 +80,7 @@ def load_run(out_dir: str | Path) -> InferenceRun:
     out = Path(out_dir).expanduser()
     if not out.is_dir():
         raise Q16Error(f"{out}: no such inference out_dir (run infer.py first, or check the path)")
-    summary_path = out / "summary.json"
+    summary_path = out / SUMMARY_FILE
     if not summary_path.is_file():
         raise Q16Error(
             f"{out}: no summary.json — not a finished inference out_dir (infer.py writes it last)"
@@ -82,11 +89,11 @@ def load_run(out_dir: str | Path) -> InferenceRun:
         summary = json.loads(summary_path.read_text())
     except json.JSONDecodeError as err:
         raise Q16Error(f"{summary_path}: not valid JSON ({err.msg}, line {err.lineno})") from err
-    flagged = _read_flagged(out / "flagged.csv")
-    score_files = sorted((out / "scores").glob("*.parquet"))
+    flagged = _read_flagged(out / FLAGGED_FILE)
+    score_files = sorted((out / SCORES_DIR).glob("*.parquet"))
     if not score_files:
         raise Q16Error(f"{out}: no scores/*.parquet (the per-shard score tables are missing)")
-    return InferenceRun(out, summary, flagged, _read_errors(out / "errors.jsonl"), score_files)
+    return InferenceRun(out, summary, flagged, _read_errors(out / ERRORS_FILE), score_files)
 
 
 def _read_flagged(path: Path) -> pd.DataFrame:
@@ -129,7 +136,7 @@ def per_class_table(run: InferenceRun) -> pd.DataFrame:
         ]
         table = pd.DataFrame(rows)
     else:  # older or partial summaries: count the flagged rows, scored unknown
-        counts = run.flagged["class_name"].value_counts()
+        counts = run.flagged["class_name"].fillna(UNKNOWN_CLASS).value_counts()
         table = pd.DataFrame(
             {"class_name": counts.index, "scored": float("nan"), "flagged": counts.to_numpy()}
         )
