@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -131,3 +132,39 @@ def test_two_cpu_processes_split_shards_without_gaps(tmp_path: Path, shards: Pat
     ranks = [pd.read_json(p, typ="series") for p in sorted((out / "ranks").glob("*.json"))]
     assert [r["rank"] for r in ranks] == [0, 1]
     assert [r["images"] for r in ranks] == [N_SHARDS * PER_SHARD // 2] * 2
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.slow
+def test_two_nodes_share_one_out_dir_without_gaps(tmp_path: Path, shards: Path) -> None:
+    """Multi-node as users launch it: the same command on each node, NODE_RANK set, one shared
+    out_dir. Two 'nodes' of one CPU process each on this machine stand in for two machines."""
+    out = tmp_path / "nodes"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "MASTER_ADDR": "127.0.0.1"}
+    env["MASTER_PORT"] = str(free_port())
+    command = cli(tmp_path, out, shards, "trainer=ddp", "trainer.devices=1", "trainer.num_nodes=2")
+    nodes = [
+        subprocess.Popen(
+            command,
+            env={**env, "NODE_RANK": str(node)},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for node in (0, 1)
+    ]
+    logs = [node.communicate(timeout=300)[1] for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], "\n".join(log[-1500:] for log in logs)
+    got = scores(out)
+    expected = {s["__key__"] for s in synthetic_images(N_SHARDS * PER_SHARD)}
+    assert len(got) == len(expected) and set(got["key"]) == expected
+    ranks = [pd.read_json(p, typ="series") for p in sorted((out / "ranks").glob("*.json"))]
+    assert [r["rank"] for r in ranks] == [0, 1]
+    assert [r["images"] for r in ranks] == [N_SHARDS * PER_SHARD // 2] * 2
+    summary = pd.read_json(out / "summary.json", typ="series")
+    assert summary["world_size"] == 2 and summary["images_scored"] == len(expected)
