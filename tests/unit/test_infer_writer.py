@@ -7,6 +7,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import torch
@@ -83,6 +84,56 @@ def test_writer_commits_shards_and_collects(tmp_path: Path) -> None:
     errors = [json.loads(line) for line in (tmp_path / "errors.jsonl").read_text().splitlines()]
     assert [e["shard"] for e in errors] == ["s1", "s2"]
     assert tuple(errors[0]) == ("key", "shard", "reason")
+
+
+def write_random_shards(out: Path, n_shards: int, per_shard: int, seed: int) -> list[str]:
+    """Shards whose scores repeat across shards (ties) and are mostly above the threshold."""
+    gen = torch.Generator().manual_seed(seed)
+    writer = ShardWriter(out, threshold=0.5, background=False)
+    names = [f"s{i:03d}" for i in range(n_shards)]
+    for name in names:
+        keys = [f"{name}-{j:03d}" for j in range(per_shard)]
+        writer.add(make_batch(name, keys, ["cat", None] * (per_shard // 2)), Scores(
+            (torch.randint(0, 8, (per_shard,), generator=gen) / 8.0 + 0.06),
+            torch.ones(per_shard, dtype=torch.int8),
+        ))  # fmt: skip
+        writer.finish(name, [])
+    return names
+
+
+def test_flagged_csv_sorted_on_disk_equals_sorted_in_memory(tmp_path: Path) -> None:
+    """Beyond max_flagged_in_memory rows, flagged.csv is merged from sorted runs on disk; the
+    file is byte for byte the one sorted in memory, and no spill files are left behind."""
+    names = write_random_shards(tmp_path, n_shards=12, per_shard=10, seed=0)
+    in_memory = collect(tmp_path, names)
+    expected = (tmp_path / "flagged.csv").read_bytes()
+    (tmp_path / "flagged.csv").unlink()
+    on_disk = collect(tmp_path, names, max_flagged_in_memory=7)
+    assert on_disk == in_memory and in_memory["images_flagged"] > 7 * 3
+    assert (tmp_path / "flagged.csv").read_bytes() == expected
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["errors", "errors.jsonl", "flagged.csv", "scores"]
+    )
+    rows = [line.split(",") for line in expected.decode().splitlines()[1:]]
+    order = [(-float(r[-1]), r[1], r[0]) for r in rows]
+    assert order == sorted(order) and len(rows) == in_memory["images_flagged"]
+
+
+def test_flagged_sorter_spills_runs_and_merges_them(tmp_path: Path) -> None:
+    from q16.inference.flagged import flagged_sorter
+    from q16.inference.writer import FLAGGED_SCHEMA
+
+    names = write_random_shards(tmp_path / "run", n_shards=5, per_shard=8, seed=1)
+    tables = [pq.read_table(tmp_path / "run" / "scores" / f"{n}.parquet") for n in names]
+    with flagged_sorter(FLAGGED_SCHEMA, tmp_path, max_rows=10) as sorter:
+        for table in tables:
+            sorter.add(table)
+        sorter.write_csv(tmp_path / "flagged.csv")
+        assert len(sorter.runs) == 3 and sorter.rows == 40  # spilled at 16, 32 and 40 rows
+    assert not list(tmp_path.glob(".flagged-sort-*"))
+    got = pd.read_csv(tmp_path / "flagged.csv")
+    assert list(got["p_inappropriate"]) == sorted(got["p_inappropriate"], reverse=True)
+    assert sorted(got["key"]) == sorted(k for t in tables for k in t.column("key").to_pylist())
 
 
 @pytest.mark.gpu

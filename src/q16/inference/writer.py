@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from q16.errors import Q16Error
+from q16.inference.flagged import flagged_sorter
 from q16.inference.layout import (
     EMBEDDINGS_DIR,
     ERRORS_DIR,
@@ -191,48 +192,56 @@ class ShardWriter:
         atomic_write_bytes(self.out_dir / ERRORS_DIR / f"{shard}.jsonl", lines.encode())
 
 
-def collect(out_dir: Path, shards: Iterable[str], extra_errors: Iterable[dict] = ()) -> dict:
+FLAGGED_SCHEMA = pa.schema([SCHEMA.field(c) for c in FLAGGED_COLUMNS])
+
+
+def collect(
+    out_dir: Path,
+    shards: Iterable[str],
+    extra_errors: Iterable[dict] = (),
+    max_flagged_in_memory: int = 1_000_000,
+) -> dict:
     """Counts over every finished shard; writes ``flagged.csv`` and ``errors.jsonl``.
 
-    Reads one shard at a time; only the flagged rows are held together (they are sorted).
+    Reads one shard at a time; flagged rows beyond ``max_flagged_in_memory`` are sorted on
+    disk (``q16.inference.flagged``), so memory does not grow with the dataset.
     ``errors.jsonl`` also lists the last failure of shards not done (unreadable: retried).
     """
-    scored = flagged_n = shards_done = 0
+    scored = shards_done = 0
     per_class: dict[str, dict[str, int]] = {}
-    flagged_tables = []
     error_lines: list[str] = [json.dumps(e) + "\n" for e in extra_errors]
-    for shard in shards:
-        path = scores_path(out_dir, shard)
-        errors = out_dir / ERRORS_DIR / f"{shard}.jsonl"
-        if not path.is_file():
-            if errors.is_file():  # could not be read: not done, retried by the next run
+    with flagged_sorter(FLAGGED_SCHEMA, out_dir, max_flagged_in_memory) as flagged:
+        for shard in shards:
+            path = scores_path(out_dir, shard)
+            errors = out_dir / ERRORS_DIR / f"{shard}.jsonl"
+            if not path.is_file():
+                if errors.is_file():  # could not be read: not done, retried by the next run
+                    error_lines.extend(errors.read_text().splitlines(keepends=True))
+                continue
+            shards_done += 1
+            table = pq.read_table(path)
+            scored += table.num_rows
+            _count_classes(table, per_class)
+            flagged.add(table.filter(table["flagged"]))
+            if errors.is_file():
                 error_lines.extend(errors.read_text().splitlines(keepends=True))
-            continue
-        shards_done += 1
-        table = pq.read_table(path)
-        scored += table.num_rows
-        rows = table.select(["class_name", "flagged"]).to_pydict()
-        for name, flag in zip(rows["class_name"], rows["flagged"], strict=True):
-            entry = per_class.setdefault(name or UNKNOWN_CLASS, {"scored": 0, "flagged": 0})
-            entry["scored"] += 1
-            entry["flagged"] += int(flag)
-        hits = table.filter(table["flagged"]).select(list(FLAGGED_COLUMNS))
-        flagged_n += hits.num_rows
-        if hits.num_rows:
-            flagged_tables.append(hits)
-        if errors.is_file():
-            error_lines.extend(errors.read_text().splitlines(keepends=True))
-    empty = pa.schema([SCHEMA.field(c) for c in FLAGGED_COLUMNS]).empty_table()
-    flagged = pa.concat_tables(flagged_tables) if flagged_tables else empty
-    frame = flagged.to_pandas().sort_values(
-        ["p_inappropriate", "shard", "key"], ascending=[False, True, True], kind="stable"
-    )
-    atomic_write_bytes(out_dir / FLAGGED_FILE, frame.to_csv(index=False).encode())
+        flagged.write_csv(out_dir / FLAGGED_FILE)
     atomic_write_bytes(out_dir / ERRORS_FILE, "".join(error_lines).encode())
     return {
         "images_scored": scored,
-        "images_flagged": flagged_n,
+        "images_flagged": flagged.rows,
         "errors": len(error_lines),
         "per_class": dict(sorted(per_class.items())),
         "shards_done": shards_done,
     }
+
+
+def _count_classes(table: pa.Table, per_class: dict[str, dict[str, int]]) -> None:
+    """Add one shard's scored and flagged counts per class name (none: UNKNOWN_CLASS)."""
+    grouped = table.group_by("class_name").aggregate([("flagged", "count"), ("flagged", "sum")])
+    for row in grouped.to_pylist():
+        entry = per_class.setdefault(
+            row["class_name"] or UNKNOWN_CLASS, {"scored": 0, "flagged": 0}
+        )
+        entry["scored"] += int(row["flagged_count"])
+        entry["flagged"] += int(row["flagged_sum"] or 0)
