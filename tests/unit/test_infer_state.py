@@ -66,6 +66,15 @@ def test_fingerprint_refuses_other_inputs_and_settings(
     assert "\n" not in str(err.value)
 
 
+def test_out_dir_of_another_q16_version_is_refused_as_such(tmp_path: Path) -> None:
+    """A fingerprint without our format number (an older q16) is not blamed on settings."""
+    current = make_fingerprint([Shard("s-0", str(tmp_path / "s-0.tar"))])
+    older = {k: v for k, v in current.items() if k != "format"}
+    (tmp_path / "fingerprint.json").write_text(json.dumps(older))
+    with pytest.raises(Q16Error, match=r"another q16 version .*format 0, this q16 writes 1"):
+        check_fingerprint(tmp_path, current, write=True)
+
+
 def test_wait_for_ranks_gives_up_after_the_timeout(tmp_path: Path) -> None:
     write_rank(tmp_path, 0, "run", LoopStats(images=3))
     write_rank(tmp_path, 2, "old-run", LoopStats())  # a previous run's file does not count

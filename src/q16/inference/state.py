@@ -24,6 +24,10 @@ from q16.inference.layout import EMBEDDINGS_DIR, FINGERPRINT_FILE, RANKS_DIR
 
 log = logging.getLogger(__name__)
 
+OUT_DIR_FORMAT = 1
+"""Version of the out_dir layout (parquet schema, file names, fingerprint keys). Bump it when
+they change: an out_dir written by another q16 is then refused with a message that says so."""
+
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
@@ -70,6 +74,7 @@ def fingerprint(
     if Path(prompt_source).is_file():
         prompt_id = hashlib.sha256(Path(prompt_source).read_bytes()).hexdigest()[:16]
     return {
+        "format": OUT_DIR_FORMAT,
         "data": data_identity(shards),
         "model": model,
         "weights": weights,
@@ -87,6 +92,13 @@ def check_fingerprint(out: Path, current: dict[str, Any], write: bool) -> None:
     path = out / FINGERPRINT_FILE
     if path.is_file():
         previous = json.loads(path.read_text())
+        if previous.get("format") != current.get("format"):
+            found, ours = previous.get("format", 0), current.get("format")
+            raise Q16Error(
+                f"infer.out_dir={str(out)!r} was written by another q16 version (out_dir format "
+                f"{found}, this q16 writes {ours}); pass a new infer.out_dir, or finish it with "
+                "the q16 version that started it"
+            )
         if previous != current:
             changed = sorted(
                 k for k in current.keys() | previous if previous.get(k) != current.get(k)
