@@ -32,6 +32,10 @@ test: install browser ## run the test suite (gpu/weights tests skip when unavail
 test-fast: install ## the suite without slow tests
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
+test-gpu: install ## the GPU tests only (train + infer on CUDA, bf16 vs fp32, 2-GPU split); fails without CUDA
+	$(PY) -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'test-gpu: no CUDA device visible')"
+	$(PY) -m pytest -m gpu -rs $(PYTEST_ARGS)
+
 test-full: lint test ## lint + types + the whole suite (gpu/weights tests run where available)
 
 demo: install ## offline demo: synthetic SMID, tiny random-weight CLIP, zero-shot vs tuned
@@ -54,6 +58,10 @@ bench: install ## inference throughput + memory (ViT-B-32, random weights) -> re
 	$(PY) scripts/bench_infer.py --model ViT-B-32 --images 128 --shard-size 32 --batch-size 32 \
 		--naive-images 16 --rss-shards 1 --repeats 3
 
+bench-gpu: install ## the same benchmark on a GPU at GPU scale (ViT-L-14, bf16, batch 256) -> results/bench/
+	$(PY) scripts/bench_infer.py --model ViT-L-14 --images 4096 --shard-size 256 --batch-size 256 \
+		--num-workers $$(( $$(nproc) - 1 )) --naive-images 64 --rss-shards 2 --repeats 3
+
 lint: install ## ruff + mypy
 	$(VENV)/bin/ruff check src tests scripts *.py
 	$(VENV)/bin/ruff format --check src tests scripts *.py
@@ -63,4 +71,4 @@ format: install ## ruff format + autofix
 	$(VENV)/bin/ruff format src tests scripts *.py
 	$(VENV)/bin/ruff check --fix src tests scripts *.py
 
-.PHONY: help install browser test test-fast test-full demo smid-demo reproduce infer-demo bench lint format
+.PHONY: help install browser test test-fast test-full demo smid-demo reproduce infer-demo bench bench-gpu test-gpu lint format

@@ -30,7 +30,7 @@ from PIL import Image
 
 from q16.data.wds import synthetic_images, write_shards
 from q16.inference.reader import ImageDecoder, UInt8Preprocess
-from q16.inference.scorer import Scorer, resolve_autocast
+from q16.inference.scorer import AUTOCAST_DTYPES, Scorer, resolve_autocast
 from q16.models.backbone import BackboneSpec, load_backbone
 from q16.models.prompts import zeroshot_prompt
 from q16.runinfo import git_commit, machine_description
@@ -58,16 +58,26 @@ def model_only(scorer: Scorer, images: torch.Tensor, batch_size: int) -> float:
     return len(images) / (time.perf_counter() - start)
 
 
-def naive(backbone: Any, head: torch.nn.Module, files: list[Path]) -> float:
-    """The paper's loop: one file, one preprocess, one forward pass at a time."""
+def naive(backbone: Any, head: torch.nn.Module, files: list[Path], autocast: str) -> float:
+    """The paper's loop: one file, one preprocess, one forward pass at a time.
+
+    Same precision as (a) and (b) (on a GPU the paper's script also ran CLIP in half precision),
+    so that (b) / (c) measures batching and streaming, not precision.
+    """
     head = head.to(backbone.device)
+    use_autocast = autocast != "off"
+    dtype = AUTOCAST_DTYPES.get(autocast, torch.float32)
+
+    def score(path: Path) -> float:
+        x = backbone.preprocess(Image.open(path)).unsqueeze(0).to(backbone.device)
+        with torch.autocast(backbone.device.type, dtype=dtype, enabled=use_autocast):
+            return head(backbone.encode_image(x)).float().softmax(dim=-1)[0, 1].item()
+
     with torch.no_grad():
-        x = backbone.preprocess(Image.open(files[0])).unsqueeze(0)
-        head(backbone.encode_image(x))  # warm-up
+        score(files[0])  # warm-up
         start = time.perf_counter()
         for path in files:
-            x = backbone.preprocess(Image.open(path)).unsqueeze(0).to(backbone.device)
-            head(backbone.encode_image(x)).softmax(dim=-1)[:, 1].item()
+            score(path)
     return len(files) / (time.perf_counter() - start)
 
 
@@ -170,7 +180,7 @@ def main() -> None:
     a_runs: list[float] = []
     b_runs: list[dict[str, Any]] = []
     print(f"(c) naive loop on {len(files)} files ...", flush=True)
-    c = naive(backbone, head, files)
+    c = naive(backbone, head, files, autocast)
     loads["c"] = os.getloadavg()[0]
     print(f"    {c:.2f} img/s", flush=True)
     for r in range(args.repeats):

@@ -1,0 +1,32 @@
+"""scripts/bench_infer.py still runs (on the tiny model): its JSON has every measure."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+def test_bench_infer_writes_every_measure(tmp_path: Path) -> None:
+    run = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "bench_infer.py"), "--model", "q16-tiny",
+         "--images", "16", "--naive-images", "4", "--repeats", "1", "--rss-shards", "1",
+         "--shard-size", "4", "--out-dir", str(tmp_path)],
+        env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    result = json.loads((tmp_path / "infer-q16-tiny-cpu.json").read_text())
+    assert result["random_weights"] is True and result["autocast"] == "off"
+    for measure in ("a_model_only_images_per_s", "b_end_to_end_images_per_s",
+                    "c_naive_images_per_s", "a_model_only_batch1_images_per_s"):  # fmt: skip
+        assert result[measure] > 0, measure
+    assert result["peak_rss"]["1x"]["images"] == 4 and result["peak_rss"]["10x"]["images"] == 40
+    assert set(result["targets_met"]) == {"b_ge_0.9a", "b_ge_2c", "rss_10x_le_1.1x"}
+    assert result["machine"] and result["git_commit"] and result["date"]
