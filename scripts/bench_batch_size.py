@@ -17,8 +17,8 @@ import sys
 from pathlib import Path
 
 import torch
-
 from bench_infer import REPO, model_only  # scripts/ is on sys.path when run as a script
+
 from q16.data.wds import synthetic_images
 from q16.inference.reader import ImageDecoder, UInt8Preprocess
 from q16.inference.scorer import Scorer, resolve_autocast
