@@ -71,7 +71,8 @@ def naive(backbone: Any, head: torch.nn.Module, files: list[Path], autocast: str
     def score(path: Path) -> float:
         x = backbone.preprocess(Image.open(path)).unsqueeze(0).to(backbone.device)
         with torch.autocast(backbone.device.type, dtype=dtype, enabled=use_autocast):
-            return head(backbone.encode_image(x)).float().softmax(dim=-1)[0, 1].item()
+            features = backbone.encode_image(x)
+        return head(features.float()).softmax(dim=-1)[0, 1].item()  # fp32 head, as the scorer
 
     with torch.no_grad():
         score(files[0])  # warm-up

@@ -6,6 +6,7 @@ import os
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # tests never touch the network
 os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic Trainers on CUDA
 
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -33,6 +34,26 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(no_gpu)
         if "weights" in item.keywords and not os.environ.get("Q16_WEIGHTS_DIR"):
             item.add_marker(no_weights)
+
+
+@pytest.fixture(autouse=True)
+def _no_deterministic_leak() -> Iterator[None]:
+    """Trainer(deterministic=True) switches torch's global flag on; one test must not change
+    which algorithms the next one may use."""
+    yield
+    torch.use_deterministic_algorithms(False)
+
+
+def _launch_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+    return {**env, "HF_HUB_OFFLINE": "1", **extra}
+
+
+@pytest.fixture
+def launch_env() -> Callable[..., dict[str, str]]:
+    """Environment for a launched infer.py/train.py: offline, and without a surrounding SLURM
+    job's variables (Lightning would take ranks from SLURM, not from NODE_RANK or itself)."""
+    return _launch_env
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from typing import Any
 
 import lightning as L
@@ -20,9 +21,17 @@ log = logging.getLogger(__name__)
 PROMPT_FILE = "prompts.safetensors"
 
 
+def allow_deterministic_cublas(cfg: DictConfig) -> None:
+    """cuBLAS reads CUBLAS_WORKSPACE_CONFIG once, at the first CUDA matmul, which encoding the
+    features does before Lightning sets it for ``trainer.deterministic``: set it first."""
+    if cfg.get("trainer", {}).get("deterministic"):
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Train and evaluate; returns ``{"zeroshot": {...}, "tuned": {...}}`` (also metrics.json)."""
     pipeline.require_values(cfg)
+    allow_deterministic_cublas(cfg)
     if cfg.get("protocol", "single") == "smid_cv":
         from q16.experiments.smid_cv import run as run_cv
 

@@ -19,7 +19,8 @@ def test_bench_infer_writes_every_measure(tmp_path: Path) -> None:
         [sys.executable, str(REPO / "scripts" / "bench_infer.py"), "--model", "q16-tiny",
          "--images", "16", "--naive-images", "4", "--repeats", "1", "--rss-shards", "1",
          "--shard-size", "4", "--out-dir", str(tmp_path)],
-        env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, timeout=600,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": ""},  # the CPU setup
+        capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert run.returncode == 0, run.stderr[-2000:]
     result = json.loads((tmp_path / "infer-q16-tiny-cpu.json").read_text())

@@ -47,7 +47,7 @@ def scored(make_cfg: MakeCfg, shards: Path, out: Path, accelerator: str) -> pd.D
 
 
 def test_infer_on_the_gpu_scores_like_the_cpu(make_cfg: MakeCfg, tmp_path: Path) -> None:
-    """bf16 autocast on CUDA (the default there): every key scored once, scores within 0.02
+    """bf16 autocast on CUDA (the default there): every key scored once, scores within 0.05
     of the fp32 CPU run, and hostile members still reported, not fatal."""
     shards = tmp_path / "shards"
     write_shards(synthetic_images(48, seed=3), str(shards / "g-%03d.tar"), maxcount=16)
@@ -55,14 +55,18 @@ def test_infer_on_the_gpu_scores_like_the_cpu(make_cfg: MakeCfg, tmp_path: Path)
     gpu = scored(make_cfg, shards, tmp_path / "gpu", "gpu")
     cpu = scored(make_cfg, shards, tmp_path / "cpu", "cpu")
     assert list(gpu["key"]) == list(cpu["key"]) and not gpu.duplicated(["shard", "key"]).any()
-    diff = (gpu["p_inappropriate"] - cpu["p_inappropriate"]).abs().max()
-    assert diff <= 0.02, f"bf16 on CUDA differs from fp32 on CPU by {diff:.4f}"
+    diff = (gpu["p_inappropriate"] - cpu["p_inappropriate"]).abs()
+    assert diff.max() <= 0.05, f"bf16 on CUDA differs from fp32 on CPU by {diff.max():.4f}"
+    clear = (cpu["p_inappropriate"] - 0.5).abs() > 0.05  # not at the threshold
+    assert (gpu["flagged"] == cpu["flagged"])[clear].all()
     errors = (tmp_path / "gpu" / "errors.jsonl").read_text()
     assert errors == (tmp_path / "cpu" / "errors.jsonl").read_text() and errors
 
 
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA devices")
-def test_two_gpus_split_shards_without_gaps(tmp_path: Path) -> None:
+def test_two_gpus_split_shards_without_gaps(
+    tmp_path: Path, launch_env: Callable[..., dict[str, str]]
+) -> None:
     import subprocess
     import sys
 
@@ -74,7 +78,7 @@ def test_two_gpus_split_shards_without_gaps(tmp_path: Path) -> None:
         [sys.executable, str(repo / "infer.py"), "model=tiny", "trainer=ddp", "trainer.devices=2",
          "trainer.accelerator=gpu", f"data.shards={shards}", f"infer.out_dir={out}",
          "infer.progress=false", f"paths.root_dir={tmp_path}"],
-        capture_output=True, text=True, timeout=600,
+        env=launch_env(), capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert run.returncode == 0, run.stderr[-2000:]
     keys = [

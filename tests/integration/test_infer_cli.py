@@ -22,6 +22,7 @@ from q16.data.wds import synthetic_images, write_shards
 from q16.inference.writer import TEST_KILL_ENV
 
 REPO = Path(__file__).resolve().parents[2]
+Env = Callable[..., dict[str, str]]
 N_SHARDS, PER_SHARD = 8, 8
 
 
@@ -53,13 +54,13 @@ def shards(tmp_path: Path) -> Path:
     return folder
 
 
-def killed_run(tmp_path: Path, out: Path, shards: Path, point: str) -> None:
+def killed_run(tmp_path: Path, out: Path, shards: Path, point: str, env: Env) -> None:
     """A CLI run that SIGKILLs itself at a chosen commit point (the writer's test-only hook)."""
     log = tmp_path / f"{point.replace(':', '-')}.log"
     with log.open("w") as stderr:
         proc = subprocess.Popen(
             cli(tmp_path, out, shards, "infer.save_embeddings=true"),
-            env={**os.environ, "HF_HUB_OFFLINE": "1", TEST_KILL_ENV: point},
+            env=env(**{TEST_KILL_ENV: point}),
             stdout=subprocess.DEVNULL,
             stderr=stderr,
             start_new_session=True,  # so that the DataLoader worker left behind is killed too
@@ -73,21 +74,23 @@ def killed_run(tmp_path: Path, out: Path, shards: Path, point: str) -> None:
 
 @pytest.mark.slow
 def test_sigkill_then_resume_equals_uninterrupted_run(
-    make_cfg: Callable[..., DictConfig], tmp_path: Path, shards: Path
+    make_cfg: Callable[..., DictConfig], tmp_path: Path, shards: Path, launch_env: Env
 ) -> None:
     """Killed after a commit, then between the embeddings and the parquet rename, then resumed:
     the result equals an uninterrupted run exactly (same keys and scores, none twice)."""
     out = tmp_path / "killed"
-    killed_run(tmp_path, out, shards, "after_commit:2")
+    killed_run(tmp_path, out, shards, "after_commit:2", launch_env)
     assert len(list((out / "scores").glob("*.parquet"))) == 2
-    killed_run(tmp_path, out, shards, "before_parquet:2")  # resumes, commits one, dies in the next
+    killed_run(
+        tmp_path, out, shards, "before_parquet:2", launch_env
+    )  # resumes, commits one, dies in the next
     parquets = {p.stem for p in (out / "scores").glob("*.parquet")}
     npys = {p.stem for p in (out / "embeddings").glob("*.npy")}
     assert len(parquets) == 3 and len(npys - parquets) == 1  # embeddings written, shard not done
 
     resumed = subprocess.run(
         cli(tmp_path, out, shards, "infer.save_embeddings=true"),
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        env=launch_env(),
         capture_output=True,
         text=True,
         timeout=300,
@@ -116,11 +119,13 @@ def test_sigkill_then_resume_equals_uninterrupted_run(
 
 
 @pytest.mark.slow
-def test_two_cpu_processes_split_shards_without_gaps(tmp_path: Path, shards: Path) -> None:
+def test_two_cpu_processes_split_shards_without_gaps(
+    tmp_path: Path, shards: Path, launch_env: Env
+) -> None:
     out = tmp_path / "ddp"
     run = subprocess.run(
         cli(tmp_path, out, shards, "trainer=ddp", "trainer.devices=2"),
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        env=launch_env(),
         capture_output=True,
         text=True,
         timeout=300,
@@ -141,12 +146,13 @@ def free_port() -> int:
 
 
 @pytest.mark.slow
-def test_two_nodes_share_one_out_dir_without_gaps(tmp_path: Path, shards: Path) -> None:
+def test_two_nodes_share_one_out_dir_without_gaps(
+    tmp_path: Path, shards: Path, launch_env: Env
+) -> None:
     """Multi-node as users launch it: the same command on each node, NODE_RANK set, one shared
     out_dir. Two 'nodes' of one CPU process each on this machine stand in for two machines."""
     out = tmp_path / "nodes"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "MASTER_ADDR": "127.0.0.1"}
-    env["MASTER_PORT"] = str(free_port())
+    env = launch_env(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()))
     command = cli(tmp_path, out, shards, "trainer=ddp", "trainer.devices=1", "trainer.num_nodes=2")
     nodes = [
         subprocess.Popen(

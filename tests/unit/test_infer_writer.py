@@ -184,3 +184,31 @@ def test_done_shard_remembers_its_input(tmp_path: Path) -> None:
     assert is_done(tmp_path, "legacy", "anything")
     with pytest.raises(Q16Error, match="other input files"):
         is_done(tmp_path, "s", "from-b")
+
+
+def test_flagged_sorter_same_bytes_with_null_ints_in_some_chunks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A null class_id in one merge chunk must not turn the others' ids into floats (3.0)."""
+    import pyarrow as pa
+
+    from q16.inference import flagged as flagged_module
+    from q16.inference.writer import FLAGGED_SCHEMA
+
+    monkeypatch.setattr(flagged_module, "READ_ROWS", 4)
+    table = pa.table(
+        {"key": [f"k{i}" for i in range(12)], "shard": ["s"] * 12, "source": ["x"] * 12,
+         "file_name": [None] * 12, "class_id": [None, *range(3, 14)],
+         "class_name": ["c"] * 12, "p_inappropriate": [0.99 - i / 100 for i in range(12)]},
+        schema=FLAGGED_SCHEMA,
+    )  # fmt: skip
+    written = []
+    for max_rows in (100, 3):
+        with flagged_module.flagged_sorter(FLAGGED_SCHEMA, tmp_path, max_rows) as sorter:
+            for start in range(0, 12, 3):
+                sorter.add(table.slice(start, 3))
+            sorter.write_csv(tmp_path / f"f{max_rows}.csv")
+        written.append((tmp_path / f"f{max_rows}.csv").read_text())
+    assert written[0] == written[1]
+    assert ",3,c," in written[0] and ".0," not in written[0]
+    assert not list(tmp_path.glob(".*"))  # no spill folder, no temp file

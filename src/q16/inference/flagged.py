@@ -17,11 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 SORT_KEYS = [("p_inappropriate", "descending"), ("shard", "ascending"), ("key", "ascending")]
 """Highest score first; ties broken by shard and key so that every run writes the same file."""
+NULLABLE_INTS = {pa.int64(): pd.Int64Dtype(), pa.int8(): pd.Int8Dtype()}
 READ_ROWS = 8192
 """Rows read from each spilled run at a time while merging."""
 
@@ -48,12 +50,17 @@ class FlaggedSorter:
             self._spill()
 
     def write_csv(self, path: Path) -> None:
-        """Write atomically (temp file + rename), as every other file of an out_dir."""
-        tmp = path.with_name(f".{path.name}.tmp")
+        """Write atomically: built in the spill folder (same disk, removed with it on error),
+        then renamed into place, as every other file of an out_dir."""
+        self.spill_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.spill_dir / f"{path.name}.tmp"
         with tmp.open("w", newline="") as out:
             header = True
             for chunk in self._sorted_chunks():
-                chunk.to_pandas().to_csv(out, header=header, index=False)
+                # nullable ints stay ints (3, not 3.0) whichever chunk holds a null
+                chunk.to_pandas(types_mapper=NULLABLE_INTS.get).to_csv(
+                    out, header=header, index=False
+                )
                 header = False
             if header:  # nothing flagged: the header alone
                 self.schema.empty_table().to_pandas().to_csv(out, index=False)
