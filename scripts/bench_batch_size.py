@@ -11,20 +11,18 @@ Writes ``results/bench/batch-size-<model>-<device>.json``.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
-import sys
 from pathlib import Path
 
 import torch
-from bench_infer import REPO, model_only  # scripts/ is on sys.path when run as a script
+from bench_infer import (  # scripts/ is on sys.path when run as a script
+    REPO,
+    model_only,
+    random_weight_scorer,
+    write_result,
+)
 
 from q16.data.wds import synthetic_images
-from q16.inference.reader import ImageDecoder, UInt8Preprocess
-from q16.inference.scorer import Scorer, resolve_autocast
-from q16.models.backbone import BackboneSpec, load_backbone
-from q16.models.prompts import zeroshot_prompt
-from q16.runinfo import git_commit, machine_description
+from q16.inference.reader import ImageDecoder
 
 
 def main() -> None:
@@ -36,11 +34,7 @@ def main() -> None:
     parser.add_argument("--out-dir", type=Path, default=REPO / "results" / "bench")
     args = parser.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    torch.manual_seed(0)
-    backbone = load_backbone(BackboneSpec(args.model, pretrained=None), device)
-    pre = UInt8Preprocess.from_transform(backbone.preprocess)
-    autocast = resolve_autocast("auto", device)
-    scorer = Scorer(backbone, zeroshot_prompt(backbone), pre.mean, pre.std, autocast)
+    _, scorer, pre = random_weight_scorer(args.model, device)
     decoder = ImageDecoder(pre)
     images = torch.stack([decoder(s["jpg"]) for s in synthetic_images(args.images, seed=0)])
 
@@ -55,20 +49,14 @@ def main() -> None:
         "pretrained": None,
         "random_weights": True,
         "device": str(device),
-        "autocast": autocast,
+        "autocast": scorer.autocast,
         "images": args.images,
         "torch_threads": torch.get_num_threads(),
         "images_per_s_by_batch_size": {str(k): round(v, 3) for k, v in best.items()},
         "runs": {str(k): [round(x, 3) for x in v] for k, v in runs.items()},
         "fastest_batch_size": max(best, key=lambda size: best[size]),
-        "command": "python scripts/bench_batch_size.py " + " ".join(sys.argv[1:]),
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "git_commit": git_commit(REPO),
-        "machine": machine_description(),
     }
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    path = args.out_dir / f"batch-size-{args.model}-{device.type}.json"
-    path.write_text(json.dumps(result, indent=2) + "\n")
+    path = write_result(args.out_dir, f"batch-size-{args.model}-{device.type}.json", result)
     print(f"fastest: batch {result['fastest_batch_size']}; wrote {path}")
 
 

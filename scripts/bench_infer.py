@@ -82,6 +82,30 @@ def naive(backbone: Any, head: torch.nn.Module, files: list[Path], autocast: str
     return len(files) / (time.perf_counter() - start)
 
 
+def random_weight_scorer(model: str, device: torch.device) -> tuple[Any, Scorer, UInt8Preprocess]:
+    """The model with seeded random weights, its zero-shot head and its uint8 preprocessing."""
+    torch.manual_seed(0)
+    backbone = load_backbone(BackboneSpec(model, pretrained=None), device)
+    pre = UInt8Preprocess.from_transform(backbone.preprocess)
+    autocast = resolve_autocast("auto", device)
+    return backbone, Scorer(backbone, zeroshot_prompt(backbone), pre.mean, pre.std, autocast), pre
+
+
+def write_result(out_dir: Path, name: str, result: dict[str, Any]) -> Path:
+    """``result`` plus how and where it was measured, as ``out_dir/name``."""
+    result = {
+        **result,
+        "command": " ".join(["python", f"scripts/{Path(sys.argv[0]).name}", *sys.argv[1:]]),
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "git_commit": git_commit(REPO),
+        "machine": machine_description(),
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / name
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    return path
+
+
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -157,12 +181,8 @@ def main() -> None:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     size = tuple(args.image_size)
 
-    torch.manual_seed(0)
-    backbone = load_backbone(BackboneSpec(args.model, pretrained=None), device)
-    head = zeroshot_prompt(backbone)
-    pre = UInt8Preprocess.from_transform(backbone.preprocess)
-    autocast = resolve_autocast("auto", device)
-    scorer = Scorer(backbone, head, pre.mean, pre.std, autocast)
+    backbone, scorer, pre = random_weight_scorer(args.model, device)
+    head, autocast = scorer.head, scorer.autocast
 
     shards = make_data(work, args.images, args.shard_size, size, seed=0)
     samples = list(synthetic_images(args.images, seed=0, size=size))
@@ -254,15 +274,9 @@ def main() -> None:
             "b_ge_2c": b >= TARGETS["e2e_over_naive_min"] * c,
             "rss_10x_le_1.1x": ratio_rss <= TARGETS["rss_10x_over_1x_max"],
         },
-        "command": "python scripts/bench_infer.py " + " ".join(sys.argv[1:]),
         "infer_command": e2e["command"],
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "git_commit": git_commit(REPO),
-        "machine": machine_description(),
     }
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    path = args.out_dir / f"infer-{args.model}-{device.type}.json"
-    path.write_text(json.dumps(result, indent=2) + "\n")
+    path = write_result(args.out_dir, f"infer-{args.model}-{device.type}.json", result)
     print(json.dumps(result["ratios"]), json.dumps(result["targets_met"]))
     print(f"wrote {path}")
     if args.work_dir is None:

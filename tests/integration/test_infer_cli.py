@@ -47,6 +47,16 @@ def scores(out: Path) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True).sort_values(["shard", "key"], ignore_index=True)
 
 
+def assert_split_between_two_ranks(out: Path) -> None:
+    """Every input key scored exactly once, half of the images by each of ranks 0 and 1."""
+    got = scores(out)
+    expected = {s["__key__"] for s in synthetic_images(N_SHARDS * PER_SHARD)}
+    assert len(got) == len(expected) and set(got["key"]) == expected
+    ranks = [pd.read_json(p, typ="series") for p in sorted((out / "ranks").glob("*.json"))]
+    assert [r["rank"] for r in ranks] == [0, 1]
+    assert [r["images"] for r in ranks] == [N_SHARDS * PER_SHARD // 2] * 2
+
+
 @pytest.fixture
 def shards(tmp_path: Path) -> Path:
     folder = tmp_path / "shards"
@@ -131,12 +141,7 @@ def test_two_cpu_processes_split_shards_without_gaps(
         timeout=300,
     )
     assert run.returncode == 0, run.stderr[-2000:]
-    got = scores(out)
-    expected = {s["__key__"] for s in synthetic_images(N_SHARDS * PER_SHARD)}
-    assert len(got) == len(expected) and set(got["key"]) == expected
-    ranks = [pd.read_json(p, typ="series") for p in sorted((out / "ranks").glob("*.json"))]
-    assert [r["rank"] for r in ranks] == [0, 1]
-    assert [r["images"] for r in ranks] == [N_SHARDS * PER_SHARD // 2] * 2
+    assert_split_between_two_ranks(out)
 
 
 def free_port() -> int:
@@ -166,11 +171,6 @@ def test_two_nodes_share_one_out_dir_without_gaps(
     ]
     logs = [node.communicate(timeout=300)[1] for node in nodes]
     assert [node.returncode for node in nodes] == [0, 0], "\n".join(log[-1500:] for log in logs)
-    got = scores(out)
-    expected = {s["__key__"] for s in synthetic_images(N_SHARDS * PER_SHARD)}
-    assert len(got) == len(expected) and set(got["key"]) == expected
-    ranks = [pd.read_json(p, typ="series") for p in sorted((out / "ranks").glob("*.json"))]
-    assert [r["rank"] for r in ranks] == [0, 1]
-    assert [r["images"] for r in ranks] == [N_SHARDS * PER_SHARD // 2] * 2
+    assert_split_between_two_ranks(out)
     summary = pd.read_json(out / "summary.json", typ="series")
-    assert summary["world_size"] == 2 and summary["images_scored"] == len(expected)
+    assert summary["world_size"] == 2 and summary["images_scored"] == N_SHARDS * PER_SHARD
