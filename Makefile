@@ -62,10 +62,11 @@ bench-gpu: install ## the same benchmark on a GPU at GPU scale (ViT-L-14, bf16, 
 	$(PY) scripts/bench_infer.py --model ViT-L-14 --images 4096 --shard-size 256 --batch-size 256 \
 		--num-workers $$(( $$(nproc) - 1 )) --naive-images 64 --rss-shards 2 --repeats 3
 
-lint: install ## ruff + mypy
+lint: install ## ruff + mypy + import layers (import-linter)
 	$(VENV)/bin/ruff check src tests scripts *.py
 	$(VENV)/bin/ruff format --check src tests scripts *.py
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-cache
 
 format: install ## ruff format + autofix
 	$(VENV)/bin/ruff format src tests scripts *.py

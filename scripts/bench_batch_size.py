@@ -21,8 +21,8 @@ from bench_infer import (  # scripts/ is on sys.path when run as a script
     write_result,
 )
 
-from q16.data.wds import synthetic_images
 from q16.inference.reader import ImageDecoder
+from q16.sources.wds import synthetic_images
 
 
 def main() -> None:

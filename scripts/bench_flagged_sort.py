@@ -18,8 +18,8 @@ import numpy as np
 import pyarrow as pa
 from bench_infer import REPO, write_result  # scripts/ is on sys.path when run as a script
 
+from q16.inference.collect import FLAGGED_SCHEMA
 from q16.inference.flagged import flagged_sorter
-from q16.inference.writer import FLAGGED_SCHEMA
 
 PER_SHARD = 1000
 

@@ -28,12 +28,12 @@ from typing import Any
 import torch
 from PIL import Image
 
-from q16.data.wds import synthetic_images, write_shards
 from q16.inference.reader import ImageDecoder, UInt8Preprocess
 from q16.inference.scorer import AUTOCAST_DTYPES, Scorer, resolve_autocast
 from q16.models.backbone import BackboneSpec, load_backbone
-from q16.models.prompts import zeroshot_prompt
+from q16.models.prompts import class_embedding_prompt
 from q16.runinfo import git_commit, machine_description
+from q16.sources.wds import synthetic_images, write_shards
 
 REPO = Path(__file__).resolve().parents[1]
 TARGETS = {"e2e_over_model_min": 0.9, "e2e_over_naive_min": 2.0, "rss_10x_over_1x_max": 1.1}
@@ -88,7 +88,13 @@ def random_weight_scorer(model: str, device: torch.device) -> tuple[Any, Scorer,
     backbone = load_backbone(BackboneSpec(model, pretrained=None), device)
     pre = UInt8Preprocess.from_transform(backbone.preprocess)
     autocast = resolve_autocast("auto", device)
-    return backbone, Scorer(backbone, zeroshot_prompt(backbone), pre.mean, pre.std, autocast), pre
+    return (
+        backbone,
+        Scorer(
+            backbone, class_embedding_prompt(backbone, trainable=False), pre.mean, pre.std, autocast
+        ),
+        pre,
+    )
 
 
 def write_result(out_dir: Path, name: str, result: dict[str, Any]) -> Path:
@@ -243,7 +249,7 @@ def main() -> None:
         "setup": {
             "images": args.images,
             "image_size": list(size),
-            "image_format": "JPEG q90, synthetic (q16.data.wds.synthetic_images)",
+            "image_format": "JPEG q90, synthetic (q16.sources.wds.synthetic_images)",
             "shard_size": args.shard_size,
             "batch_size": args.batch_size,
             "num_workers": args.num_workers,

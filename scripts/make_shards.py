@@ -20,8 +20,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from q16.data.folder import ImageFolder, list_images
-from q16.data.wds import synthetic_images, write_shards
+from q16.sources.folder import ImageFolder, list_images
+from q16.sources.wds import synthetic_images, write_shards
 
 log = logging.getLogger("make_shards")
 

@@ -39,8 +39,7 @@ def machine_description() -> dict[str, Any]:
 
 EXPERIMENT_KEYS = (
     "seed",
-    "protocol",
-    "class_names",
+    "task",
     "model",
     "prompt",
     "data",

@@ -1,24 +1,139 @@
-"""``python train.py``: tune a prompt on one stratified split and compare with zero-shot."""
+"""``python train.py``: the training tasks. Each has its own entry with a typed result; the
+config's ``task`` key (set by ``experiment=smid_cv``) only picks which one ``run`` calls."""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-from typing import Any
+import time
+from collections.abc import Callable
+from pathlib import Path
 
-import lightning as L
-import numpy as np
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from q16 import pipeline
-from q16.data.splits import subsample, train_test_indices
-from q16.models.prompt_io import PromptMetadata, save_prompt
+from q16 import train_config
+from q16.errors import Q16Error
+from q16.experiments.single_split import SplitResult, SplitSettings, log_table, run_single_split
+from q16.experiments.smid_cv import Grid, ProtocolResult, ProtocolSettings, run_protocol
 from q16.runinfo import config_hash, write_run_info
+from q16.training.fit import encode, require_both_classes
 
 log = logging.getLogger(__name__)
 
-PROMPT_FILE = "prompts.safetensors"
+
+def run(cfg: DictConfig) -> SplitResult | ProtocolResult:
+    """The task named by ``cfg.task``: ``single_split`` (default) or ``smid_cv``."""
+    tasks: dict[str, Callable[[DictConfig], SplitResult | ProtocolResult]] = {
+        "single_split": run_split,
+        "smid_cv": run_smid_protocol,
+    }
+    task = tasks.get(str(cfg.get("task", "single_split")))
+    if task is None:
+        raise Q16Error(f"task={cfg.task!r} is not one of {', '.join(tasks)}")
+    return task(cfg)
+
+
+def run_split(cfg: DictConfig) -> SplitResult:
+    """Tune ``cfg.prompt`` on one stratified split; writes prompts.safetensors, metrics.json."""
+    train_config.require_values(cfg)
+    allow_deterministic_cublas(cfg)
+    train_config.seed_everything(cfg)
+    out = Path(cfg.paths.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    backbone = train_config.build_backbone(cfg)
+    data = require_both_classes(train_config.load_labeled(cfg))
+    encoded = encode(backbone, data, train_config.feature_settings(cfg))
+    result = run_single_split(
+        backbone,
+        encoded,
+        train_config.method(cfg, cfg.prompt),
+        SplitSettings(
+            test_fraction=float(cfg.split.test_fraction),
+            train_fraction=float(cfg.split.train_fraction),
+            seed=int(cfg.split.seed),
+        ),
+        out,
+        threshold=float(cfg.eval.threshold),
+        config_hash=config_hash(cfg),
+        loggers=train_config.build_loggers(cfg),
+        callbacks=train_config.build_callbacks(cfg),
+    )
+    write_run_info(
+        out,
+        cfg,
+        feature_cache_hit=encoded.cache.cache_hit,
+        feature_cache=str(encoded.cache.cache_path),
+        n_train=result.n_train,
+        n_test=result.n_test,
+        n_unreadable=int((~encoded.cache.valid).sum()),
+        random_weights=backbone.spec.random_weights,
+        data=encoded.data.name,
+    )
+    log_table(result, backbone.spec.random_weights, encoded.data.name)
+    return result
+
+
+def run_smid_protocol(cfg: DictConfig) -> ProtocolResult:
+    """The paper's SMID protocol for ``cfg.model`` (``experiment=smid_cv``)."""
+    train_config.require_values(cfg)
+    allow_deterministic_cublas(cfg)
+    started = time.perf_counter()
+    train_config.seed_everything(cfg)
+    cv = cfg.cv
+    settings = ProtocolSettings(
+        grid=Grid(
+            n_splits=int(cv.n_splits),
+            test_fraction=float(cv.test_fraction),
+            fractions=tuple(float(f) for f in cv.fractions),
+            seed=int(cv.seed),
+            threshold_fraction=float(cv.threshold_fraction),
+        ),
+        out_dir=Path(cv.out_dir),
+        threshold=float(cfg.eval.threshold),
+        target_precision=float(cfg.eval.target_precision),
+        calibration_bins=int(cv.calibration_bins),
+        paper_model=str(cv.paper_model),
+        reference_csv=Path(cv.reference_csv).expanduser() if cv.get("reference_csv") else None,
+        command=_command(),
+    )
+    methods = {name: train_config.method(cfg, prompt, name) for name, prompt in _methods(cfg)}
+    backbone = train_config.build_backbone(cfg)
+    data = require_both_classes(train_config.load_labeled(cfg))
+    encoded = encode(backbone, data, train_config.feature_settings(cfg))
+    encode_s = time.perf_counter() - started
+    log.info(
+        "features of %d images ready in %.1f s (cache %s); sweeping %s",
+        len(encoded.data),
+        encode_s,
+        "hit" if encoded.cache.cache_hit else "miss",
+        list(methods),
+    )
+    result = run_protocol(backbone, encoded, methods, settings)
+    write_run_info(
+        result.out_dir,
+        cfg,
+        **result.record,
+        feature_cache=str(encoded.cache.cache_path),
+        feature_cache_hit=encoded.cache.cache_hit,
+        encode_seconds=round(encode_s, 2),
+        total_seconds=round(time.perf_counter() - started, 2),
+    )
+    return result
+
+
+def _methods(cfg: DictConfig) -> list[tuple[str, DictConfig]]:
+    """``cv.methods`` in order, each with its composed prompt config from ``cv.prompts``."""
+    prompts = cfg.cv.get("prompts") or {}
+    found = []
+    for name in map(str, cfg.cv.methods):
+        if name not in prompts:
+            raise Q16Error(
+                f"cv.methods: no prompt config {name!r} in cv.prompts "
+                f"(composed: {', '.join(prompts)}); add one with +prompt@cv.prompts.{name}={name}"
+            )
+        found.append((name, prompts[name]))
+    return found
 
 
 def allow_deterministic_cublas(cfg: DictConfig) -> None:
@@ -28,90 +143,7 @@ def allow_deterministic_cublas(cfg: DictConfig) -> None:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 
-def run(cfg: DictConfig) -> dict[str, Any]:
-    """Train and evaluate; returns ``{"zeroshot": {...}, "tuned": {...}}`` (also metrics.json)."""
-    pipeline.require_values(cfg)
-    allow_deterministic_cublas(cfg)
-    if cfg.get("protocol", "single") == "smid_cv":
-        from q16.experiments.smid_cv import run as run_cv
-
-        return run_cv(cfg)
-    L.seed_everything(int(cfg.seed), workers=True)
-    out = pipeline.output_dir(cfg)
-    backbone = pipeline.build_backbone(cfg)
-    encoded = pipeline.encode(cfg, backbone, pipeline.load_labeled(cfg))
-    labels, scores = encoded.data.labels, encoded.data.scores
-    train_idx, test_idx = train_test_indices(
-        labels, scores, cfg.split.test_fraction, int(cfg.split.seed)
-    )
-    train_idx = subsample(train_idx, labels, cfg.split.train_fraction, int(cfg.split.seed))
-    log.info("split: %d train, %d test images", len(train_idx), len(test_idx))
-
-    head = pipeline.build_head(cfg, backbone)
-    x_test, y_test = encoded.features[test_idx], labels[test_idx]
-    threshold = float(cfg.eval.threshold)
-    metrics = {"zeroshot": pipeline.evaluate(head, x_test, y_test, threshold)}
-    if pipeline.is_trainable(head):
-        head = pipeline.fit_head(
-            cfg,
-            head,
-            encoded.features[train_idx],
-            labels[train_idx],
-            loggers=pipeline.build_loggers(cfg),
-            callbacks=pipeline.build_callbacks(cfg),
-        )
-    metrics["tuned"] = pipeline.evaluate(head, x_test, y_test, threshold)
-
-    meta = PromptMetadata(
-        kind=head.kind,
-        embed_dim=head.embed_dim,
-        model=backbone.spec.name,
-        pretrained=backbone.spec.pretrained,
-        class_names=list(cfg.class_names),
-        logit_scale=float(getattr(head, "logit_scale", 1.0)),
-        config_hash=config_hash(cfg),
-        extra={
-            "prompt": str(cfg.prompt.name),
-            "data": encoded.data.name,
-            **getattr(head, "export_extra", dict)(),  # head-specific, e.g. CoOp's n_ctx
-        },
-    )
-    save_prompt(out / PROMPT_FILE, head, meta)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    write_run_info(
-        out,
-        cfg,
-        feature_cache_hit=encoded.cache.cache_hit,
-        feature_cache=str(encoded.cache.cache_path),
-        n_train=len(train_idx),
-        n_test=len(test_idx),
-        n_unreadable=int((~encoded.cache.valid).sum()),
-        random_weights=backbone.spec.random_weights,
-        data=encoded.data.name,
-    )
-    _log_table(metrics, backbone.spec.random_weights, encoded.data.name)
-    return metrics
-
-
-def _log_table(metrics: dict[str, dict[str, float]], random_weights: bool, data: str) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"zero-shot vs tuned ({data} test split)")
-    table.add_column("metric")
-    table.add_column("zero-shot", justify="right")
-    table.add_column("tuned", justify="right")
-    for name, before in metrics["zeroshot"].items():
-        after = metrics["tuned"][name]
-        table.add_row(name, _fmt(before), _fmt(after))
-    console = Console(stderr=False)
-    console.print(table)
-    if random_weights:
-        console.print(
-            "[bold yellow]note:[/] the model has RANDOM weights; these figures demonstrate the "
-            "machinery, not the paper's result."
-        )
-
-
-def _fmt(value: float) -> str:
-    return "n/a" if np.isnan(value) else f"{value:.3f}"
+def _command() -> str:
+    if not HydraConfig.initialized():
+        return "python train.py experiment=smid_cv"
+    return " ".join(["python train.py", *HydraConfig.get().overrides.task])

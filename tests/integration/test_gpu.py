@@ -16,9 +16,9 @@ import torch
 from omegaconf import DictConfig
 
 from q16 import infer
-from q16.data.hostile import hostile_samples, write_tar
-from q16.data.wds import synthetic_images, write_shards
-from q16.train import run as train_run
+from q16.sources.hostile import hostile_samples, write_tar
+from q16.sources.wds import synthetic_images, write_shards
+from q16.train import run_split as train_run
 
 pytestmark = pytest.mark.gpu
 MakeCfg = Callable[..., DictConfig]
@@ -29,14 +29,14 @@ def test_soft_prompt_trains_on_the_gpu(make_cfg: MakeCfg, synthetic_root: Path) 
         "model=tiny", "data=synthetic", "device=cuda", "trainer=gpu", "callbacks=none",
         f"data.root={synthetic_root}", "prompt=soft",
     )  # fmt: skip
-    metrics = train_run(cfg)
+    metrics = train_run(cfg).metrics()
     assert metrics["tuned"]["accuracy"] >= 0.9
     assert metrics["tuned"]["accuracy"] >= metrics["zeroshot"]["accuracy"] + 0.2
 
 
 def scored(make_cfg: MakeCfg, shards: Path, out: Path, accelerator: str) -> pd.DataFrame:
     cfg = make_cfg(
-        "model=tiny", f"trainer.accelerator={accelerator}", f"data.shards={shards}",
+        "model=tiny", f"fabric.accelerator={accelerator}", f"data.shards={shards}",
         f"infer.out_dir={out}", "infer.batch_size=8", "infer.num_workers=2",
         "infer.progress=false", "infer.threshold=0.5", config_name="infer",
     )  # fmt: skip
@@ -75,8 +75,8 @@ def test_two_gpus_split_shards_without_gaps(
     out = tmp_path / "ddp"
     repo = Path(__file__).resolve().parents[2]
     run = subprocess.run(
-        [sys.executable, str(repo / "infer.py"), "model=tiny", "trainer=ddp", "trainer.devices=2",
-         "trainer.accelerator=gpu", f"data.shards={shards}", f"infer.out_dir={out}",
+        [sys.executable, str(repo / "infer.py"), "model=tiny", "fabric=ddp", "fabric.devices=2",
+         "fabric.accelerator=gpu", f"data.shards={shards}", f"infer.out_dir={out}",
          "infer.progress=false", f"paths.root_dir={tmp_path}"],
         env=launch_env(), capture_output=True, text=True, timeout=600,
     )  # fmt: skip

@@ -18,8 +18,8 @@ import pytest
 from omegaconf import DictConfig
 
 from q16 import infer
-from q16.data.wds import synthetic_images, write_shards
-from q16.inference.writer import TEST_KILL_ENV
+from q16.inference.killpoints import AFTER_COMMIT, BEFORE_PARQUET, KILL_ENV, kill_setting
+from q16.sources.wds import synthetic_images, write_shards
 
 REPO = Path(__file__).resolve().parents[2]
 Env = Callable[..., dict[str, str]]
@@ -36,7 +36,7 @@ def cli(tmp_path: Path, out: Path, shards: Path, *extra: str) -> list[str]:
         "infer.batch_size=4",
         "infer.num_workers=1",
         "infer.progress=false",
-        "trainer.accelerator=cpu",
+        "fabric.accelerator=cpu",
         f"paths.root_dir={tmp_path}",
         *extra,
     ]
@@ -65,12 +65,12 @@ def shards(tmp_path: Path) -> Path:
 
 
 def killed_run(tmp_path: Path, out: Path, shards: Path, point: str, env: Env) -> None:
-    """A CLI run that SIGKILLs itself at a chosen commit point (the writer's test-only hook)."""
+    """A CLI run that SIGKILLs itself at a chosen commit point (``q16.inference.killpoints``)."""
     log = tmp_path / f"{point.replace(':', '-')}.log"
     with log.open("w") as stderr:
         proc = subprocess.Popen(
             cli(tmp_path, out, shards, "infer.save_embeddings=true"),
-            env=env(**{TEST_KILL_ENV: point}),
+            env=env(**{KILL_ENV: point}),
             stdout=subprocess.DEVNULL,
             stderr=stderr,
             start_new_session=True,  # so that the DataLoader worker left behind is killed too
@@ -89,11 +89,10 @@ def test_sigkill_then_resume_equals_uninterrupted_run(
     """Killed after a commit, then between the embeddings and the parquet rename, then resumed:
     the result equals an uninterrupted run exactly (same keys and scores, none twice)."""
     out = tmp_path / "killed"
-    killed_run(tmp_path, out, shards, "after_commit:2", launch_env)
+    killed_run(tmp_path, out, shards, kill_setting(AFTER_COMMIT, 2), launch_env)
     assert len(list((out / "scores").glob("*.parquet"))) == 2
-    killed_run(
-        tmp_path, out, shards, "before_parquet:2", launch_env
-    )  # resumes, commits one, dies in the next
+    # resumes, commits one, dies in the next
+    killed_run(tmp_path, out, shards, kill_setting(BEFORE_PARQUET, 2), launch_env)
     parquets = {p.stem for p in (out / "scores").glob("*.parquet")}
     npys = {p.stem for p in (out / "embeddings").glob("*.npy")}
     assert len(parquets) == 3 and len(npys - parquets) == 1  # embeddings written, shard not done
@@ -116,7 +115,7 @@ def test_sigkill_then_resume_equals_uninterrupted_run(
         "infer.num_workers=1",
         "infer.progress=false",
         "infer.save_embeddings=true",
-        "trainer.accelerator=cpu",
+        "fabric.accelerator=cpu",
         config_name="infer",
     )
     summary = infer.run(cfg)
@@ -134,7 +133,7 @@ def test_two_cpu_processes_split_shards_without_gaps(
 ) -> None:
     out = tmp_path / "ddp"
     run = subprocess.run(
-        cli(tmp_path, out, shards, "trainer=ddp", "trainer.devices=2"),
+        cli(tmp_path, out, shards, "fabric=ddp", "fabric.devices=2"),
         env=launch_env(),
         capture_output=True,
         text=True,
@@ -158,7 +157,7 @@ def test_two_nodes_share_one_out_dir_without_gaps(
     out_dir. Two 'nodes' of one CPU process each on this machine stand in for two machines."""
     out = tmp_path / "nodes"
     env = launch_env(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()))
-    command = cli(tmp_path, out, shards, "trainer=ddp", "trainer.devices=1", "trainer.num_nodes=2")
+    command = cli(tmp_path, out, shards, "fabric=ddp", "fabric.devices=1", "fabric.num_nodes=2")
     nodes = [
         subprocess.Popen(
             command,

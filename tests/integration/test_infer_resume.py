@@ -18,9 +18,9 @@ from omegaconf import DictConfig
 from PIL import Image
 
 from q16 import infer
-from q16.data.shards import Shard
-from q16.data.wds import WebDatasetShards, synthetic_images, write_shards
 from q16.errors import Q16Error
+from q16.sources.base import Shard
+from q16.sources.wds import WebDatasetShards, synthetic_images, write_shards
 
 MakeCfg = Callable[..., DictConfig]
 REPO = Path(__file__).resolve().parents[2]
@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[2]
 def base(out: Path, *extra: str) -> list[str]:
     return [
         "model=tiny",
-        "trainer.accelerator=cpu",
+        "fabric.accelerator=cpu",
         "infer.batch_size=4",
         "infer.num_workers=0",
         "infer.progress=false",
@@ -131,7 +131,7 @@ def test_rank_zero_stops_waiting_for_a_dead_rank(
 ) -> None:
     shards = tmp_path / "s"
     write_shards(synthetic_images(16), str(shards / "s-%04d.tar"), maxcount=4)
-    monkeypatch.setattr(infer, "build_fabric", lambda trainer: OneOfTwoRanks())
+    monkeypatch.setattr(infer, "build_fabric", lambda fabric: OneOfTwoRanks())
     out = tmp_path / "out"
     cfg = make_cfg(
         *base(out, f"data.shards={shards}", "infer.rank_wait_timeout_s=0.5"), config_name="infer"

@@ -13,12 +13,12 @@ import pytest
 from omegaconf import DictConfig
 from PIL import Image
 
-from q16 import infer, pipeline
-from q16.data.hostile import cut_tar, hostile_samples, write_tar
-from q16.data.wds import synthetic_images, write_shards
+from q16 import infer, train_config
 from q16.errors import Q16Error
 from q16.models.prompt_io import PromptMetadata, save_prompt
 from q16.models.prompts import linear_probe
+from q16.sources.hostile import cut_tar, hostile_samples, write_tar
+from q16.sources.wds import synthetic_images, write_shards
 
 SUMMARY_KEYS = {
     "images_scored", "images_flagged", "errors", "per_class", "wall_time_s", "images_per_s",
@@ -36,7 +36,7 @@ MakeCfg = Callable[..., DictConfig]
 def base(tmp_path: Path, *extra: str) -> list[str]:
     return [
         "model=tiny",
-        "trainer.accelerator=cpu",
+        "fabric.accelerator=cpu",
         "infer.batch_size=4",
         "infer.num_workers=1",
         "infer.progress=false",
@@ -176,7 +176,7 @@ def test_wrong_kind_of_dataset_is_a_user_error(make_cfg: MakeCfg, tmp_path: Path
     with pytest.raises(Q16Error, match="training dataset"):
         infer.run(make_cfg(*base(tmp_path, "data=synthetic"), config_name="infer"))
     with pytest.raises(Q16Error, match="inference input"):
-        pipeline.load_labeled(make_cfg("model=tiny", "data=imagenet"))
+        train_config.load_labeled(make_cfg("model=tiny", "data=imagenet"))
 
 
 def test_out_dir_from_another_prompt_is_refused(

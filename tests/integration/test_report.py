@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from q16.errors import Q16Error
-from q16.inference.layout import FLAGGED_COLUMNS, UNKNOWN_CLASS
+from q16.outdir import FLAGGED_COLUMNS, UNKNOWN_CLASS
 from q16.report import apply_review, load_run, write_report
 from q16.report.inputs import per_class_table
 
@@ -269,8 +269,8 @@ def test_html_renders_in_headless_chromium(report: Path, tmp_path: Path) -> None
 def test_report_from_a_real_inference_run(make_cfg, tmp_path: Path) -> None:
     """The contract end to end: infer.run on tiny shards (one hostile), then the report."""
     from q16 import infer
-    from q16.data.hostile import hostile_samples, write_tar
-    from q16.data.wds import synthetic_images, write_shards
+    from q16.sources.hostile import hostile_samples, write_tar
+    from q16.sources.wds import synthetic_images, write_shards
 
     shards = tmp_path / "shards"
     write_shards(synthetic_images(12, seed=1), str(shards / "good-%03d.tar"), maxcount=6)
@@ -278,7 +278,7 @@ def test_report_from_a_real_inference_run(make_cfg, tmp_path: Path) -> None:
     out = tmp_path / "scored"
     cfg = make_cfg(
         "model=tiny",
-        "trainer.accelerator=cpu",
+        "fabric.accelerator=cpu",
         "infer.batch_size=4",
         "infer.num_workers=0",
         "infer.progress=false",

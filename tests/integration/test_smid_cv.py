@@ -14,6 +14,7 @@ import pytest
 from q16.errors import Q16Error
 from q16.experiments import smid_cv
 from q16.experiments.thresholds import PR_COLUMNS
+from q16.train import run_smid_protocol
 
 REPO = Path(__file__).resolve().parents[2]
 COMMITTED = REPO / "results" / "smid" / "q16-tiny"
@@ -53,7 +54,9 @@ def sweep_out(tmp_path_factory, synthetic_root) -> Path:
         [*SMALL, f"data.root={synthetic_root}", f"paths.results_dir={tmp / 'results'}"],
         tmp,
     )
-    smid_cv.run(cfg)
+    result = run_smid_protocol(cfg)
+    assert isinstance(result, smid_cv.ProtocolResult)
+    assert result.summary.shape[0] == len(METHODS) * 2
     return tmp / "results" / "smid" / "q16-tiny"
 
 
@@ -107,13 +110,13 @@ def test_comparison_marks_random_weights_and_synthetic_data(sweep_out) -> None:
 def test_unknown_method_is_a_user_error(make_cfg, synthetic_root) -> None:
     cfg = make_cfg(*SMALL, f"data.root={synthetic_root}", "cv.methods=[zeroshot,nope]")
     with pytest.raises(Q16Error, match="no prompt config 'nope'"):
-        smid_cv.run(cfg)
+        run_smid_protocol(cfg)
 
 
 def test_threshold_fraction_must_be_on_the_grid(make_cfg, synthetic_root) -> None:
     cfg = make_cfg(*SMALL, f"data.root={synthetic_root}", "cv.threshold_fraction=0.5")
     with pytest.raises(Q16Error, match="threshold_fraction"):
-        smid_cv.run(cfg)
+        run_smid_protocol(cfg)
 
 
 def test_committed_run_covers_the_full_grid() -> None:
@@ -162,15 +165,19 @@ def test_hydra_multirun(tmp_path, synthetic_root) -> None:
     assert list(tmp_path.glob("outputs/smid_cv/multirun-*/1"))
 
 
-def test_a_new_prompt_type_joins_by_name(make_cfg, synthetic_root, tmp_path) -> None:
-    """Methods are prompt config names: any configs/prompt/<name>.yaml can enter the sweep."""
+def test_a_new_prompt_type_joins_from_the_command_line(make_cfg, synthetic_root, tmp_path) -> None:
+    """Methods are prompt configs composed by Hydra into cv.prompts; one not in the experiment's
+    defaults joins with +prompt@cv.prompts.<name>=<config>, and keeps its own overrides."""
     cfg = make_cfg(
         *SMALL,
         f"data.root={synthetic_root}",
         "cv.n_splits=1",
         "cv.fractions=[1.0]",
-        "cv.methods=[zeroshot,zeroshot_ensemble]",
+        "+prompt@cv.prompts.mine=zeroshot_ensemble",
+        "cv.prompts.mine.head.logit_scale=50",
+        "cv.methods=[zeroshot,mine]",
     )
-    smid_cv.run(cfg)
+    assert cfg.cv.prompts.mine.head.class_prompts[0][0] == "This image is about something positive"
+    run_smid_protocol(cfg)
     summary = pd.read_csv(tmp_path / "results" / "smid" / "q16-tiny" / "summary.csv")
-    assert summary["method"].tolist() == ["zeroshot", "zeroshot_ensemble"]
+    assert summary["method"].tolist() == ["zeroshot", "mine"]

@@ -7,10 +7,12 @@ import json
 import pytest
 import torch
 
-from q16 import pipeline
+from q16 import train_config
 from q16.data import features as features_module
+from q16.errors import Q16Error
+from q16.experiments.single_split import SplitResult
 from q16.models.prompt_io import load_prompt
-from q16.train import run
+from q16.train import run, run_split
 
 FAST = ("model=tiny", "data=synthetic", "device=cpu", "trainer=cpu", "callbacks=none")
 
@@ -25,7 +27,9 @@ def train_cfg(make_cfg, synthetic_root):
 
 def test_soft_prompt_beats_zeroshot_and_writes_outputs(train_cfg, tmp_path) -> None:
     cfg = train_cfg("prompt=soft")
-    metrics = run(cfg)
+    result = run(cfg)  # the task dispatcher; the default task is one split
+    assert isinstance(result, SplitResult)
+    metrics = result.metrics()
     out = tmp_path / "out"
     assert json.loads((out / "metrics.json").read_text()) == metrics
     assert set(metrics) == {"zeroshot", "tuned"}
@@ -44,22 +48,22 @@ def test_soft_prompt_beats_zeroshot_and_writes_outputs(train_cfg, tmp_path) -> N
 
 
 def test_linear_probe_learns_too(train_cfg) -> None:
-    metrics = run(train_cfg("prompt=linear"))
+    metrics = run_split(train_cfg("prompt=linear")).metrics()
     assert metrics["tuned"]["accuracy"] >= 0.9
 
 
 def test_zeroshot_does_not_train(train_cfg) -> None:
-    metrics = run(train_cfg("prompt=zeroshot"))
+    metrics = run_split(train_cfg("prompt=zeroshot")).metrics()
     assert metrics["tuned"] == metrics["zeroshot"]
 
 
 def test_only_prompt_parameters_reach_the_optimizer(tiny_backbone, make_cfg) -> None:
     from hydra.utils import instantiate
 
-    from q16.models.module import PromptTuner
+    from q16.training.tuner import PromptTuner
 
     cfg = make_cfg("model=tiny", "prompt=soft")
-    head = pipeline.build_head(cfg, tiny_backbone)
+    head = train_config.method(cfg, cfg.prompt).build_head(tiny_backbone)
     module = PromptTuner(head, instantiate(cfg.prompt.optimizer))
     optimizer = module.configure_optimizers()
     params = [p for group in optimizer.param_groups for p in group["params"]]
@@ -69,7 +73,7 @@ def test_only_prompt_parameters_reach_the_optimizer(tiny_backbone, make_cfg) -> 
 
 
 def test_second_run_reuses_feature_cache(train_cfg, tmp_path, monkeypatch) -> None:
-    run(train_cfg("trainer.max_epochs=1", root=tmp_path / "a"))
+    run_split(train_cfg("trainer.max_epochs=1", root=tmp_path / "a"))
 
     def must_not_encode(*args, **kwargs):
         raise AssertionError("images were encoded again despite a cache entry")
@@ -78,14 +82,14 @@ def test_second_run_reuses_feature_cache(train_cfg, tmp_path, monkeypatch) -> No
     cfg = train_cfg("trainer.max_epochs=1", root=tmp_path / "b")
     cfg.paths.cache_dir = str(tmp_path / "a" / "cache")
     cfg.features.cache_dir = str(tmp_path / "a" / "cache" / "features")
-    run(cfg)
+    run_split(cfg)
     info = json.loads((tmp_path / "b" / "out" / "run_info.json").read_text())
     assert info["feature_cache_hit"] is True
 
 
 def test_seeded_runs_are_reproducible(train_cfg, tmp_path) -> None:
-    first = run(train_cfg("trainer.max_epochs=3", root=tmp_path / "a"))
-    second = run(train_cfg("trainer.max_epochs=3", root=tmp_path / "b"))
+    first = run_split(train_cfg("trainer.max_epochs=3", root=tmp_path / "a")).metrics()
+    second = run_split(train_cfg("trainer.max_epochs=3", root=tmp_path / "b")).metrics()
     assert first == second
     a, _ = load_prompt(tmp_path / "a" / "out" / "prompts.safetensors")
     b, _ = load_prompt(tmp_path / "b" / "out" / "prompts.safetensors")
@@ -99,7 +103,7 @@ def test_unreadable_training_image_is_skipped(train_cfg, tmp_path, synthetic_roo
     shutil.copytree(synthetic_root, root)
     next((root / "img").glob("*.jpg")).write_bytes(b"not a jpeg")
     cfg = train_cfg("trainer.max_epochs=1", f"data.root={root}")
-    run(cfg)
+    run_split(cfg)
     info = json.loads((tmp_path / "out" / "run_info.json").read_text())
     assert info["n_unreadable"] == 1
 
@@ -107,5 +111,12 @@ def test_unreadable_training_image_is_skipped(train_cfg, tmp_path, synthetic_roo
 @pytest.mark.slow
 def test_wandb_logger_runs_offline(train_cfg, tmp_path) -> None:
     pytest.importorskip("wandb")
-    run(train_cfg("logger=wandb", "trainer.max_epochs=1"))
+    run_split(train_cfg("logger=wandb", "trainer.max_epochs=1"))
     assert list((tmp_path / "out").rglob("wandb/offline-run-*"))
+
+
+def test_unknown_task_is_a_user_error(train_cfg) -> None:
+    cfg = train_cfg()
+    cfg.task = "nope"
+    with pytest.raises(Q16Error, match="task='nope' is not one of single_split, smid_cv"):
+        run(cfg)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from q16.errors import Q16Error
-from q16.models.backbone import BackboneSpec, load_backbone, resolve_model_name
+from q16.models.backbone import BackboneSpec, load_backbone, open_clip_name
 
 
 def test_tiny_backbone_is_frozen_and_in_eval(tiny_backbone) -> None:
@@ -23,12 +23,15 @@ def test_encoders_return_embed_dim(tiny_backbone) -> None:
 
 
 def test_openai_weights_use_quickgelu_configs() -> None:
-    assert resolve_model_name("ViT-L-14", "openai") == "ViT-L-14-quickgelu"
-    assert resolve_model_name("RN50", "openai") == "RN50-quickgelu"
-    assert resolve_model_name("ViT-L-14", "laion2b_s32b_b82k") == "ViT-L-14"
+    assert open_clip_name(BackboneSpec("ViT-L-14", "openai")) == "ViT-L-14-quickgelu"
+    assert open_clip_name(BackboneSpec("RN50", "openai")) == "RN50-quickgelu"
+    assert open_clip_name(BackboneSpec("ViT-L-14", "laion2b_s32b_b82k")) == "ViT-L-14"
     # a local copy of OpenAI's weights: QuickGELU on request, since the file cannot tell
-    assert resolve_model_name("ViT-B-32", "/ckpt/vit-b-32.pt", True) == "ViT-B-32-quickgelu"
-    assert resolve_model_name("ViT-B-32", "/ckpt/vit-b-32.pt") == "ViT-B-32"
+    assert (
+        open_clip_name(BackboneSpec("ViT-B-32", "/ckpt/vit-b-32.pt", quick_gelu=True))
+        == "ViT-B-32-quickgelu"
+    )
+    assert open_clip_name(BackboneSpec("ViT-B-32", "/ckpt/vit-b-32.pt")) == "ViT-B-32"
 
 
 def test_quick_gelu_flag_reaches_the_model(tmp_path) -> None:

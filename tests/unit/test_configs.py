@@ -8,6 +8,7 @@ import pytest
 from hydra.utils import instantiate
 
 from q16.models.backbone import BackboneSpec
+from q16.models.prompts import PAPER_CLASS_PROMPTS
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 TRAIN_GROUPS = ("model", "prompt", "data", "trainer", "logger", "callbacks", "experiment", "debug")
@@ -20,17 +21,20 @@ def _options(group: str) -> list[str]:
 @pytest.mark.parametrize(("group", "option"), [(g, o) for g in TRAIN_GROUPS for o in _options(g)])
 def test_every_option_composes(make_cfg, group: str, option: str) -> None:
     cfg = make_cfg(f"{group}={option}")
-    assert cfg.model.name and cfg.prompt.name
+    # the SMID protocol composes one prompt config per method instead of the prompt group
+    prompts = [cfg.prompt] if "prompt" in cfg else list(cfg.cv.prompts.values())
+    assert cfg.model.name and prompts and all(p.name and p.head for p in prompts)
 
 
 def test_defaults_are_the_papers_setup(make_cfg) -> None:
     cfg = make_cfg()
     assert cfg.model.name == "ViT-L-14" and cfg.model.pretrained == "openai"
-    assert cfg.prompt.name == "soft"
-    assert list(cfg.prompt.head.class_prompts) == [
-        ["This image is about something positive"],
-        ["This image is about something negative"],
-    ]
+    assert cfg.prompt.name == "soft" and cfg.prompt.head.trainable
+    assert cfg.prompt.head.class_prompts is None  # the paper's pair, kept in one place:
+    assert PAPER_CLASS_PROMPTS == (
+        ("This image is about something positive",),
+        ("This image is about something negative",),
+    )
     assert (cfg.data.t_low, cfg.data.t_high) == (2.5, 3.5)
 
 
@@ -43,12 +47,12 @@ def test_model_configs_instantiate_backbone_specs(make_cfg, option: str) -> None
 
 @pytest.mark.parametrize("option", ["csv", "none"])
 def test_logger_and_callbacks_instantiate(make_cfg, option: str) -> None:
-    from q16 import pipeline
+    from q16 import train_config
 
     cfg = make_cfg(f"logger={option}", f"callbacks={'default' if option == 'csv' else 'none'}")
-    loggers = pipeline.build_loggers(cfg)
+    loggers = train_config.build_loggers(cfg)
     assert (loggers is False) == (option == "none")
-    assert isinstance(pipeline.build_callbacks(cfg), list)
+    assert isinstance(train_config.build_callbacks(cfg), list)
 
 
 def test_trainer_instantiates(make_cfg) -> None:

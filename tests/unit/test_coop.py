@@ -11,10 +11,11 @@ import torch.nn.functional as F
 
 from q16.errors import Q16Error
 from q16.models.backbone import Backbone
-from q16.models.coop import CTX_KEY, CoOpPrompt, TextEncoder, coop_prompt, load_context
-from q16.models.module import PromptTuner, predict_proba
+from q16.models.coop import CTX_KEY, CoOpPrompt, coop_prompt, load_context
 from q16.models.prompt_io import PromptMetadata, load_prompt, save_prompt
 from q16.models.prompts import ClassEmbeddingHead
+from q16.models.text_encoder import TextEncoder
+from q16.training.tuner import PromptTuner, predict_proba
 
 PAPER_CONTEXT = "this image is about something"
 
@@ -151,7 +152,7 @@ def _save(head: CoOpPrompt, path: Path) -> Path:
         embed_dim=head.embed_dim,
         model="q16-tiny",
         logit_scale=head.logit_scale,
-        extra=head.export_extra(),
+        extra=head.export_metadata(),
     )
     return save_prompt(path, head, meta)
 
@@ -192,7 +193,7 @@ def test_resume_checks_the_context_shape(tiny_backbone: Backbone, tmp_path: Path
 
 
 def test_export_keys(tiny_backbone: Backbone) -> None:
-    state = coop_prompt(tiny_backbone, n_ctx=3).state_for_export()
+    state = coop_prompt(tiny_backbone, n_ctx=3).export_tensors()
     assert set(state) == {"class_embeddings", CTX_KEY}
     assert state["class_embeddings"].shape == (2, 64)
     torch.testing.assert_close(state["class_embeddings"].norm(dim=-1), torch.ones(2))
@@ -206,6 +207,6 @@ def test_head_follows_the_backbone_device_and_leaves_it_there() -> None:
     head = coop_prompt(backbone, n_ctx=4)
     assert head.prompt_learner.ctx.device.type == "cuda"
     head(torch.randn(3, 64, device="cuda")).sum().backward()
-    head.cpu()  # what pipeline.fit_head does after training
+    head.cpu()  # what training.fit.fit_head does after training
     assert backbone.model.token_embedding.weight.device.type == "cuda"
     assert head(torch.randn(3, 64)).shape == (3, 2)

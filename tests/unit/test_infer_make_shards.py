@@ -8,8 +8,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from q16.data.shards import ErrorLog
-from q16.data.wds import WebDatasetShards, write_shards
+from q16.sources.base import ErrorLog
+from q16.sources.wds import WebDatasetShards, write_shards
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "make_shards.py"
 

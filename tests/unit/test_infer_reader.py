@@ -11,17 +11,6 @@ import pytest
 import torch
 from PIL import Image
 
-from q16.data.classnames import load_class_names
-from q16.data.folder import ImageFolder
-from q16.data.hostile import cut_tar, encode, hostile_samples, write_tar
-from q16.data.shards import ErrorLog, Shard
-from q16.data.wds import (
-    WebDatasetShards,
-    expand_shards,
-    shard_names,
-    synthetic_images,
-    write_shards,
-)
 from q16.errors import Q16Error
 from q16.inference.reader import (
     Batch,
@@ -34,7 +23,18 @@ from q16.inference.reader import (
 )
 from q16.inference.scorer import Scorer
 from q16.models.backbone import Backbone
-from q16.models.prompts import zeroshot_prompt
+from q16.models.prompts import class_embedding_prompt
+from q16.sources.base import ErrorLog, Shard
+from q16.sources.classnames import load_class_names
+from q16.sources.folder import ImageFolder
+from q16.sources.hostile import cut_tar, encode, hostile_samples, write_tar
+from q16.sources.wds import (
+    WebDatasetShards,
+    expand_shards,
+    shard_names,
+    synthetic_images,
+    write_shards,
+)
 
 
 @pytest.fixture
@@ -134,7 +134,7 @@ def test_uint8_path_equals_backbone_preprocess(
     data = encode(image, "PNG" if mode in ("RGBA", "P") else "TIFF")
     with Image.open(__import__("io").BytesIO(data)) as reopened:
         expected = tiny_backbone.preprocess(reopened.convert("RGB"))
-    head = zeroshot_prompt(tiny_backbone)
+    head = class_embedding_prompt(tiny_backbone, trainable=False)
     scorer = Scorer(tiny_backbone, head, decoder.preprocess.mean, decoder.preprocess.std)
     got = scorer.normalize(decoder(data)[None])[0]
     assert got.shape == expected.shape

@@ -9,16 +9,10 @@ from typing import Any
 
 import pytest
 
-from q16.data.shards import Shard
 from q16.errors import Q16Error
-from q16.inference.state import (
-    LoopStats,
-    check_fingerprint,
-    data_identity,
-    fingerprint,
-    wait_for_ranks,
-    write_rank,
-)
+from q16.inference.resume import check_fingerprint, data_identity, fingerprint
+from q16.inference.state import LoopStats, wait_for_ranks, write_rank
+from q16.sources.base import Shard
 
 
 def make_fingerprint(inputs: list[Shard], **changes: Any) -> dict[str, Any]:

@@ -13,13 +13,14 @@ import pytest
 import torch
 
 from q16.errors import Q16Error
-from q16.inference.layout import UNKNOWN_CLASS
+from q16.inference.collect import collect
 from q16.inference.reader import Batch, UInt8Preprocess
 from q16.inference.scorer import Scorer, Scores, resolve_autocast
-from q16.inference.writer import SCHEMA, ShardWriter, collect, is_done
+from q16.inference.writer import SCHEMA, ShardWriter, is_done
 from q16.models.backbone import Backbone
-from q16.models.module import predict_proba
 from q16.models.prompts import linear_probe
+from q16.outdir import UNKNOWN_CLASS
+from q16.training.tuner import predict_proba
 
 
 def make_batch(shard: str, keys: list[str], classes: list[str | None]) -> Batch:
@@ -72,9 +73,9 @@ def test_writer_commits_shards_and_collects(tmp_path: Path) -> None:
     assert pq.read_table(tmp_path / "scores" / "s2.parquet").num_rows == 0
 
     counts = collect(tmp_path, ["s1", "s2", "never-run"])
-    assert counts["images_scored"] == 3 and counts["images_flagged"] == 2
-    assert counts["errors"] == 2 and counts["shards_done"] == 2
-    assert counts["per_class"] == {
+    assert counts.images_scored == 3 and counts.images_flagged == 2
+    assert counts.errors == 2 and counts.shards_done == 2
+    assert counts.per_class == {
         "cat": {"scored": 2, "flagged": 1},
         UNKNOWN_CLASS: {"scored": 1, "flagged": 1},
     }
@@ -109,19 +110,19 @@ def test_flagged_csv_sorted_on_disk_equals_sorted_in_memory(tmp_path: Path) -> N
     expected = (tmp_path / "flagged.csv").read_bytes()
     (tmp_path / "flagged.csv").unlink()
     on_disk = collect(tmp_path, names, max_flagged_in_memory=7)
-    assert on_disk == in_memory and in_memory["images_flagged"] > 7 * 3
+    assert on_disk == in_memory and in_memory.images_flagged > 7 * 3
     assert (tmp_path / "flagged.csv").read_bytes() == expected
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         ["errors", "errors.jsonl", "flagged.csv", "scores"]
     )
     rows = [line.split(",") for line in expected.decode().splitlines()[1:]]
     order = [(-float(r[-1]), r[1], r[0]) for r in rows]
-    assert order == sorted(order) and len(rows) == in_memory["images_flagged"]
+    assert order == sorted(order) and len(rows) == in_memory.images_flagged
 
 
 def test_flagged_sorter_spills_runs_and_merges_them(tmp_path: Path) -> None:
+    from q16.inference.collect import FLAGGED_SCHEMA
     from q16.inference.flagged import flagged_sorter
-    from q16.inference.writer import FLAGGED_SCHEMA
 
     names = write_random_shards(tmp_path / "run", n_shards=5, per_shard=8, seed=1)
     tables = [pq.read_table(tmp_path / "run" / "scores" / f"{n}.parquet") for n in names]
@@ -151,7 +152,7 @@ def test_scorer_on_cuda_with_bf16_autocast(tiny_backbone: Backbone) -> None:
 
 
 def test_defaults_sized_for_the_machine() -> None:
-    from q16.infer import auto_batch_size, auto_workers
+    from q16.inference.settings import auto_batch_size, auto_workers
 
     assert auto_batch_size(None, torch.device("cpu")) == 32
     assert auto_batch_size(None, torch.device("cuda")) == 256
@@ -167,7 +168,7 @@ def test_unread_shard_records_errors_but_is_not_done(tmp_path: Path) -> None:
     writer.close()
     assert not is_done(tmp_path, "gone")
     counts = collect(tmp_path, ["gone"])
-    assert counts["shards_done"] == 0 and counts["errors"] == 1
+    assert counts.shards_done == 0 and counts.errors == 1
     assert json.loads((tmp_path / "errors.jsonl").read_text()) == error
 
 
@@ -193,7 +194,7 @@ def test_flagged_sorter_same_bytes_with_null_ints_in_some_chunks(
     import pyarrow as pa
 
     from q16.inference import flagged as flagged_module
-    from q16.inference.writer import FLAGGED_SCHEMA
+    from q16.inference.collect import FLAGGED_SCHEMA
 
     monkeypatch.setattr(flagged_module, "READ_ROWS", 4)
     table = pa.table(

@@ -9,16 +9,17 @@ import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 
-from q16 import pipeline
+from q16 import train_config
 from q16.models.backbone import Backbone
 from q16.models.coop import CoOpPrompt
+from q16.models.prompt_head import is_trainable
 from q16.models.prompts import PAPER_CLASS_PROMPTS, ClassEmbeddingHead
 
 PROMPT_DIR = Path(__file__).resolve().parents[2] / "configs" / "prompt"
 
 
 def test_coop_config_needs_nothing_from_train_yaml_but_seed() -> None:
-    """The SMID sweep composes methods by prompt config name; coop must stand alone."""
+    """The SMID sweep composes each method from its prompt config; coop must stand alone."""
     text = (PROMPT_DIR / "coop.yaml").read_text()
     assert set(re.findall(r"\$\{([^}]*)\}", text)) == {"seed"}
     cfg = OmegaConf.load(PROMPT_DIR / "coop.yaml")
@@ -28,8 +29,8 @@ def test_coop_config_needs_nothing_from_train_yaml_but_seed() -> None:
 def test_coop_config_builds_the_head(make_cfg, tiny_backbone: Backbone) -> None:
     cfg = make_cfg("prompt=coop", "model=tiny", "seed=7")
     assert cfg.prompt.head.seed == 7 and cfg.prompt.head.n_ctx == 16
-    head = pipeline.build_head(cfg, tiny_backbone)
-    assert isinstance(head, CoOpPrompt) and pipeline.is_trainable(head)
+    head = train_config.method(cfg, cfg.prompt).build_head(tiny_backbone)
+    assert isinstance(head, CoOpPrompt) and is_trainable(head)
     assert head.class_names == ["positive", "negative"]
     assert head(torch.randn(3, 64)).shape == (3, 2)
 
@@ -42,7 +43,7 @@ def test_coop_config_overrides(make_cfg, tiny_backbone: Backbone) -> None:
         "prompt.head.class_specific=true",
         "prompt.head.class_names=[appropriate,offensive]",
     )
-    head = pipeline.build_head(cfg, tiny_backbone)
+    head = train_config.method(cfg, cfg.prompt).build_head(tiny_backbone)
     assert head.prompt_learner.ctx.shape == (2, 5, 64)
     assert head.class_names == ["appropriate", "offensive"]
 
@@ -54,8 +55,8 @@ def test_ensemble_embedding_is_the_normalised_mean_of_its_templates(
     class_prompts = [list(templates) for templates in cfg.prompt.head.class_prompts]
     assert [row[0] for row in class_prompts] == [row[0] for row in PAPER_CLASS_PROMPTS]
     assert all(len(row) >= 5 for row in class_prompts)
-    head = pipeline.build_head(cfg, tiny_backbone)
-    assert isinstance(head, ClassEmbeddingHead) and not pipeline.is_trainable(head)
+    head = train_config.method(cfg, cfg.prompt).build_head(tiny_backbone)
+    assert isinstance(head, ClassEmbeddingHead) and not is_trainable(head)
     for row, templates in enumerate(class_prompts):
         per_template = torch.stack(
             [F.normalize(tiny_backbone.encode_text([t])[0], dim=-1) for t in templates]

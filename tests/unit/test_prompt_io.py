@@ -10,11 +10,11 @@ import torch
 
 from q16.errors import Q16Error
 from q16.models.prompt_io import PromptMetadata, load_prompt, save_prompt
-from q16.models.prompts import ClassEmbeddingHead, linear_probe, soft_prompt
+from q16.models.prompts import ClassEmbeddingHead, class_embedding_prompt, linear_probe
 
 
 def test_soft_prompt_round_trip(tmp_path, tiny_backbone) -> None:
-    head = soft_prompt(tiny_backbone)
+    head = class_embedding_prompt(tiny_backbone)
     with torch.no_grad():
         head.class_embeddings.add_(torch.randn_like(head.class_embeddings))
     meta = PromptMetadata(kind=head.kind, embed_dim=head.embed_dim, model="q16-tiny")
@@ -38,7 +38,7 @@ def test_linear_probe_round_trip(tmp_path, tiny_backbone) -> None:
 
 
 def test_prompt_file_holds_only_trainable_state(tmp_path, tiny_backbone) -> None:
-    head = soft_prompt(tiny_backbone)
+    head = class_embedding_prompt(tiny_backbone)
     path = save_prompt(tmp_path / "p.safetensors", head, PromptMetadata("class_embeddings", 64))
     assert path.stat().st_size < 10_000  # two vectors plus metadata, no CLIP weights
 
@@ -99,7 +99,7 @@ def test_wrong_shape_is_refused(tmp_path) -> None:
 
 
 def test_model_mismatch_is_refused(tmp_path, tiny_backbone) -> None:
-    head = soft_prompt(tiny_backbone)
+    head = class_embedding_prompt(tiny_backbone)
     meta = PromptMetadata(
         kind=head.kind, embed_dim=64, model="ViT-B-32-quickgelu", pretrained="openai"
     )
@@ -121,7 +121,7 @@ def test_missing_and_unknown_files(tmp_path) -> None:
 
 
 def test_local_copy_of_the_weights_is_not_refused(tmp_path, tiny_backbone) -> None:
-    head = soft_prompt(tiny_backbone)
+    head = class_embedding_prompt(tiny_backbone)
     meta = PromptMetadata(kind=head.kind, embed_dim=64, model="ViT-B-32", pretrained="openai")
     path = save_prompt(tmp_path / "p.safetensors", head, meta)
     # trained with the tag, scored with a local checkpoint file: allowed (with a warning)

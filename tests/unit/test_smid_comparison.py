@@ -14,7 +14,7 @@ from q16.experiments.thresholds import (
     reliability_bins,
     threshold_for_precision,
 )
-from q16.models.backbone import BackboneSpec
+from q16.models.backbone import BackboneSpec, base_model_name
 
 
 def test_precision_recall_table_counts() -> None:
@@ -87,12 +87,12 @@ def test_comparison_reads_the_paper_table(
     reference = comparison.load_reference(reference_dir / "q16_smid_reference.csv")
     assert reference is not None
     expected = reference[
-        (reference["model"] == comparison.paper_model_name(model))
+        (reference["model"] == base_model_name(model))
         & (reference["method"] == paper_method)
         & np.isclose(reference["train_fraction"], 0.1)
     ][column].item()
     table = comparison.comparison_table(
-        _summary(method, 0.1, 80.0), reference, comparison.paper_model_name(model)
+        _summary(method, 0.1, 80.0), reference, base_model_name(model)
     )
     assert table.loc[0, "paper_acc_mean"] == pytest.approx(expected)
     assert table.loc[0, "acc_diff"] == pytest.approx(80.0 - expected)

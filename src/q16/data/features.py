@@ -19,6 +19,7 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, Dataset
 
+from q16.fileio import atomic_path
 from q16.models.backbone import Backbone
 
 log = logging.getLogger(__name__)
@@ -112,7 +113,6 @@ def cached_features(
     log.info("encoding %d images with %s (no cache entry yet)", len(paths), backbone.spec.name)
     features, valid = encode_images(backbone, paths, batch_size, num_workers)
     cache_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache_path.with_suffix(".tmp")
-    save_file({"features": features.contiguous(), "valid": valid.to(torch.uint8)}, str(tmp))
-    tmp.replace(cache_path)
+    with atomic_path(cache_path) as tmp:
+        save_file({"features": features.contiguous(), "valid": valid.to(torch.uint8)}, str(tmp))
     return FeatureSet(features, valid, cache_path, cache_hit=False)

@@ -9,8 +9,6 @@ import numpy as np
 
 from q16.errors import Q16Error
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
-
 
 @dataclass
 class LabeledImages:

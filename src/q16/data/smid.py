@@ -7,25 +7,21 @@
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from q16.data.labeled import IMAGE_SUFFIXES, LabeledImages, threshold_labels
+from q16.data.labeled import LabeledImages, threshold_labels
 from q16.errors import Q16Error
+from q16.imagefiles import is_image_file
 
 log = logging.getLogger(__name__)
 
 NORMS_FILE = "SMID_norms.csv"
 IMAGE_DIR = "img"
 SMID_URL = "https://osf.io/2rqad/"
-
-
-def default_smid_root() -> str:
-    return os.environ.get("SMID_ROOT", "data/SMID")
 
 
 @dataclass
@@ -87,4 +83,4 @@ def _index_images(image_dir: Path) -> dict[str, Path]:
         raise Q16Error(
             f"SMID images folder {image_dir} does not exist; download SMID from {SMID_URL}"
         )
-    return {p.stem: p for p in sorted(image_dir.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
+    return {p.stem: p for p in sorted(image_dir.iterdir()) if is_image_file(p.name)}

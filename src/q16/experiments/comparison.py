@@ -1,7 +1,7 @@
 """Line our SMID sweep up against the paper's published numbers.
 
-The paper's table (``../shared/reference/q16_smid_reference.csv`` in the project workspace) is
-read at run time and never copied into the repository. Units follow the paper: accuracies in
+The paper's table is a configured CSV (``cv.reference_csv``: columns model, method,
+train_fraction, acc_mean, acc_std, init_acc_mean, ...). Units follow the paper: accuracies in
 percent, recalls as fractions.
 """
 
@@ -62,7 +62,7 @@ def run_caveats(spec: BackboneSpec, data: str) -> list[str]:
     caveats = []
     if spec.random_weights:
         caveats.append("the model has RANDOM weights (model.pretrained=null)")
-    elif not _openai_weights(spec):
+    elif not spec.is_openai_weights:
         caveats.append(
             f"the weights are {spec.weights_id!r}, not the OpenAI CLIP weights (with QuickGELU) "
             "the paper used"
@@ -72,20 +72,6 @@ def run_caveats(spec: BackboneSpec, data: str) -> list[str]:
     elif data != "smid":
         caveats.append(f"the data is {data!r}, not SMID")
     return caveats
-
-
-def _openai_weights(spec: BackboneSpec) -> bool:
-    """The tag, or a local file declared a copy of OpenAI's weights with ``quick_gelu=true``."""
-    if spec.from_hub or not spec.uses_quick_gelu:
-        return False
-    return spec.pretrained == "openai" or bool(
-        spec.pretrained and spec.quick_gelu and Path(spec.pretrained).expanduser().is_file()
-    )
-
-
-def paper_model_name(model: str) -> str:
-    """Our open_clip names map to the paper's (the -quickgelu variants are the same weights)."""
-    return model.removesuffix("-quickgelu")
 
 
 def load_reference(path: str | Path | None) -> pd.DataFrame | None:

@@ -25,20 +25,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import numpy as np
 import pandas as pd
 import torch
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf, open_dict
 
-from q16 import pipeline
 from q16.data.splits import subsample, train_test_indices
 from q16.errors import Q16Error
 from q16.experiments import comparison, plots, thresholds
 from q16.metrics import binary_metrics
-from q16.models.module import predict_proba
-from q16.runinfo import write_run_info
+from q16.models.backbone import Backbone, base_model_name
+from q16.models.prompt_head import is_trainable
+from q16.training.fit import EncodedData, fit_head
+from q16.training.settings import Method
+from q16.training.tuner import predict_proba
 
 log = logging.getLogger(__name__)
 
@@ -87,49 +86,55 @@ class SweepResult:
     pooled_labels: dict[str, list[np.ndarray]] = field(default_factory=dict)
 
 
-def run(cfg: DictConfig) -> dict[str, Any]:
-    """Run the sweep for ``cfg.model`` and write every output; returns the summary rows."""
-    started = time.perf_counter()
-    L.seed_everything(int(cfg.seed), workers=True)
-    grid = Grid(
-        n_splits=int(cfg.cv.n_splits),
-        test_fraction=float(cfg.cv.test_fraction),
-        fractions=tuple(float(f) for f in cfg.cv.fractions),
-        seed=int(cfg.cv.seed),
-        threshold_fraction=float(cfg.cv.threshold_fraction),
-    )
-    methods = {name: method_config(cfg, str(name)) for name in cfg.cv.methods}
-    out = Path(cfg.cv.out_dir)
+@dataclass(frozen=True)
+class ProtocolSettings:
+    """Everything the protocol needs besides the model, the data and the methods."""
+
+    grid: Grid
+    out_dir: Path
+    threshold: float = 0.5
+    target_precision: float = 0.9
+    calibration_bins: int = 10
+    paper_model: str = ""
+    """Which of the paper's models ``comparison.md`` lines up against."""
+    reference_csv: Path | None = None
+    command: str = "python train.py experiment=smid_cv"
+
+
+@dataclass
+class ProtocolResult:
+    """The summary table (also ``summary.csv``) and what ``run_info.json`` should record."""
+
+    summary: pd.DataFrame
+    out_dir: Path
+    record: dict[str, Any]
+
+
+def run_protocol(
+    backbone: Backbone,
+    encoded: EncodedData,
+    methods: dict[str, Method],
+    settings: ProtocolSettings,
+) -> ProtocolResult:
+    """Sweep every cell, then write every output of the module docstring but run_info."""
+    grid, out = settings.grid, settings.out_dir
     out.mkdir(parents=True, exist_ok=True)
-
-    backbone = pipeline.build_backbone(cfg)
-    encoded = pipeline.encode(cfg, backbone, pipeline.load_labeled(cfg))
-    encode_s = time.perf_counter() - started
-    log.info(
-        "features of %d images ready in %.1f s (cache %s); sweeping %s",
-        len(encoded.data),
-        encode_s,
-        "hit" if encoded.cache.cache_hit else "miss",
-        list(methods),
-    )
-
-    result = sweep(methods, backbone, encoded, grid, float(cfg.eval.threshold))
+    result = sweep(methods, backbone, encoded, grid, settings.threshold)
     summary = summarize(result.per_split)
     result.per_split.to_csv(out / "per_split.csv", index=False, float_format="%.6g")
     summary.to_csv(out / "summary.csv", index=False, float_format="%.4f")
 
-    pretrained = backbone.spec.pretrained
     caveats = comparison.run_caveats(backbone.spec, encoded.data.name)
     note = ("NOT A REPRODUCTION: " + "; ".join(caveats)) if caveats else None
     ctx = comparison.RunContext(
         model=backbone.spec.name,
-        paper_model=comparison.paper_model_name(str(cfg.cv.paper_model)),
-        pretrained=pretrained,
+        paper_model=base_model_name(settings.paper_model or backbone.spec.name),
+        pretrained=backbone.spec.pretrained,
         data=encoded.data.name,
-        command=_command(),
+        command=settings.command,
         caveats=caveats,
     )
-    reference = comparison.load_reference(cfg.cv.get("reference_csv"))
+    reference = comparison.load_reference(settings.reference_csv)
     table = comparison.comparison_table(summary, reference, ctx.paper_model)
     (out / "comparison.md").write_text(
         comparison.comparison_markdown(table, ctx, reference is not None)
@@ -142,79 +147,31 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         {m: np.concatenate(chunks) for m, chunks in result.pooled_probs.items()},
         {m: np.concatenate(chunks) for m, chunks in result.pooled_labels.items()},
         out,
-        float(cfg.eval.target_precision),
-        int(cfg.cv.calibration_bins),
+        settings.target_precision,
+        settings.calibration_bins,
         title=f"{ctx.model} on {ctx.data}: test scores at fraction {grid.threshold_fraction:g}",
         note=note,
     )
-    write_run_info(
-        out,
-        cfg,
-        command=ctx.command,
-        model=ctx.model,
-        pretrained=pretrained,
-        random_weights=backbone.spec.random_weights,
-        data=encoded.data.name,
-        n_images=len(encoded.data),
-        n_inappropriate=int(encoded.data.labels.sum()),
-        methods=list(methods),
-        feature_cache=str(encoded.cache.cache_path),
-        feature_cache_hit=encoded.cache.cache_hit,
-        encode_seconds=round(encode_s, 2),
-        total_seconds=round(time.perf_counter() - started, 2),
-        operating_points=operating,
-        caveats=caveats,
-    )
+    record = {
+        "command": ctx.command,
+        "model": ctx.model,
+        "pretrained": ctx.pretrained,
+        "random_weights": backbone.spec.random_weights,
+        "data": encoded.data.name,
+        "n_images": len(encoded.data),
+        "n_inappropriate": int(encoded.data.labels.sum()),
+        "methods": list(methods),
+        "operating_points": operating,
+        "caveats": caveats,
+    }
     log.info("SMID sweep for %s written to %s", ctx.model, out)
-    return {"summary": summary.to_dict(orient="records"), "out_dir": str(out)}
-
-
-def method_config(cfg: DictConfig, name: str) -> DictConfig:
-    """``cfg`` with ``prompt`` replaced by ``configs/prompt/<name>.yaml``.
-
-    The prompt group chosen on the command line keeps its overrides (``prompt.optimizer.lr=...``
-    applies to that method); every other method is read from its file as committed.
-    """
-    if name == cfg.prompt.get("name"):
-        prompt = cfg.prompt
-    else:
-        path = _find_prompt_file(cfg, name)
-        prompt = OmegaConf.load(path)
-        if not isinstance(prompt, DictConfig):
-            raise Q16Error(f"{path}: a prompt config must be a mapping")
-        defaults = prompt.pop("defaults", None)
-        if defaults not in (None, ["_self_"]):
-            raise Q16Error(f"{path}: smid_cv reads prompt configs without a defaults list")
-    method_cfg = cfg.copy()
-    with open_dict(method_cfg):
-        method_cfg.prompt = prompt
-    return method_cfg
-
-
-def _find_prompt_file(cfg: DictConfig, name: str) -> Path:
-    dirs = []
-    if HydraConfig.initialized():
-        sources = HydraConfig.get().runtime.config_sources
-        dirs = [Path(s.path) for s in sources if s.schema == "file" and s.path]
-    dirs.append(Path(__file__).resolve().parents[3] / "configs")
-    for directory in dirs:
-        path = directory / "prompt" / f"{name}.yaml"
-        if path.is_file():
-            return path
-    known = sorted({p.stem for d in dirs for p in (d / "prompt").glob("*.yaml")})
-    raise Q16Error(f"cv.methods: no prompt config {name!r} (known: {', '.join(known)})")
-
-
-def _command() -> str:
-    if not HydraConfig.initialized():
-        return "python train.py experiment=smid_cv"
-    return " ".join(["python train.py", *HydraConfig.get().overrides.task])
+    return ProtocolResult(summary, out, record)
 
 
 def sweep(
-    methods: dict[str, DictConfig],
-    backbone: Any,
-    encoded: pipeline.EncodedData,
+    methods: dict[str, Method],
+    backbone: Backbone,
+    encoded: EncodedData,
     grid: Grid,
     threshold: float,
 ) -> SweepResult:
@@ -228,9 +185,9 @@ def sweep(
         seed = grid.seed + split
         train_idx, test_idx = train_test_indices(labels, ratings, grid.test_fraction, seed)
         x_test, y_test = features[test_idx], labels[test_idx]
-        for name, method_cfg in methods.items():
-            head = pipeline.build_head(method_cfg, backbone)
-            if not pipeline.is_trainable(head):  # zero-shot: one evaluation serves all fractions
+        for name, method in methods.items():
+            head = method.build_head(backbone)
+            if not is_trainable(head):  # zero-shot: one evaluation serves all fractions
                 probs = predict_proba(head, x_test).numpy()
                 metrics = binary_metrics(torch.as_tensor(probs), torch.as_tensor(y_test), threshold)
                 for fraction in grid.fractions:
@@ -239,11 +196,11 @@ def sweep(
                 continue
             for fraction in grid.fractions:
                 idx = subsample(train_idx, labels, fraction, seed)
-                head = pipeline.build_head(method_cfg, backbone)  # fresh start for every cell
+                head = method.build_head(backbone)  # fresh start for every cell
+                if method.fit is None:
+                    raise Q16Error(f"cv.prompts.{name} has a trainable head but no optimizer")
                 with quiet_lightning():
-                    head = pipeline.fit_head(
-                        method_cfg, head, features[idx], labels[idx], quiet=True
-                    )
+                    head = fit_head(head, features[idx], labels[idx], method.fit, quiet=True)
                 probs = predict_proba(head, x_test).numpy()
                 metrics = binary_metrics(torch.as_tensor(probs), torch.as_tensor(y_test), threshold)
                 rows.append(_row(name, fraction, split, len(idx), len(test_idx), metrics))
@@ -293,7 +250,7 @@ def summarize(per_split: pd.DataFrame) -> pd.DataFrame:
 def quiet_lightning() -> Iterator[None]:
     """Hundreds of small fits: silence Lightning's per-fit banners and warnings, and use one
     CPU thread — steps on (32, D) feature batches are latency-bound, and extra intra-op threads
-    made them 5x slower on a busy 2-core machine."""
+    only add contention on a small or busy CPU."""
     names = ("lightning.pytorch", "lightning.fabric", "lightning")
     levels = {n: logging.getLogger(n).level for n in names}
     threads = torch.get_num_threads()

@@ -9,7 +9,6 @@ need all its flagged rows in memory at once.
 from __future__ import annotations
 
 import heapq
-import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,6 +19,8 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from q16.fileio import atomic_path
 
 SORT_KEYS = [("p_inappropriate", "descending"), ("shard", "ascending"), ("key", "ascending")]
 """Highest score first; ties broken by shard and key so that every run writes the same file."""
@@ -50,11 +51,8 @@ class FlaggedSorter:
             self._spill()
 
     def write_csv(self, path: Path) -> None:
-        """Write atomically: built in the spill folder (same disk, removed with it on error),
-        then renamed into place, as every other file of an out_dir."""
-        self.spill_dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.spill_dir / f"{path.name}.tmp"
-        with tmp.open("w", newline="") as out:
+        """Write atomically (``q16.fileio.atomic_path``), as every other file of an out_dir."""
+        with atomic_path(path) as tmp, tmp.open("w", newline="") as out:
             header = True
             for chunk in self._sorted_chunks():
                 # nullable ints stay ints (3, not 3.0) whichever chunk holds a null
@@ -64,7 +62,6 @@ class FlaggedSorter:
                 header = False
             if header:  # nothing flagged: the header alone
                 self.schema.empty_table().to_pandas().to_csv(out, index=False)
-        os.replace(tmp, path)
 
     def _sorted_chunks(self) -> Iterator[pa.Table]:
         if not self.runs:

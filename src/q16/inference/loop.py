@@ -6,11 +6,12 @@ import time
 
 from tqdm import tqdm
 
-from q16.data.shards import InferenceSource, Shard
 from q16.inference.reader import ImageDecoder, ShardStream, make_loader
+from q16.inference.resume import shard_identity
 from q16.inference.scorer import Scorer
-from q16.inference.state import LoopStats, shard_identity
+from q16.inference.state import LoopStats
 from q16.inference.writer import ShardWriter
+from q16.sources.base import InferenceSource, Shard
 
 
 def score_shards(

@@ -21,8 +21,8 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from q16.data.shards import ErrorLog, InferenceSource, RawSample, Shard
 from q16.errors import Q16Error
+from q16.sources.base import ErrorLog, InferenceSource, RawSample, Shard
 
 log = logging.getLogger(__name__)
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
 from q16.errors import Q16Error
 from q16.models.backbone import Backbone
+from q16.models.prompt_head import PromptHead
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -48,7 +48,7 @@ class Scorer:
     def __init__(
         self,
         backbone: Backbone,
-        head: nn.Module,
+        head: PromptHead,
         mean: tuple[float, ...],
         std: tuple[float, ...],
         autocast: str = "off",

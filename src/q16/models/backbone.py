@@ -23,6 +23,14 @@ log = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 TINY_MODEL = "q16-tiny"
+OPENAI_TAG = "openai"
+QUICKGELU_SUFFIX = "-quickgelu"
+
+
+def base_model_name(name: str) -> str:
+    """The architecture without open_clip's ``-quickgelu`` suffix: the same weights either way,
+    so prompt files and the paper's tables name models this way."""
+    return name.removesuffix(QUICKGELU_SUFFIX)
 
 
 @dataclass(frozen=True)
@@ -42,7 +50,7 @@ class BackboneSpec:
     """
 
     name: str
-    pretrained: str | None = "openai"
+    pretrained: str | None = OPENAI_TAG
     precision: str = "fp32"
     cache_dir: str | None = None
     quick_gelu: bool | None = None
@@ -54,8 +62,24 @@ class BackboneSpec:
             object.__setattr__(self, "pretrained", None)
 
     @property
+    def quick_gelu_by_default(self) -> bool:
+        """The one QuickGELU rule: OpenAI trained its CLIPs with QuickGELU, so their weights
+        score wrongly without it; everyone else's (LAION, DataComp) use GELU."""
+        return self.pretrained == OPENAI_TAG
+
+    @property
     def uses_quick_gelu(self) -> bool:
-        return self.quick_gelu if self.quick_gelu is not None else self.pretrained == "openai"
+        return self.quick_gelu if self.quick_gelu is not None else self.quick_gelu_by_default
+
+    @property
+    def is_openai_weights(self) -> bool:
+        """The ``openai`` tag, or a local file declared a copy of OpenAI's weights
+        (``quick_gelu=true``): the weights the paper's prompts were learned against."""
+        if self.from_hub or not self.uses_quick_gelu:
+            return False
+        return self.pretrained == OPENAI_TAG or bool(
+            self.pretrained and self.quick_gelu and Path(self.pretrained).expanduser().is_file()
+        )
 
     @property
     def from_hub(self) -> bool:
@@ -77,8 +101,7 @@ class BackboneSpec:
             weights = f"file:{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
         else:
             weights = self.pretrained
-        default_quick = self.pretrained == "openai"
-        if self.quick_gelu is not None and self.quick_gelu != default_quick:
+        if self.quick_gelu is not None and self.quick_gelu != self.quick_gelu_by_default:
             weights += "+quickgelu" if self.quick_gelu else "+gelu"
         return weights
 
@@ -118,6 +141,15 @@ class Backbone:
         return self.model.encode_image(images.to(self.device, dtype)).float()
 
 
+def pick_device(name: str) -> torch.device:
+    """``auto`` = the first GPU when there is one; asking for CUDA without one is a user error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise Q16Error(f"device={name} requested but CUDA is not available; use device=cpu")
+    return torch.device(name)
+
+
 def register_tiny_model() -> None:
     """Make the shipped tiny architecture known to open_clip (idempotent)."""
     import open_clip
@@ -129,13 +161,13 @@ def register_tiny_model() -> None:
         open_clip.add_model_config(path)
 
 
-def resolve_model_name(name: str, pretrained: str | None, quick_gelu: bool | None = None) -> str:
-    """OpenAI's weights were trained with QuickGELU; use the matching open_clip config."""
+def open_clip_name(spec: BackboneSpec) -> str:
+    """The open_clip config to build: its ``-quickgelu`` twin when the weights need QuickGELU."""
     import open_clip
 
-    wanted = quick_gelu if quick_gelu is not None else pretrained == "openai"
-    if wanted and not name.endswith("-quickgelu"):
-        quick = f"{name}-quickgelu"
+    name = spec.name
+    if spec.uses_quick_gelu and not name.endswith(QUICKGELU_SUFFIX):
+        quick = f"{name}{QUICKGELU_SUFFIX}"
         if quick in open_clip.list_models():
             log.info("using %s (OpenAI weights need QuickGELU)", quick)
             return quick
@@ -158,9 +190,7 @@ def load_backbone(spec: BackboneSpec, device: str | torch.device = "cpu") -> Bac
     if spec.precision not in PRECISIONS:
         raise Q16Error(f"model.precision={spec.precision!r} is not one of {', '.join(PRECISIONS)}")
     hub_model = spec.from_hub
-    name = (
-        spec.name if hub_model else resolve_model_name(spec.name, spec.pretrained, spec.quick_gelu)
-    )
+    name = spec.name if hub_model else open_clip_name(spec)
     if not hub_model and name not in open_clip.list_models():
         raise Q16Error(
             f"unknown open_clip model {spec.name!r}; see open_clip.list_models(), or use "

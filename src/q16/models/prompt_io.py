@@ -11,8 +11,10 @@ import io
 import json
 import logging
 import pickle
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
 import torch
@@ -21,11 +23,23 @@ from safetensors.torch import load_file, safe_open, save_file
 
 from q16 import CLASS_NAMES, __version__
 from q16.errors import Q16Error
-from q16.models.prompts import ClassEmbeddingHead, LinearProbe, PromptHead
+from q16.models.backbone import base_model_name
+from q16.models.prompt_head import PromptHead
+from q16.models.prompts import ClassEmbeddingHead, LinearProbe
 
 log = logging.getLogger(__name__)
 
 PAPER_LOGIT_SCALE = 100.0
+
+HeadLoader = Callable[[dict[str, torch.Tensor], float], PromptHead]
+HEAD_LOADERS: Mapping[str, HeadLoader] = MappingProxyType(
+    {
+        ClassEmbeddingHead.kind: ClassEmbeddingHead.from_export,
+        LinearProbe.kind: LinearProbe.from_export,
+    }
+)
+"""``PromptMetadata.kind`` -> a function building the frozen head from its exported tensors
+and logit scale. A head that saves as a new kind adds one line here."""
 
 
 @dataclass
@@ -54,7 +68,7 @@ def save_prompt(path: str | Path, head: PromptHead, metadata: PromptMetadata) ->
     """Write trainable state plus metadata (never the CLIP weights)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(head.state_for_export(), str(path), metadata=metadata.to_strings())
+    save_file(head.export_tensors(), str(path), metadata=metadata.to_strings())
     return path
 
 
@@ -103,17 +117,18 @@ def _load_safetensors(path: Path) -> tuple[PromptHead, PromptMetadata]:
     if "q16" not in strings:
         raise Q16Error(f"{path}: safetensors file has no q16 metadata; was it written by q16?")
     meta = PromptMetadata.from_strings(strings)
-    head: PromptHead
-    if meta.kind == ClassEmbeddingHead.kind:
-        head = ClassEmbeddingHead(tensors["class_embeddings"], meta.logit_scale, trainable=False)
-    elif meta.kind == LinearProbe.kind:
-        weight = tensors["weight"]
-        head = LinearProbe(weight.shape[1], weight.shape[0])
-        head.linear.load_state_dict({"weight": weight, "bias": tensors["bias"]})
-        head.requires_grad_(False)
-    else:
-        raise Q16Error(f"{path}: unknown prompt kind {meta.kind!r}")
-    return head, meta
+    loader = HEAD_LOADERS.get(meta.kind)
+    if loader is None:
+        raise Q16Error(
+            f"{path}: unknown prompt kind {meta.kind!r} (known: {', '.join(HEAD_LOADERS)}); "
+            "was it written by a newer q16?"
+        )
+    try:
+        return loader(tensors, meta.logit_scale), meta
+    except (KeyError, RuntimeError, ValueError, IndexError) as err:
+        raise Q16Error(
+            f"{path}: {meta.kind} prompt file with missing or bad tensors ({err})"
+        ) from err
 
 
 class _NumpyOnlyUnpickler(pickle.Unpickler):
@@ -171,10 +186,6 @@ def _is_tag(pretrained: str | None) -> bool:
     return "/" not in pretrained and not Path(pretrained).expanduser().is_file()
 
 
-def _strip_quickgelu(name: str | None) -> str | None:
-    return name.removesuffix("-quickgelu") if name else name
-
-
 def _check_compatible(
     path: Path,
     meta: PromptMetadata,
@@ -190,10 +201,10 @@ def _check_compatible(
             "ViT-B-32 = 512)"
         )
     if model is not None and meta.model is not None:
-        if _strip_quickgelu(meta.model) != _strip_quickgelu(model):
+        if base_model_name(meta.model) != base_model_name(model):
             raise Q16Error(
                 f"{path.name}: prompt was trained for model {meta.model}, not {model}; "
-                f"pass model={_strip_quickgelu(meta.model)} or a prompt trained for {model}"
+                f"pass model={base_model_name(meta.model)} or a prompt trained for {model}"
             )
         if _is_tag(pretrained) and _is_tag(meta.pretrained) and meta.pretrained != pretrained:
             raise Q16Error(

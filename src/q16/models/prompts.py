@@ -1,7 +1,6 @@
-"""Prompt heads: map frozen CLIP image features to class logits.
+"""The two simple prompt heads (class embeddings, linear probe) and their factories.
 
-Every head takes *unnormalised* image features of shape (N, D) and returns logits (N, C),
-so training, evaluation and large-scale inference share one code path.
+Both keep the contract in :mod:`q16.models.prompt_head`; CoOp lives in :mod:`q16.models.coop`.
 """
 
 from __future__ import annotations
@@ -50,14 +49,25 @@ class ClassEmbeddingHead(nn.Module):
         image = F.normalize(image_features.float(), dim=-1)
         return self.logit_scale * image @ self.normalized_class_embeddings().t()
 
-    def state_for_export(self) -> dict[str, torch.Tensor]:
+    def export_tensors(self) -> dict[str, torch.Tensor]:
         return {"class_embeddings": self.class_embeddings.detach().float().cpu().contiguous()}
+
+    def export_metadata(self) -> dict[str, str]:
+        return {}
+
+    @classmethod
+    def from_export(
+        cls, tensors: dict[str, torch.Tensor], logit_scale: float
+    ) -> ClassEmbeddingHead:
+        """A frozen head from ``export_tensors()`` output (CoOp's files load this way too)."""
+        return cls(tensors["class_embeddings"], logit_scale, trainable=False)
 
 
 class LinearProbe(nn.Module):
     """The paper's baseline: a linear layer on L2-normalised frozen image features."""
 
     kind = "linear"
+    logit_scale = 1.0  # its logits are the layer's own, not scaled cosines
 
     def __init__(self, embed_dim: int, num_classes: int = 2) -> None:
         super().__init__()
@@ -70,14 +80,22 @@ class LinearProbe(nn.Module):
     def forward(self, image_features: torch.Tensor) -> torch.Tensor:
         return self.linear(F.normalize(image_features.float(), dim=-1))
 
-    def state_for_export(self) -> dict[str, torch.Tensor]:
+    def export_tensors(self) -> dict[str, torch.Tensor]:
         return {
             "weight": self.linear.weight.detach().float().cpu().contiguous(),
             "bias": self.linear.bias.detach().float().cpu().contiguous(),
         }
 
+    def export_metadata(self) -> dict[str, str]:
+        return {}
 
-PromptHead = ClassEmbeddingHead | LinearProbe
+    @classmethod
+    def from_export(cls, tensors: dict[str, torch.Tensor], logit_scale: float) -> LinearProbe:
+        """A frozen probe from ``export_tensors()`` output (``logit_scale`` is not used)."""
+        weight = tensors["weight"]
+        head = cls(weight.shape[1], weight.shape[0])
+        head.linear.load_state_dict({"weight": weight, "bias": tensors["bias"]})
+        return head.requires_grad_(False)
 
 
 def encode_class_prompts(
@@ -93,24 +111,20 @@ def encode_class_prompts(
     return torch.stack(rows).cpu()
 
 
-def zeroshot_prompt(
+def class_embedding_prompt(
     backbone: Backbone,
-    class_prompts: Sequence[Sequence[str]] = PAPER_CLASS_PROMPTS,
+    class_prompts: Sequence[Sequence[str]] | None = None,
     logit_scale: float = 100.0,
+    trainable: bool = True,
 ) -> ClassEmbeddingHead:
-    """Hand-written prompts, frozen."""
-    embeddings = encode_class_prompts(backbone, class_prompts)
-    return ClassEmbeddingHead(embeddings, logit_scale=logit_scale, trainable=False)
+    """Class vectors from encoded text prompts: zero-shot CLIP when frozen, the paper's soft
+    prompt when trainable (``prompt=zeroshot`` / ``prompt=soft``).
 
-
-def soft_prompt(
-    backbone: Backbone,
-    class_prompts: Sequence[Sequence[str]] = PAPER_CLASS_PROMPTS,
-    logit_scale: float = 100.0,
-) -> ClassEmbeddingHead:
-    """The paper's learned prompt, initialised from the zero-shot prompts."""
-    embeddings = encode_class_prompts(backbone, class_prompts)
-    return ClassEmbeddingHead(embeddings, logit_scale=logit_scale, trainable=True)
+    Args:
+        class_prompts: templates per class (averaged); ``None`` = the paper's pair.
+    """
+    embeddings = encode_class_prompts(backbone, class_prompts or PAPER_CLASS_PROMPTS)
+    return ClassEmbeddingHead(embeddings, logit_scale=logit_scale, trainable=trainable)
 
 
 def linear_probe(backbone: Backbone, num_classes: int = 2, seed: int = 0) -> LinearProbe:

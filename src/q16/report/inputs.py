@@ -17,7 +17,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from q16.errors import Q16Error
-from q16.inference.layout import (
+from q16.outdir import (
     ERRORS_FILE,
     FLAGGED_COLUMNS,
     FLAGGED_FILE,
@@ -28,7 +28,6 @@ from q16.inference.layout import (
 
 __all__ = [
     "FLAGGED_COLUMNS",
-    "SCORE_COLUMNS",
     "UNKNOWN_CLASS",
     "InferenceRun",
     "load_run",
@@ -36,8 +35,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-SCORE_COLUMNS = (*FLAGGED_COLUMNS, "label", "flagged")
 
 
 @dataclass
@@ -129,17 +126,11 @@ def _read_errors(path: Path) -> list[dict[str, Any]]:
 def per_class_table(run: InferenceRun) -> pd.DataFrame:
     """Scored and flagged counts per class, most flagged first, with the share of the class."""
     per_class = run.summary.get("per_class") or {}
-    if per_class:
-        rows = [
-            {"class_name": name, "scored": int(v.get("scored", 0)), "flagged": int(v["flagged"])}
-            for name, v in per_class.items()
-        ]
-        table = pd.DataFrame(rows)
-    else:  # older or partial summaries: count the flagged rows, scored unknown
-        counts = run.flagged["class_name"].fillna(UNKNOWN_CLASS).value_counts()
-        table = pd.DataFrame(
-            {"class_name": counts.index, "scored": float("nan"), "flagged": counts.to_numpy()}
-        )
+    rows = [
+        {"class_name": name, "scored": int(v.get("scored", 0)), "flagged": int(v["flagged"])}
+        for name, v in per_class.items()
+    ]
+    table = pd.DataFrame(rows, columns=["class_name", "scored", "flagged"])
     table["class_name"] = table["class_name"].fillna(UNKNOWN_CLASS).astype(str)
     table = table.groupby("class_name", as_index=False, sort=False).sum(min_count=1)
     scored = pd.to_numeric(table["scored"], errors="coerce")

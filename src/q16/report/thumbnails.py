@@ -17,9 +17,10 @@ from pathlib import Path
 
 from PIL import Image
 
+from q16.imagefiles import IMAGE_EXTENSIONS
+
 log = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = frozenset({"jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff", "ppm"})
 # webdataset's convention: the key is the member path up to the first dot of its base name
 _KEY_RE = re.compile(r"^((?:.*/|)[^./]+)\.([^/]*)$")
 

@@ -16,11 +16,10 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 
-from q16.data.shards import ErrorLog, RawSample, Shard
 from q16.errors import Q16Error
-from q16.inference.layout import EMBEDDINGS_DIR, SCORES_DIR
+from q16.outdir import EMBEDDINGS_DIR, EMBEDDINGS_META_FILE, scores_path
+from q16.sources.base import EmbeddingSpace, ErrorLog, RawSample, Shard
 
-META_FILE = "meta.json"
 META_COLUMNS = ("key", "source", "file_name", "class_id", "class_name", "synset")
 
 
@@ -41,21 +40,30 @@ class SavedEmbeddings:
         return Path(self.path).expanduser()
 
     def meta(self) -> dict[str, Any]:
-        """Model, weights and dimension the embeddings came from (checked by infer.run)."""
-        file = self.root / EMBEDDINGS_DIR / META_FILE
+        """``embeddings/meta.json`` as written by the run that saved them."""
+        file = self.root / EMBEDDINGS_DIR / EMBEDDINGS_META_FILE
         if not file.is_file():
             raise Q16Error(
-                f"data.path={self.path!r}: no {EMBEDDINGS_DIR}/{META_FILE}; point it at the "
-                "out_dir of a run made with infer.save_embeddings=true"
+                f"data.path={self.path!r}: no {EMBEDDINGS_DIR}/{EMBEDDINGS_META_FILE}; point it "
+                "at the out_dir of a run made with infer.save_embeddings=true"
             )
         return dict(json.loads(file.read_text()))
+
+    def embedding_space(self) -> EmbeddingSpace:
+        """Model, weights and dimension the embeddings came from (checked by infer.run)."""
+        meta = self.meta()
+        return EmbeddingSpace(
+            model=meta.get("model"),
+            pretrained=meta.get("pretrained"),
+            weights=meta.get("weights"),
+            embed_dim=meta.get("embed_dim"),
+        )
 
     def list_shards(self) -> list[Shard]:
         self.meta()
         shards = []
         for npy in sorted((self.root / EMBEDDINGS_DIR).glob("*.npy")):
-            scores = self.root / SCORES_DIR / f"{npy.stem}.parquet"
-            if scores.is_file():
+            if scores_path(self.root, npy.stem).is_file():
                 shards.append(Shard(npy.stem, str(npy)))
         if not shards:
             raise Q16Error(f"data.path={self.path!r}: no finished shards with embeddings")
@@ -63,7 +71,7 @@ class SavedEmbeddings:
 
     def iter_samples(self, shard: Shard, errors: ErrorLog) -> Iterator[RawSample]:
         features = np.load(shard.source, mmap_mode="r")
-        scores = Path(shard.source).parent.parent / SCORES_DIR / f"{shard.name}.parquet"
+        scores = scores_path(Path(shard.source).parent.parent, shard.name)
         schema = pq.read_schema(scores)
         columns = [c for c in META_COLUMNS if c in schema.names]
         table = pq.read_table(scores, columns=columns).to_pylist()

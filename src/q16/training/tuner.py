@@ -1,15 +1,14 @@
-"""LightningModule that trains a prompt head on cached frozen-CLIP image features."""
+"""The LightningModule that tunes a prompt head on cached frozen-CLIP image features."""
 
 from __future__ import annotations
-
-from collections.abc import Callable, Iterable
 
 import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
+from q16.models.prompt_head import PromptHead
+from q16.training.settings import OptimizerFactory
 
 
 class PromptTuner(L.LightningModule):
@@ -20,7 +19,7 @@ class PromptTuner(L.LightningModule):
         optimizer: a partial optimizer (Hydra ``_partial_: true``) that takes parameters.
     """
 
-    def __init__(self, head: nn.Module, optimizer: OptimizerFactory) -> None:
+    def __init__(self, head: PromptHead, optimizer: OptimizerFactory) -> None:
         super().__init__()
         self.head = head
         self.optimizer_factory = optimizer
@@ -48,7 +47,7 @@ class PromptTuner(L.LightningModule):
 
 
 @torch.inference_mode()
-def predict_proba(head: nn.Module, features: torch.Tensor, batch_size: int = 8192) -> torch.Tensor:
+def predict_proba(head: PromptHead, features: torch.Tensor, batch_size: int = 8192) -> torch.Tensor:
     """p(inappropriate) for each row of ``features``, on whatever device the head lives."""
     was_training = head.training
     head.eval()

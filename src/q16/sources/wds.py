@@ -14,7 +14,6 @@ import io
 import json
 import logging
 import os
-import re
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -26,22 +25,19 @@ import webdataset as wds
 from braceexpand import braceexpand
 from webdataset.tariterators import group_by_keys, tar_file_expander, url_opener
 
-from q16.data.classnames import ClassNames, load_class_names
-from q16.data.shards import ErrorLog, RawSample, Shard
 from q16.errors import Q16Error
+from q16.fileio import safe_file_name
+from q16.imagefiles import IMAGE_EXTENSIONS
+from q16.sources.base import ErrorLog, RawSample, Shard, is_remote
+from q16.sources.classnames import ClassNames, load_class_names
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "gif")
 FILE_NAME_FIELDS = ("file_name", "filename", "original_file_name", "path")
 CLASS_NAME_FIELDS = ("class_name", "label_name", "name")
 CLASS_ID_FIELDS = ("class_id", "label", "cls")
 SYNSET_FIELDS = ("synset", "wnid")
 TAR_SUFFIXES = (".tar.gz", ".tgz", ".tar")
-
-
-def _is_remote(spec: str) -> bool:
-    return "://" in spec or spec.startswith("pipe:")
 
 
 def expand_shards(spec: str | Sequence[str]) -> list[str]:
@@ -53,7 +49,7 @@ def expand_shards(spec: str | Sequence[str]) -> list[str]:
     specs = [spec] if isinstance(spec, str | os.PathLike) else list(spec)
     urls: list[str] = []
     for item in map(str, specs):
-        if _is_remote(item):
+        if is_remote(item):
             urls.extend(braceexpand(item))
             continue
         path = Path(item).expanduser()
@@ -71,7 +67,7 @@ def expand_shards(spec: str | Sequence[str]) -> list[str]:
     urls = list(dict.fromkeys(urls))
     if not urls:
         raise Q16Error(f"data.shards={spec!r} matches no shard files")
-    missing = [u for u in urls if not _is_remote(u) and not Path(u).is_file()]
+    missing = [u for u in urls if not is_remote(u) and not Path(u).is_file()]
     if missing:
         raise Q16Error(
             f"{len(missing)} of {len(urls)} shards do not exist (first: {missing[0]}); "
@@ -89,14 +85,11 @@ def shard_names(urls: Sequence[str]) -> list[str]:
                 return name[: -len(suffix)]
         return name
 
-    def clean(name: str) -> str:
-        return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "shard"
-
     names = [strip(os.path.basename(u.rstrip("/"))) for u in urls]
     if len(set(names)) < len(names):
         common = os.path.commonpath([os.path.dirname(u) for u in urls]) if urls else ""
         names = [strip(os.path.relpath(u, common) if common else u) for u in urls]
-    names = [clean(n) for n in names]
+    names = [safe_file_name(n, fallback="shard") for n in names]
     # sanitising or suffix stripping can still collide (``a b.tar``/``a_b.tar``,
     # ``x.tar``/``x.tgz``; ``A.tar``/``a.tar`` on case-insensitive filesystems)
     counts = Counter(n.lower() for n in names)

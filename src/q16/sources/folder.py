@@ -11,15 +11,15 @@ class: ids follow sorted folder order (as torchvision's ImageFolder), and a mapp
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from q16.data.classnames import ClassNames, load_class_names
-from q16.data.labeled import IMAGE_SUFFIXES
-from q16.data.shards import ErrorLog, RawSample, Shard
 from q16.errors import Q16Error
+from q16.fileio import safe_file_name
+from q16.imagefiles import is_image_file
+from q16.sources.base import ErrorLog, RawSample, Shard
+from q16.sources.classnames import ClassNames, load_class_names
 
 
 def list_images(root: Path) -> list[str]:
@@ -28,11 +28,7 @@ def list_images(root: Path) -> list[str]:
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
         dirnames.sort()
         rel = Path(dirpath).relative_to(root)
-        found.extend(
-            (rel / f).as_posix()
-            for f in sorted(filenames)
-            if Path(f).suffix.lower() in IMAGE_SUFFIXES and not f.startswith(".")
-        )
+        found.extend((rel / f).as_posix() for f in sorted(filenames) if is_image_file(f))
     return sorted(found)
 
 
@@ -74,7 +70,7 @@ class ImageFolder:
             self.class_table()
         else:
             load_class_names(self.class_names)
-        stem = re.sub(r"[^A-Za-z0-9._-]+", "_", self.root.name) or "folder"
+        stem = safe_file_name(self.root.name, fallback="folder")
         size = self.shard_size
         return [
             Shard(f"{stem}-{i // size:06d}", str(self.root), tuple(files[i : i + size]))

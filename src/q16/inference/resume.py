@@ -1,0 +1,114 @@
+"""Whether a run may resume into an ``out_dir``, and which of its shards are left to score.
+
+``fingerprint.json`` says what the scores were made from (inputs, model, prompt, settings):
+resuming into an out_dir made differently would mix two runs' rows, so it is refused. Each
+done shard's parquet also remembers its own input (``shard_identity``), so a shard of the same
+name made from other files is never skipped as done.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from q16.errors import Q16Error
+from q16.fileio import atomic_write_text
+from q16.inference.writer import is_done
+from q16.outdir import FINGERPRINT_FILE, OUT_DIR_FORMAT
+from q16.sources.base import Shard, is_remote
+
+
+def _resolved(source: str) -> str:
+    return source if is_remote(source) else str(Path(source).expanduser().resolve())
+
+
+def shard_identity(shard: Shard) -> str:
+    """What one shard reads: its resolved tar / folder / npy path and, for a folder chunk, its
+    files. Stored in the shard's parquet, so a done shard of other inputs is never skipped."""
+    record = [_resolved(shard.source), list(shard.files)]
+    return hashlib.sha256(json.dumps(record).encode()).hexdigest()[:16]
+
+
+def data_identity(shards: Sequence[Shard]) -> str:
+    """A hash of every shard's name and identity (so another shard list, a changed file list
+    or another ``data.shard_size`` changes it)."""
+    digest = hashlib.sha256()
+    for shard in shards:
+        digest.update(f"{shard.name}\t{shard_identity(shard)}\n".encode())
+    return f"{len(shards)} shards, sha256 {digest.hexdigest()[:16]}"
+
+
+def fingerprint(
+    *,
+    model: str,
+    weights: str | None,
+    precision: str,
+    preprocess: str,
+    prompt_source: str,
+    threshold: float,
+    autocast: str,
+    max_pixels: int,
+    shards: Sequence[Shard],
+) -> dict[str, Any]:
+    """What makes two runs' scores the same; resume refuses an out_dir made differently."""
+    prompt_id = prompt_source
+    if Path(prompt_source).is_file():
+        prompt_id = hashlib.sha256(Path(prompt_source).read_bytes()).hexdigest()[:16]
+    return {
+        "format": OUT_DIR_FORMAT,
+        "data": data_identity(shards),
+        "model": model,
+        "weights": weights,
+        "precision": precision,
+        "preprocess": preprocess,
+        "prompt": prompt_id,
+        "threshold": threshold,
+        "autocast": autocast,
+        "max_pixels": max_pixels,
+    }
+
+
+def check_fingerprint(out: Path, current: dict[str, Any], write: bool) -> None:
+    """Refuse (one line) an out_dir whose fingerprint differs; write it on the first run."""
+    path = out / FINGERPRINT_FILE
+    if path.is_file():
+        previous = json.loads(path.read_text())
+        if previous.get("format") != current.get("format"):
+            found, ours = previous.get("format", 0), current.get("format")
+            raise Q16Error(
+                f"infer.out_dir={str(out)!r} was written by another q16 version (out_dir format "
+                f"{found}, this q16 writes {ours}); pass a new infer.out_dir, or finish it with "
+                "the q16 version that started it"
+            )
+        if previous != current:
+            changed = sorted(
+                k for k in current.keys() | previous if previous.get(k) != current.get(k)
+            )
+            what = ", ".join("inputs (data)" if k == "data" else k for k in changed)
+            raise Q16Error(
+                f"infer.out_dir={str(out)!r} holds scores made with different {what}; "
+                "pass a new infer.out_dir (or delete the old one)"
+            )
+    elif write:
+        atomic_write_text(path, json.dumps(current, indent=2))
+
+
+def prepare_out_dir(
+    out: Path, current: dict[str, Any], mine: Sequence[Shard], *, record: bool
+) -> list[Shard]:
+    """Check ``out`` against this run and return the shards of ``mine`` not done yet.
+
+    The order matters. (1) The fingerprint is checked before anything else is read, so an
+    out_dir made differently is refused as such (naming what differs). (2) Each done shard is
+    checked against its own input (a parquet made from other files is refused, naming the
+    shard). (3) Only then is the fingerprint recorded (``record``: rank 0 alone writes it), so
+    a refused run never leaves a fingerprint in an out_dir it did not write.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    check_fingerprint(out, current, write=False)
+    todo = [s for s in mine if not is_done(out, s.name, shard_identity(s))]
+    check_fingerprint(out, current, write=record)
+    return todo

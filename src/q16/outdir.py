@@ -1,0 +1,50 @@
+"""Names inside an inference ``out_dir``: the contract shared by infer.py, data=embeddings and
+the report. Kept free of heavy imports so that the report and the inference sources can read it
+without torch, and without importing the inference package that writes it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+OUT_DIR_FORMAT = 1
+"""Version of the out_dir layout (parquet schema, file names, fingerprint keys). Bump it when
+they change: an out_dir written by another q16 is then refused with a message that says so."""
+
+SCORES_DIR = "scores"
+ERRORS_DIR = "errors"
+EMBEDDINGS_DIR = "embeddings"
+RANKS_DIR = "ranks"
+SUMMARY_FILE = "summary.json"
+FLAGGED_FILE = "flagged.csv"
+ERRORS_FILE = "errors.jsonl"
+FINGERPRINT_FILE = "fingerprint.json"
+EMBEDDINGS_META_FILE = "meta.json"
+"""``embeddings/meta.json``: model, weights and dimension of the saved embeddings."""
+
+FLAGGED_COLUMNS = (
+    "key",
+    "shard",
+    "source",
+    "file_name",
+    "class_id",
+    "class_name",
+    "p_inappropriate",
+)
+"""Columns of ``flagged.csv``, in order."""
+UNKNOWN_CLASS = "(unknown class)"
+"""The ``per_class`` key (summary.json) and report label for images without a class."""
+
+
+def scores_path(out_dir: Path, shard: str) -> Path:
+    """``scores/<shard>.parquet``: its presence marks the shard done."""
+    return out_dir / SCORES_DIR / f"{shard}.parquet"
+
+
+def shard_errors_path(out_dir: Path, shard: str) -> Path:
+    """``errors/<shard>.jsonl``: the shard's unreadable inputs (or why it could not be read)."""
+    return out_dir / ERRORS_DIR / f"{shard}.jsonl"
+
+
+def embeddings_path(out_dir: Path, shard: str) -> Path:
+    """``embeddings/<shard>.npy``: float32, rows in the order of the shard's parquet."""
+    return out_dir / EMBEDDINGS_DIR / f"{shard}.npy"

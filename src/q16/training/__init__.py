@@ -1,0 +1,1 @@
+"""Fitting prompt heads on cached frozen-CLIP features: typed settings, the Lightning tuner."""
