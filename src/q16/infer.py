@@ -27,7 +27,8 @@ from q16.inference.settings import InferSettings, auto_batch_size, auto_workers
 from q16.inference.state import LoopStats, wait_for_ranks, write_embeddings_meta, write_rank
 from q16.inference.summary import RunSetup, build_summary, write_summary
 from q16.inference.writer import ShardWriter
-from q16.models.backbone import Backbone, BackboneSpec, load_backbone
+from q16.models.backbone import Backbone, BackboneSpec, base_model_name, load_backbone
+from q16.models.paper_assets import PAPER, default_prompt_file, paper_prompt_file
 from q16.models.prompt_head import PromptHead
 from q16.models.prompt_io import load_prompt
 from q16.models.prompts import class_embedding_prompt
@@ -81,20 +82,39 @@ def infer_settings(infer: DictConfig) -> InferSettings:
 
 
 def load_head(path: str | None, backbone: Backbone, warn: bool = True) -> tuple[PromptHead, str]:
-    if path:
-        head, _ = load_prompt(
-            path,
-            model=backbone.spec.name,
-            pretrained=backbone.spec.pretrained,
-            embed_dim=backbone.embed_dim,
-        )
-        return head, str(Path(path).expanduser().resolve())
-    if warn:
-        log.warning(
-            "no prompt.path given: scoring with the hand-written zero-shot prompts; prompts "
-            "tuned with train.py are far more accurate (prompt.path=.../prompts.safetensors)"
-        )
-    return class_embedding_prompt(backbone, trainable=False), "zeroshot"
+    """The prompt to score with, and how the summary and fingerprint name it.
+
+    Without ``prompt.path``: the paper's learned prompts where they exist for the model and the
+    weights are OpenAI's; else the hand-written zero-shot prompts, with a warning.
+    """
+    spec = backbone.spec
+    if not path:
+        default = default_prompt_file(spec)
+        if default is None:
+            if warn:
+                log.warning(
+                    "no prompt.path given: scoring with the hand-written zero-shot prompts; "
+                    "prompts tuned with train.py are far more accurate "
+                    "(prompt.path=.../prompts.safetensors)"
+                )
+            return class_embedding_prompt(backbone, trainable=False), "zeroshot"
+        if warn:
+            log.info(
+                "no prompt.path given: scoring with the paper's learned prompts for %s "
+                "(ml-research/Q16, MIT license; learned on SMID with OpenAI's weights)",
+                base_model_name(spec.name),
+            )
+        path = str(default)
+    elif path == PAPER:
+        path = str(paper_prompt_file(spec.name))
+    head, _ = load_prompt(
+        path,
+        model=spec.name,
+        pretrained=spec.pretrained,
+        quick_gelu=spec.quick_gelu,
+        embed_dim=backbone.embed_dim,
+    )
+    return head, str(Path(path).expanduser().resolve())
 
 
 def check_embeddings(source: InferenceSource, backbone: Backbone) -> None:

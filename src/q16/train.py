@@ -16,6 +16,8 @@ from q16 import train_config
 from q16.errors import Q16Error
 from q16.experiments.single_split import SplitResult, SplitSettings, log_table, run_single_split
 from q16.experiments.smid_cv import Grid, ProtocolResult, ProtocolSettings, run_protocol
+from q16.models import paper_assets
+from q16.models.paper_assets import PAPER
 from q16.runinfo import config_hash, write_run_info
 from q16.training.fit import encode, require_both_classes
 
@@ -94,7 +96,7 @@ def run_smid_protocol(cfg: DictConfig) -> ProtocolResult:
         target_precision=float(cfg.eval.target_precision),
         calibration_bins=int(cv.calibration_bins),
         paper_model=str(cv.paper_model),
-        reference_csv=Path(cv.reference_csv).expanduser() if cv.get("reference_csv") else None,
+        reference_csv=_reference_csv(cv.get("reference_csv")),
         command=_command(),
     )
     methods = {name: train_config.method(cfg, prompt, name) for name, prompt in _methods(cfg)}
@@ -134,6 +136,12 @@ def _methods(cfg: DictConfig) -> list[tuple[str, DictConfig]]:
             )
         found.append((name, prompts[name]))
     return found
+
+
+def _reference_csv(setting: str | None) -> Path | None:
+    if not setting:
+        return None
+    return paper_assets.reference_csv() if setting == PAPER else Path(setting).expanduser()
 
 
 def allow_deterministic_cublas(cfg: DictConfig) -> None:

@@ -103,6 +103,9 @@ def test_comparison_marks_random_weights_and_synthetic_data(sweep_out) -> None:
     assert text.splitlines()[2].startswith("> **NOT A REPRODUCTION.**")
     assert "RANDOM weights" in text and "SYNTHETIC" in text
     assert "Mean |Δ acc|" not in text  # no reproduction summary for such runs
+    # the paper's table ships with q16: found by default, and it has no q16-tiny rows
+    assert "reference table was not found" not in text
+    assert "The paper reports no results for model 'q16-tiny'" in text
     info = json.loads((sweep_out / "run_info.json").read_text())
     assert info["random_weights"] is True and info["caveats"]
 

@@ -3,15 +3,28 @@ layers. The contract lives in pyproject.toml; import-linter checks it."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
-
-from importlinter.cli import lint_imports
 
 PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
 
 
+def lint_imports(config: Path) -> subprocess.CompletedProcess[str]:
+    """In a child process: import-linter reconfigures logging, which must not leak into tests."""
+    code = (
+        "import sys; from importlinter.cli import lint_imports; "
+        "sys.exit(lint_imports(config_filename=sys.argv[1], no_cache=True, no_logo=True))"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code, str(config)], capture_output=True, text=True, timeout=120
+    )
+
+
 def test_no_import_points_up_a_layer() -> None:
-    assert lint_imports(config_filename=str(PYPROJECT), no_cache=True, no_logo=True) == 0
+    result = lint_imports(PYPROJECT)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "KEPT" in result.stdout
 
 
 def test_the_check_fails_when_layers_are_inverted(tmp_path) -> None:
@@ -22,4 +35,5 @@ def test_the_check_fails_when_layers_are_inverted(tmp_path) -> None:
         '[[tool.importlinter.contracts]]\nname = "inverted"\ntype = "layers"\n'
         'layers = ["q16.models", "q16.training"]\n'
     )
-    assert lint_imports(config_filename=str(config), no_cache=True, no_logo=True) != 0
+    result = lint_imports(config)
+    assert result.returncode != 0 and "BROKEN" in result.stdout

@@ -23,7 +23,8 @@ from safetensors.torch import load_file, safe_open, save_file
 
 from q16 import CLASS_NAMES, __version__
 from q16.errors import Q16Error
-from q16.models.backbone import base_model_name
+from q16.models.backbone import OPENAI_TAG, BackboneSpec, base_model_name
+from q16.models.paper_assets import PAPER, paper_prompt_file
 from q16.models.prompt_head import PromptHead
 from q16.models.prompts import ClassEmbeddingHead, LinearProbe
 
@@ -77,13 +78,20 @@ def load_prompt(
     *,
     model: str | None = None,
     pretrained: str | None = None,
+    quick_gelu: bool | None = None,
     embed_dim: int | None = None,
 ) -> tuple[PromptHead, PromptMetadata]:
-    """Load any supported prompt file and check it fits the backbone it will be used with.
+    """Load any supported prompt file and check it fits the backbone it will be used with
+    (``model``, ``pretrained``, ``quick_gelu`` as in ``BackboneSpec``). ``path="paper"`` is the
+    paper's released prompt for ``model`` (shipped with q16).
 
     Raises:
         Q16Error: missing file, unknown format, unsafe pickle, or a model/dimension mismatch.
     """
+    if str(path) == PAPER:
+        if model is None:
+            raise Q16Error("prompt.path=paper needs the model to pick the paper's prompt file")
+        path = paper_prompt_file(model)
     path = Path(path).expanduser()
     if not path.is_file():
         raise Q16Error(f"prompt file {str(path)!r} does not exist")
@@ -103,7 +111,8 @@ def load_prompt(
             f"prompt file {path.name!r}: unknown format; use .safetensors (from train.py), "
             "the paper's .p pickle, or a .npy array of shape (2, D)"
         )
-    _check_compatible(path, meta, model=model, pretrained=pretrained, embed_dim=embed_dim)
+    spec = BackboneSpec(model or "", pretrained, quick_gelu=quick_gelu)
+    _check_compatible(path, meta, spec if model else None, embed_dim)
     return head, meta
 
 
@@ -187,12 +196,7 @@ def _is_tag(pretrained: str | None) -> bool:
 
 
 def _check_compatible(
-    path: Path,
-    meta: PromptMetadata,
-    *,
-    model: str | None,
-    pretrained: str | None,
-    embed_dim: int | None,
+    path: Path, meta: PromptMetadata, spec: BackboneSpec | None, embed_dim: int | None
 ) -> None:
     if embed_dim is not None and meta.embed_dim != embed_dim:
         raise Q16Error(
@@ -200,7 +204,12 @@ def _check_compatible(
             f"{embed_dim}; use the prompt trained for this model (e.g. ViT-L-14 = 768, "
             "ViT-B-32 = 512)"
         )
-    if model is not None and meta.model is not None:
+    if spec is None:
+        return
+    model, pretrained = spec.name, spec.pretrained
+    # OpenAI's weights under the tag or as a declared local copy: what "openai" in a file means
+    same_openai = meta.pretrained == OPENAI_TAG and spec.is_openai_weights
+    if meta.model is not None:
         if base_model_name(meta.model) != base_model_name(model):
             raise Q16Error(
                 f"{path.name}: prompt was trained for model {meta.model}, not {model}; "
@@ -211,14 +220,14 @@ def _check_compatible(
                 f"{path.name}: prompt was trained with pretrained={meta.pretrained!r}, "
                 f"not {pretrained!r}; scores would be meaningless"
             )
-        if meta.pretrained != pretrained:
+        if meta.pretrained != pretrained and not same_openai:
             log.warning(
                 "%s: trained with weights %s, now used with %s; make sure they are the same",
                 path.name,
                 meta.pretrained,
                 pretrained,
             )
-    if meta.source != "q16" and pretrained not in (None, "openai"):
+    if meta.source != "q16" and pretrained is not None and not spec.is_openai_weights:
         log.warning(
             "%s: the paper's prompts were learned against OpenAI CLIP weights; "
             "with pretrained=%s their scores are unreliable",
