@@ -54,6 +54,13 @@ infer-demo: install ## offline: demo prompts (make demo) flag the synthetic imag
 		prompt.path=outputs/demo/train/prompts.safetensors infer.out_dir=outputs/demo/infer \
 		infer.report=true
 
+COMPARE_RUNS := outputs/demo/compare
+compare-demo: install ## offline: zero-shot vs trained soft/linear/coop prompts, with intervals -> results/compare/synthetic-q16-tiny/
+	for p in soft linear coop; do \
+		$(PY) train.py experiment=demo prompt=$$p hydra.run.dir=$(COMPARE_RUNS)/$$p || exit 1; \
+	done
+	$(PY) evaluate.py model=tiny data=synthetic device=cpu 'sources=[zeroshot,zeroshot_ensemble,$(COMPARE_RUNS)/soft/prompts.safetensors,$(COMPARE_RUNS)/linear/prompts.safetensors,$(COMPARE_RUNS)/coop/prompts.safetensors]'
+
 bench: install ## inference throughput + memory (ViT-B-32, random weights) -> results/bench/
 	$(PY) scripts/bench_infer.py --model ViT-B-32 --images 128 --shard-size 32 --batch-size 32 \
 		--naive-images 16 --rss-shards 1 --repeats 3
@@ -72,4 +79,4 @@ format: install ## ruff format + autofix
 	$(VENV)/bin/ruff format src tests scripts *.py
 	$(VENV)/bin/ruff check --fix src tests scripts *.py
 
-.PHONY: help install browser test test-fast test-full demo smid-demo reproduce infer-demo bench bench-gpu test-gpu lint format
+.PHONY: help install browser test test-fast test-full demo smid-demo reproduce infer-demo compare-demo bench bench-gpu test-gpu lint format

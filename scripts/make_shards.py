@@ -16,10 +16,12 @@ import argparse
 import json
 import logging
 import re
+import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
+from q16.imageload import read_file
 from q16.sources.folder import ImageFolder, list_images
 from q16.sources.wds import synthetic_images, write_shards
 
@@ -32,6 +34,11 @@ def samples(src: Path, class_names: str | None) -> Iterator[dict[str, Any]]:
     used: set[str] = set()
     for rel in list_images(src):
         path = src / rel
+        try:
+            data = read_file(path)  # regular files only: a FIFO never hangs the packing
+        except (OSError, ValueError) as err:
+            log.warning("skipped %s: %s", rel, err)
+            continue
         stem = re.sub(r"[^A-Za-z0-9_-]+", "_", path.stem)  # webdataset keys end at the first dot
         key = stem if stem not in used else f"{stem}_{len(used)}"
         used.add(key)
@@ -39,7 +46,7 @@ def samples(src: Path, class_names: str | None) -> Iterator[dict[str, Any]]:
         meta: dict[str, Any] = {"file_name": path.name, "path": rel}
         sample: dict[str, Any] = {
             "__key__": key,
-            path.suffix.lstrip(".") or "jpg": path.read_bytes(),
+            path.suffix.lstrip(".") or "jpg": data,
         }
         if top in table:
             class_id, synset, name = table[top]
@@ -49,14 +56,38 @@ def samples(src: Path, class_names: str | None) -> Iterator[dict[str, Any]]:
         yield sample
 
 
+class Parser(argparse.ArgumentParser):
+    """Usage mistakes as one ``q16: error:`` line, like infer.py and train.py."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"q16: error: {message} (see --help)", file=sys.stderr)
+        sys.exit(2)
+
+
+def count(minimum: int) -> Any:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, not {text!r}")
+        return value
+
+    return parse
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = Parser(description=__doc__.split("\n")[0])
     parser.add_argument("src", type=Path, nargs="?", help="folder of images (class sub-folders)")
     parser.add_argument("dest", help="printf shard pattern, e.g. out/train-%%06d.tar")
     parser.add_argument(
-        "--synthetic", type=int, default=0, help="instead of SRC: N generated JPEGs (offline demo)"
+        "--synthetic",
+        type=count(0),
+        default=0,
+        help="instead of SRC: N generated JPEGs (offline demo)",
     )
-    parser.add_argument("--maxcount", type=int, default=1000, help="images per shard")
+    parser.add_argument("--maxcount", type=count(1), default=1000, help="images per shard")
     parser.add_argument("--class-names", default=None, help="JSON/TXT class list (optional)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -69,6 +100,8 @@ def main() -> None:
     else:
         parser.error("SRC must be a folder of images (or pass --synthetic N)")
     written = write_shards(source, args.dest, args.maxcount)
+    if not written:
+        parser.error("no image could be read: no shard written")
     log.info("wrote %d shards: %s ... %s", len(written), written[0], written[-1])
 
 

@@ -25,3 +25,47 @@ def exit_on_user_error(exit_code: int = 2) -> Iterator[None]:
     except Q16Error as err:
         print(f"q16: error: {err}", file=sys.stderr)
         sys.exit(exit_code)
+
+
+def check_int(name: str, value: object, minimum: int, *, optional: bool = False) -> int | None:
+    """``value`` as an int of at least ``minimum`` (``None`` allowed when ``optional``).
+
+    Raises:
+        Q16Error: a bool, a non-integral number, text, or too small.
+    """
+    if value is None and optional:
+        return None
+    number: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)
+    if number is None or number < minimum:
+        none = " or null" if optional else ""
+        raise Q16Error(f"{name} must be an integer >= {minimum}{none}, not {value!r}")
+    return number
+
+
+def check_float(name: str, value: object, low: float, high: float | None = None) -> float:
+    """``value`` as a finite float in ``[low, high]``.
+
+    Raises:
+        Q16Error: a bool, text, NaN or infinity, or out of range.
+    """
+    number = float("nan")
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        number = float(value)
+    if not low <= number <= (high if high is not None else float("inf")) or number in (
+        float("inf"),
+        float("-inf"),
+    ):
+        within = f"between {low:g} and {high:g}" if high is not None else f">= {low:g}"
+        raise Q16Error(f"{name} must be a number {within}, not {value!r}")
+    return number
+
+
+def check_bool(name: str, value: object) -> bool:
+    """``value`` if it is true or false (Hydra parses ``true``/``false``), else a Q16Error."""
+    if not isinstance(value, bool):
+        raise Q16Error(f"{name} must be true or false, not {value!r}")
+    return value

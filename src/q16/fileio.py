@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,10 +21,12 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 def atomic_path(path: Path) -> Iterator[Path]:
     """A temporary sibling to write; renamed over ``path`` only when the block succeeds.
 
-    On an exception the temporary file is removed and ``path`` is left as it was.
+    On an exception the temporary file is removed and ``path`` is left as it was. The
+    temporary name is unique (process id + random suffix): two writers of one file never
+    write into each other's temporary file; the last rename wins, whole.
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
     try:
         yield tmp
         os.replace(tmp, path)

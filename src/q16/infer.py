@@ -10,15 +10,19 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from q16.errors import Q16Error
 from q16.inference.collect import collect
+from q16.inference.guard import check_out_dir, out_dir_lock, run_log
+from q16.inference.head import check_embeddings, load_head
 from q16.inference.loop import score_shards
 from q16.inference.reader import ImageDecoder, UInt8Preprocess, partition
 from q16.inference.resume import fingerprint, prepare_out_dir
@@ -27,20 +31,25 @@ from q16.inference.settings import InferSettings, auto_batch_size, auto_workers
 from q16.inference.state import LoopStats, wait_for_ranks, write_embeddings_meta, write_rank
 from q16.inference.summary import RunSetup, build_summary, write_summary
 from q16.inference.writer import ShardWriter
-from q16.models.backbone import Backbone, BackboneSpec, base_model_name, load_backbone
-from q16.models.paper_assets import PAPER, default_prompt_file, paper_prompt_file
-from q16.models.prompt_head import PromptHead
-from q16.models.prompt_io import load_prompt
-from q16.models.prompts import class_embedding_prompt
+from q16.models.backbone import Backbone, BackboneSpec, load_backbone
 from q16.outdir import SUMMARY_FILE
 from q16.runinfo import write_run_info
-from q16.sources.base import EmbeddingSource, InferenceSource, Shard
+from q16.sources.base import InferenceSource, Shard
 
 log = logging.getLogger(__name__)
+__all__ = ["check_embeddings", "load_head", "run"]
 
 
 def build_source(cfg: DictConfig) -> InferenceSource:
-    source = instantiate(cfg.data)
+    try:
+        source = instantiate(cfg.data)
+    except InstantiationException as err:  # a bad data.* value, checked by the source
+        cause = err.__cause__
+        if isinstance(cause, Q16Error):
+            raise Q16Error(str(cause)) from None
+        if isinstance(cause, TypeError):  # an unknown data.* key
+            raise Q16Error(f"data={_data_choice(cfg)}: {cause}") from None
+        raise
     if not isinstance(source, InferenceSource):
         raise Q16Error(
             f"data={_data_choice(cfg)} is a training dataset; infer.py needs "
@@ -66,67 +75,19 @@ def build_fabric(fabric: DictConfig) -> L.Fabric:
 
 
 def infer_settings(infer: DictConfig) -> InferSettings:
-    """``cfg.infer`` as plain values (the config tree stops at ``run``)."""
+    """``cfg.infer`` as plain, checked values (the config tree stops at ``run``)."""
     return InferSettings(
         out_dir=Path(str(infer.out_dir)).expanduser(),
-        threshold=float(infer.threshold),
-        batch_size=None if infer.batch_size is None else int(infer.batch_size),
-        num_workers=None if infer.num_workers is None else int(infer.num_workers),
+        threshold=infer.threshold,
+        batch_size=infer.batch_size,
+        num_workers=infer.num_workers,
         autocast=str(infer.autocast),
-        max_pixels=int(infer.max_pixels),
-        save_embeddings=bool(infer.save_embeddings),
-        progress=bool(infer.progress),
-        rank_wait_timeout_s=float(infer.get("rank_wait_timeout_s", 3600)),
-        report=bool(infer.get("report")),
+        max_pixels=infer.max_pixels,
+        save_embeddings=infer.save_embeddings,
+        progress=infer.progress,
+        rank_wait_timeout_s=infer.get("rank_wait_timeout_s", 3600.0),
+        report=infer.get("report", False),
     )
-
-
-def load_head(path: str | None, backbone: Backbone, warn: bool = True) -> tuple[PromptHead, str]:
-    """The prompt to score with, and how the summary and fingerprint name it.
-
-    Without ``prompt.path``: the paper's learned prompts where they exist for the model and the
-    weights are OpenAI's; else the hand-written zero-shot prompts, with a warning.
-    """
-    spec = backbone.spec
-    if not path:
-        default = default_prompt_file(spec)
-        if default is None:
-            if warn:
-                log.warning(
-                    "no prompt.path given: scoring with the hand-written zero-shot prompts; "
-                    "prompts tuned with train.py are far more accurate "
-                    "(prompt.path=.../prompts.safetensors)"
-                )
-            return class_embedding_prompt(backbone, trainable=False), "zeroshot"
-        if warn:
-            log.info(
-                "no prompt.path given: scoring with the paper's learned prompts for %s "
-                "(ml-research/Q16, MIT license; learned on SMID with OpenAI's weights)",
-                base_model_name(spec.name),
-            )
-        path = str(default)
-    elif path == PAPER:
-        path = str(paper_prompt_file(spec.name))
-    head, _ = load_prompt(
-        path,
-        model=spec.name,
-        pretrained=spec.pretrained,
-        quick_gelu=spec.quick_gelu,
-        embed_dim=backbone.embed_dim,
-    )
-    return head, str(Path(path).expanduser().resolve())
-
-
-def check_embeddings(source: InferenceSource, backbone: Backbone) -> None:
-    """Precomputed embeddings are scored only with the encoder that made them."""
-    if not isinstance(source, EmbeddingSource):
-        return
-    space = source.embedding_space()
-    if not space.matches(weights=backbone.spec.weights_id, embed_dim=backbone.embed_dim):
-        raise Q16Error(
-            f"saved embeddings come from model={space.model} "
-            f"pretrained={space.pretrained}; pass the same model to re-score them"
-        )
 
 
 def check_required(cfg: DictConfig) -> None:
@@ -141,18 +102,47 @@ def check_required(cfg: DictConfig) -> None:
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
-    """Score every image in ``cfg.data``; returns the summary (also ``summary.json``)."""
+    """Score every image in ``cfg.data``; returns the summary (also ``summary.json``).
+
+    Everything the user gave is checked before a model is loaded or a file written; rank 0
+    then holds the out_dir's lock until the summary (and report) are written.
+    """
     started = time.perf_counter()
     check_required(cfg)
     settings = infer_settings(cfg.infer)
     source = build_source(cfg)
-    out = settings.out_dir
     fabric = build_fabric(cfg.fabric)
     fabric.launch()
     rank, world = fabric.global_rank, fabric.world_size
-    run_id = fabric.broadcast(uuid.uuid4().hex, src=0) if world > 1 else uuid.uuid4().hex
-
     shards = source.list_shards()
+    with ExitStack() as held:
+        problem = ""
+        if rank == 0:
+            try:
+                out = check_out_dir(settings.out_dir, shards)
+                held.enter_context(out_dir_lock(out))
+                held.enter_context(run_log(out, OmegaConf.to_yaml(cfg, resolve=True)))
+            except Q16Error as err:
+                problem = str(err)
+        run_id = uuid.uuid4().hex
+        if world > 1:  # every rank learns rank 0's verdict: none may start on a refused out_dir
+            run_id, problem = fabric.broadcast((run_id, problem), src=0)
+        if problem:
+            raise Q16Error(problem)
+        return _score(cfg, settings, source, shards, fabric, run_id, started)
+
+
+def _score(
+    cfg: DictConfig,
+    settings: InferSettings,
+    source: InferenceSource,
+    shards: list[Shard],
+    fabric: L.Fabric,
+    run_id: str,
+    started: float,
+) -> dict[str, Any]:
+    """Load the model, score this rank's shards not done yet; rank 0 finishes the run."""
+    rank, world, out = fabric.global_rank, fabric.world_size, settings.out_dir
     autocast = resolve_autocast(settings.autocast, fabric.device)
     spec: BackboneSpec = instantiate(cfg.model)
     # seeded so that random-weight models (tests, benchmarks) are the same on every rank/resume
@@ -169,6 +159,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         threshold=settings.threshold,
         autocast=autocast,
         max_pixels=settings.max_pixels,
+        max_bytes=cfg.data.get("max_bytes"),
+        exif_transpose=bool(cfg.data.get("exif_transpose", False)),
         shards=shards,
     )
     mine = partition(shards, rank, world)
@@ -202,7 +194,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         todo,
         scorer,
         writer,
-        decoder=ImageDecoder(preprocess, settings.max_pixels),
+        decoder=ImageDecoder(
+            preprocess, settings.max_pixels, bool(cfg.data.get("exif_transpose", False))
+        ),
         batch_size=batch_size,
         num_workers=num_workers,
         show_progress=settings.progress and rank == 0,
@@ -232,7 +226,7 @@ def _finish(
     """Rank 0, after its loop: wait for the ranks, collect, write summary (and report)."""
     out, timeout_s = settings.out_dir, settings.rank_wait_timeout_s
     records, missing = wait_for_ranks(out, setup.world_size, run_id, timeout_s)
-    counts = collect(out, shard_names)
+    counts = collect(out, shard_names, threshold=settings.threshold)
     ranks = [LoopStats.from_record(r) for r in records]
     summary = build_summary(setup, counts, ranks, missing, time.perf_counter() - started)
     write_summary(out, summary)
@@ -249,10 +243,11 @@ def _finish(
 
         log.info("report: %s", write_report(out).html)
     log.info(
-        "scored %d images (%d flagged at p >= %.2f, %d errors) -> %s",
+        "scored %d images (%d flagged at p >= %.2f; %d not scored, %d error records) -> %s",
         counts.images_scored,
         counts.images_flagged,
         settings.threshold,
+        counts.images_unscored,
         counts.errors,
         out,
     )

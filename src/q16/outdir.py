@@ -6,9 +6,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-OUT_DIR_FORMAT = 1
+OUT_DIR_FORMAT = 2
 """Version of the out_dir layout (parquet schema, file names, fingerprint keys). Bump it when
-they change: an out_dir written by another q16 is then refused with a message that says so."""
+they change: an out_dir written by another q16 is then refused with a message that says so.
+2: folder keys keep the extension; parquet metadata holds the input's size/mtime stamp;
+fingerprint has max_bytes and exif_transpose."""
 
 SCORES_DIR = "scores"
 ERRORS_DIR = "errors"
@@ -18,6 +20,10 @@ SUMMARY_FILE = "summary.json"
 FLAGGED_FILE = "flagged.csv"
 ERRORS_FILE = "errors.jsonl"
 FINGERPRINT_FILE = "fingerprint.json"
+LOCK_FILE = ".q16.lock"
+"""Held by the run using the out_dir; its presence also marks the directory as q16's."""
+LOGS_DIR = "logs"
+"""``logs/infer-<time>.log`` and ``.yaml``: each run's log and resolved config."""
 EMBEDDINGS_META_FILE = "meta.json"
 """``embeddings/meta.json``: model, weights and dimension of the saved embeddings."""
 

@@ -13,8 +13,9 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from q16 import train_config
+from q16.data.labeled import LabeledImages, mark_duplicates
 from q16.errors import Q16Error
-from q16.experiments.single_split import SplitResult, SplitSettings, log_table, run_single_split
+from q16.experiments.single_split import SplitResult, log_table, run_single_split
 from q16.experiments.smid_cv import Grid, ProtocolResult, ProtocolSettings, run_protocol
 from q16.models import paper_assets
 from q16.models.paper_assets import PAPER
@@ -37,24 +38,26 @@ def run(cfg: DictConfig) -> SplitResult | ProtocolResult:
 
 
 def run_split(cfg: DictConfig) -> SplitResult:
-    """Tune ``cfg.prompt`` on one stratified split; writes prompts.safetensors, metrics.json."""
-    train_config.require_values(cfg)
+    """Tune ``cfg.prompt`` on one stratified split; writes prompts.safetensors, metrics.json.
+
+    Cheap checks first: settings, then the labelled data (listed and hashed, not decoded),
+    and only then the weights, which may be a download of gigabytes.
+    """
+    train_config.check_values(cfg)
+    split = train_config.split_settings(cfg)
+    method = train_config.method(cfg, cfg.prompt)
+    data = load_training_data(cfg)
     allow_deterministic_cublas(cfg)
     train_config.seed_everything(cfg)
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     backbone = train_config.build_backbone(cfg)
-    data = require_both_classes(train_config.load_labeled(cfg))
     encoded = encode(backbone, data, train_config.feature_settings(cfg))
     result = run_single_split(
         backbone,
         encoded,
-        train_config.method(cfg, cfg.prompt),
-        SplitSettings(
-            test_fraction=float(cfg.split.test_fraction),
-            train_fraction=float(cfg.split.train_fraction),
-            seed=int(cfg.split.seed),
-        ),
+        method,
+        split,
         out,
         threshold=float(cfg.eval.threshold),
         config_hash=config_hash(cfg),
@@ -71,37 +74,41 @@ def run_split(cfg: DictConfig) -> SplitResult:
         n_unreadable=int((~encoded.cache.valid).sum()),
         random_weights=backbone.spec.random_weights,
         data=encoded.data.name,
+        n_duplicate_images=data.n_duplicates,
     )
     log_table(result, backbone.spec.random_weights, encoded.data.name)
     return result
 
 
 def run_smid_protocol(cfg: DictConfig) -> ProtocolResult:
-    """The paper's SMID protocol for ``cfg.model`` (``experiment=smid_cv``)."""
-    train_config.require_values(cfg)
-    allow_deterministic_cublas(cfg)
+    """The paper's SMID protocol for ``cfg.model`` (``experiment=smid_cv``); checks settings
+    and data before loading the weights, as :func:`run_split` does."""
+    train_config.check_values(cfg)
     started = time.perf_counter()
-    train_config.seed_everything(cfg)
     cv = cfg.cv
     settings = ProtocolSettings(
         grid=Grid(
-            n_splits=int(cv.n_splits),
-            test_fraction=float(cv.test_fraction),
-            fractions=tuple(float(f) for f in cv.fractions),
-            seed=int(cv.seed),
-            threshold_fraction=float(cv.threshold_fraction),
+            n_splits=train_config.integer(cfg, "cv.n_splits", 1),
+            test_fraction=train_config.real(
+                cfg, "cv.test_fraction", 0, 1, open_low=True, open_high=True
+            ),
+            fractions=_fractions(cv.fractions),
+            seed=train_config.integer(cfg, "cv.seed"),
+            threshold_fraction=train_config.real(cfg, "cv.threshold_fraction", 0, 1),
         ),
         out_dir=Path(cv.out_dir),
         threshold=float(cfg.eval.threshold),
-        target_precision=float(cfg.eval.target_precision),
-        calibration_bins=int(cv.calibration_bins),
+        target_precision=train_config.real(cfg, "eval.target_precision", 0, 1, open_low=True),
+        calibration_bins=train_config.integer(cfg, "cv.calibration_bins", 1),
         paper_model=str(cv.paper_model),
         reference_csv=_reference_csv(cv.get("reference_csv")),
         command=_command(),
     )
     methods = {name: train_config.method(cfg, prompt, name) for name, prompt in _methods(cfg)}
+    data = load_training_data(cfg)
+    allow_deterministic_cublas(cfg)
+    train_config.seed_everything(cfg)
     backbone = train_config.build_backbone(cfg)
-    data = require_both_classes(train_config.load_labeled(cfg))
     encoded = encode(backbone, data, train_config.feature_settings(cfg))
     encode_s = time.perf_counter() - started
     log.info(
@@ -122,6 +129,18 @@ def run_smid_protocol(cfg: DictConfig) -> ProtocolResult:
         total_seconds=round(time.perf_counter() - started, 2),
     )
     return result
+
+
+def load_training_data(cfg: DictConfig) -> LabeledImages:
+    """The labelled images, both classes present, exact duplicates grouped (and reported)."""
+    return require_both_classes(mark_duplicates(train_config.load_labeled(cfg)))
+
+
+def _fractions(values: object) -> tuple[float, ...]:
+    try:
+        return tuple(float(f) for f in values)  # type: ignore[attr-defined]
+    except (TypeError, ValueError):
+        raise Q16Error(f"cv.fractions={values!r} must be a list of numbers in (0, 1]") from None
 
 
 def _methods(cfg: DictConfig) -> list[tuple[str, DictConfig]]:

@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from q16.data.labeled import LabeledImages
 from q16.errors import Q16Error
+from q16.experiments.single_split import SplitSettings
 from q16.models.backbone import Backbone, BackboneSpec, load_backbone, pick_device
 from q16.training.settings import FeatureSettings, FitSettings, Method
 
@@ -23,6 +24,54 @@ def require_values(cfg: DictConfig) -> None:
     if missing:
         hint = " ".join(f"{key}=..." for key in missing)
         raise Q16Error(f"{', '.join(missing)} must be set, e.g. python train.py ... {hint}")
+
+
+def real(
+    cfg: DictConfig,
+    key: str,
+    low: float,
+    high: float,
+    *,
+    open_low: bool = False,
+    open_high: bool = False,
+) -> float:
+    """``cfg.<key>`` as a number inside its bounds (NaN never is), or a one-line error."""
+    raw = OmegaConf.select(cfg, key)
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise Q16Error(f"{key}={raw!r} is not a number") from None
+    above = low < value if open_low else low <= value
+    below = value < high if open_high else value <= high
+    if isinstance(raw, bool) or not (above and below):
+        interval = f"{'(' if open_low else '['}{low:g}, {high:g}{')' if open_high else ']'}"
+        raise Q16Error(f"{key}={raw} must lie in {interval}")
+    return value
+
+
+def integer(cfg: DictConfig, key: str, low: int = 0) -> int:
+    """``cfg.<key>`` as a whole number of at least ``low``, or a one-line error."""
+    raw = OmegaConf.select(cfg, key)
+    if isinstance(raw, bool) or not isinstance(raw, int) or raw < low:
+        raise Q16Error(f"{key}={raw!r} must be a whole number >= {low}")
+    return raw
+
+
+def split_settings(cfg: DictConfig) -> SplitSettings:
+    return SplitSettings(
+        test_fraction=real(cfg, "split.test_fraction", 0, 1, open_low=True, open_high=True),
+        train_fraction=real(cfg, "split.train_fraction", 0, 1, open_low=True),
+        seed=integer(cfg, "split.seed"),
+    )
+
+
+def check_values(cfg: DictConfig) -> None:
+    """Everything both tasks read, checked before any data or weights are touched."""
+    require_values(cfg)
+    integer(cfg, "seed")
+    real(cfg, "eval.threshold", 0, 1)
+    integer(cfg, "features.batch_size", 1)
+    integer(cfg, "features.num_workers", 0)
 
 
 def build_backbone(cfg: DictConfig) -> Backbone:

@@ -147,7 +147,7 @@ def test_html_is_self_contained_and_ordered(report: Path) -> None:
 def test_datasheet_draft(report: Path) -> None:
     text = (report / "datasheet_q16.md").read_text()
     assert "RANDOM weights" in text
-    assert "9 images" in text and "5 images (55.56 %)" in text and "≥ 0.5" in text
+    assert "9 images" in text and "5 of the 9 scored images (55.56 %)" in text and "≥ 0.5" in text
     assert "| assault rifle | 2 | 3 | 66.7 % |" in text
     assert "The classifier proposes, humans decide" in text
 

@@ -103,3 +103,31 @@ def test_local_checkpoint_path_loads(tmp_path, tiny_backbone) -> None:
     images = torch.rand(2, 3, 32, 32)
     torch.testing.assert_close(loaded.encode_image(images), tiny_backbone.encode_image(images))
     assert loaded.spec.weights_id.startswith("file:")
+
+
+@pytest.mark.parametrize("precision", ["fp16", "bf16"])
+def test_low_precision_encodes_images(precision: str) -> None:
+    # open_clip keeps the class/position embeddings in float32 under fp16/bf16: the input's
+    # dtype comes from the precision, not from the first parameter
+    backbone = load_backbone(BackboneSpec("q16-tiny", pretrained=None, precision=precision))
+    assert backbone.encode_image(torch.rand(2, 3, 32, 32)).dtype == torch.float32
+
+
+def test_torchscript_archive_loads_like_openai_release_files(tmp_path, tiny_backbone) -> None:
+    """OpenAI ships CLIP as TorchScript archives (what clip.load keeps in ~/.cache/clip)."""
+    import copy
+    import warnings
+
+    from q16.models.backbone import is_torchscript_archive
+
+    state_dict_file, archive = tmp_path / "tiny-state.pt", tmp_path / "tiny-jit.pt"
+    torch.save(tiny_backbone.model.state_dict(), state_dict_file)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        images = torch.rand(2, 3, 32, 32)
+        model = copy.deepcopy(tiny_backbone.model)
+        del model.attn_mask  # a non-persistent buffer, which TorchScript would save
+        torch.jit.save(torch.jit.trace_module(model, {"encode_image": images}), str(archive))
+        loaded = load_backbone(BackboneSpec("q16-tiny", pretrained=str(archive)))
+    assert is_torchscript_archive(archive) and not is_torchscript_archive(state_dict_file)
+    assert torch.equal(loaded.encode_image(images), tiny_backbone.encode_image(images))

@@ -45,7 +45,7 @@ def commit(out: Path, shard: str, probs: list[float], classes: list[str | None],
     p = torch.tensor(probs)
     writer = ShardWriter(out, threshold=0.5, background=False)
     writer.add(batch, Scores(p_inappropriate=p, label=(p > 0.5).to(torch.int8)))
-    writer.finish(shard, kw.get("errors", []), identity=kw.get("identity"))
+    writer.finish(shard, kw.get("errors", []), identity=kw.get("identity"), stamp=kw.get("stamp"))
 
 
 def test_collect_nothing_done_writes_empty_run_files(tmp_path: Path) -> None:
@@ -98,7 +98,9 @@ def test_summary_keys_and_rates(tmp_path: Path) -> None:
         LoopStats(images=2, data_wait_s=0.5, model_s=1.0, write_s=0.25, loop_s=4.0),
     ]
     summary = build_summary(setup(), counts, ranks, [], wall_s=8.0)
-    assert list(summary)[:4] == ["images_scored", "images_flagged", "errors", "per_class"]
+    assert list(summary)[:5] == [
+        "images_scored", "images_flagged", "errors", "images_unscored", "per_class"
+    ]  # fmt: skip
     assert list(summary)[-3:] == ["date", "git_commit", "machine"]
     assert summary["images_scored"] == 10 and summary["images_scored_this_run"] == 8
     assert summary["images_per_s"] == 1.0 and summary["loop_images_per_s"] == 2.0
@@ -130,14 +132,15 @@ def make_fingerprint(shards: list[Shard], threshold: float = 0.9) -> dict[str, A
 
 
 def test_prepare_out_dir_skips_done_shards_and_records_the_fingerprint(tmp_path: Path) -> None:
-    from q16.inference.resume import shard_identity
+    from q16.inference.resume import shard_identity, shard_stamp
 
     out = tmp_path / "out"
     shards = [Shard("a", "/d/a.tar"), Shard("b", "/d/b.tar")]
     current = make_fingerprint(shards)
     assert prepare_out_dir(out, current, shards, record=False) == shards
     assert not (out / "fingerprint.json").exists()  # only the recording rank writes it
-    commit(out, "a", [0.1], [None], identity=shard_identity(shards[0]))
+    a = shards[0]
+    commit(out, "a", [0.1], [None], identity=shard_identity(a), stamp=shard_stamp(a))
     assert prepare_out_dir(out, current, shards, record=True) == shards[1:]
     assert json.loads((out / "fingerprint.json").read_text()) == current
 

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from q16.sources.base import ErrorLog
@@ -45,3 +49,33 @@ def test_pack_folder_and_read_back(tmp_path: Path) -> None:
         ("n01440764_0.v1.JPEG", 0, "tench", "n01440764")
     ]
     assert rows[-1].class_name == "goldfish" and all(r.data for r in rows)
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--maxcount", "-3"], "--maxcount: must be an integer >= 1, not '-3'"),
+        (["--maxcount", "abc"], "--maxcount: must be an integer >= 1, not 'abc'"),
+        (["--synthetic", "-3"], "--synthetic: must be an integer >= 0, not '-3'"),
+    ],
+)
+def test_bad_counts_are_one_line(tmp_path: Path, args: list[str], message: str) -> None:
+    run = subprocess.run(
+        [sys.executable, str(SCRIPT), "--synthetic", "2", str(tmp_path / "x-%06d.tar"), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert run.stderr.splitlines() == [f"q16: error: argument {message} (see --help)"]
+    assert not list(tmp_path.iterdir())
+
+
+def test_fifo_and_device_links_are_skipped_not_read(tmp_path: Path) -> None:
+    src = tmp_path / "train" / "n01440764"
+    src.mkdir(parents=True)
+    Image.new("RGB", (9, 9)).save(src / "a.JPEG")
+    os.mkfifo(src / "pipe.JPEG")
+    os.symlink("/dev/zero", src / "zero.JPEG")
+    samples = list(load_script().samples(tmp_path / "train", None))
+    assert [s["__key__"] for s in samples] == ["a"]

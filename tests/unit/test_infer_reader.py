@@ -252,6 +252,6 @@ def test_folder_in_imagenet_layout(tmp_path: Path, decoder: ImageDecoder) -> Non
         for b in batches
         for k, f, c, n in zip(b.keys, b.file_names, b.class_ids, b.class_names, strict=True)
     ]
-    assert rows[0] == ("n01440764/n01440764_0", "n01440764_0.JPEG", 0, "tench")
+    assert rows[0] == ("n01440764/n01440764_0.JPEG", "n01440764_0.JPEG", 0, "tench")
     assert rows[-1][2:] == (1, "goldfish")
     assert len(rows) == 5

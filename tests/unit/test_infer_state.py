@@ -12,6 +12,7 @@ import pytest
 from q16.errors import Q16Error
 from q16.inference.resume import check_fingerprint, data_identity, fingerprint
 from q16.inference.state import LoopStats, wait_for_ranks, write_rank
+from q16.outdir import OUT_DIR_FORMAT
 from q16.sources.base import Shard
 
 
@@ -65,7 +66,9 @@ def test_out_dir_of_another_q16_version_is_refused_as_such(tmp_path: Path) -> No
     current = make_fingerprint([Shard("s-0", str(tmp_path / "s-0.tar"))])
     older = {k: v for k, v in current.items() if k != "format"}
     (tmp_path / "fingerprint.json").write_text(json.dumps(older))
-    with pytest.raises(Q16Error, match=r"another q16 version .*format 0, this q16 writes 1"):
+    with pytest.raises(
+        Q16Error, match=rf"another q16 version .*format 0, this q16 writes {OUT_DIR_FORMAT}"
+    ):
         check_fingerprint(tmp_path, current, write=True)
 
 

@@ -179,12 +179,17 @@ def test_bad_autocast_is_a_user_error() -> None:
 
 def test_done_shard_remembers_its_input(tmp_path: Path) -> None:
     writer = ShardWriter(tmp_path, threshold=0.5, background=False)
-    writer.finish("s", [], identity="from-a")
-    writer.finish("legacy", [])  # written without an identity: accepted as before
-    assert is_done(tmp_path, "s", "from-a") and is_done(tmp_path, "s")
-    assert is_done(tmp_path, "legacy", "anything")
+    writer.finish("s", [], identity="from-a", stamp="size-mtime-1")
+    writer.finish("foreign", [])  # a parquet no q16 run made (no identity): never trusted
+    assert is_done(tmp_path, "s", "from-a", "size-mtime-1") and is_done(tmp_path, "s")
     with pytest.raises(Q16Error, match="other input files"):
         is_done(tmp_path, "s", "from-b")
+    with pytest.raises(Q16Error, match="made by no q16 run"):
+        is_done(tmp_path, "foreign", "anything")
+    assert not is_done(tmp_path, "s", "from-a", "size-mtime-2")  # the file changed: redo it
+    path = tmp_path / "scores" / "s.parquet"
+    path.write_bytes(path.read_bytes()[:-20])  # cut: its footer is gone
+    assert not is_done(tmp_path, "s", "from-a", "size-mtime-1")
 
 
 def test_flagged_sorter_same_bytes_with_null_ints_in_some_chunks(
@@ -213,3 +218,25 @@ def test_flagged_sorter_same_bytes_with_null_ints_in_some_chunks(
     assert written[0] == written[1]
     assert ",3,c," in written[0] and ".0," not in written[0]
     assert not list(tmp_path.glob(".*"))  # no spill folder, no temp file
+
+
+def test_non_finite_scores_are_error_records_not_rows(tmp_path: Path) -> None:
+    """A NaN score compares false with every threshold: written as a row, it would be a
+    silent 'not flagged'. It is the image's error record instead."""
+    batch = Batch(
+        shard="s",
+        keys=["a", "b", "c"],
+        sources=["x"] * 3,
+        file_names=[None] * 3,
+        class_ids=[-1] * 3,
+        class_names=[None] * 3,
+        synsets=[None] * 3,
+    )
+    p = torch.tensor([0.95, float("nan"), float("inf")])
+    writer = ShardWriter(tmp_path, threshold=0.5, background=False)
+    writer.add(batch, Scores(p_inappropriate=p, label=torch.zeros(3, dtype=torch.int8)))
+    writer.finish("s", [{"key": None, "shard": "s", "reason": "cut"}])
+    counts = collect(tmp_path, ["s"], threshold=0.5)
+    assert pq.read_table(tmp_path / "scores" / "s.parquet")["key"].to_pylist() == ["a"]
+    assert counts.images_scored == counts.images_flagged == 1
+    assert counts.errors == 3 and counts.images_unscored == 2

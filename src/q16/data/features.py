@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from PIL import Image
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, Dataset
 
 from q16.fileio import atomic_path
+from q16.imageload import load_rgb_file
 from q16.models.backbone import Backbone
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,12 @@ class FeatureSet:
 
 
 class ImageFiles(Dataset):
-    """Decode and preprocess image files; an unreadable file yields ``ok=False``, not a crash."""
+    """Decode and preprocess image files; an unreadable file yields ``ok=False``, not a crash.
+
+    Decoded by ``q16.imageload`` exactly as inference decodes (same formats, limits, 16-bit
+    scaling; no EXIF rotation, as in the reference recipe), so trained prompts see the
+    pixels they will later score.
+    """
 
     def __init__(self, paths: Sequence[Path], preprocess: Callable, fallback_size: int) -> None:
         self.paths = list(paths)
@@ -48,17 +53,27 @@ class ImageFiles(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, bool]:
         try:
-            with Image.open(self.paths[index]) as image:
-                return self.preprocess(image.convert("RGB")), True
+            return self.preprocess(load_rgb_file(self.paths[index])), True
         except Exception as err:  # PIL raises many types on hostile files; skip, never crash
             log.warning("skipping unreadable image %s: %s", self.paths[index], err)
             return torch.zeros(3, self.fallback_size, self.fallback_size), False
 
 
+FEATURE_CACHE_VERSION = 2
+"""Bump when image decoding changes what features an image gets (2: 16-bit images scaled, not
+clipped), so caches made by an older q16 are not reused."""
+
+
 def feature_cache_key(backbone: Backbone, paths: Sequence[Path]) -> str:
     digest = hashlib.sha256()
     spec = backbone.spec
-    header = [spec.name, spec.weights_id, spec.precision, backbone.preprocess_id]
+    header = [
+        FEATURE_CACHE_VERSION,
+        spec.name,
+        spec.weights_id,
+        spec.precision,
+        backbone.preprocess_id,
+    ]
     digest.update(json.dumps(header).encode())
     for path in paths:
         stat = path.stat()

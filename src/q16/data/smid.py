@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
+from q16.data.csv import numbers
 from q16.data.labeled import LabeledImages, threshold_labels
 from q16.errors import Q16Error
 from q16.imagefiles import is_image_file
+from q16.spreadsheet import read_text_csv
 
 log = logging.getLogger(__name__)
 
@@ -46,13 +47,16 @@ class SMIDDataset:
                 f"SMID not found: expected {norms} (and images in {root / IMAGE_DIR}/); download "
                 f"SMID from {SMID_URL} and set data.root or $SMID_ROOT, or try data=synthetic"
             )
-        table = pd.read_csv(norms)
+        table = read_text_csv(norms)  # image names as written: "NA" is a name, not missing
         missing_cols = {"img_name", "moral_mean"} - set(table.columns)
         if missing_cols:
             raise Q16Error(f"{norms}: missing column(s) {', '.join(sorted(missing_cols))}")
+        if table.empty:
+            raise Q16Error(f"{norms}: no rows below the header")
+        moral = numbers(norms, table, "moral_mean")
         files = _index_images(root / IMAGE_DIR)
         paths, scores, missing = [], [], 0
-        for name, score in zip(table["img_name"].astype(str), table["moral_mean"], strict=True):
+        for name, score in zip(table["img_name"], moral, strict=True):
             path = files.get(name) or files.get(Path(name).stem)
             if path is None:
                 missing += 1

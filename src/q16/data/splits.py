@@ -21,23 +21,39 @@ def stratify_key(labels: np.ndarray, scores: np.ndarray | None) -> np.ndarray:
 
 
 def train_test_indices(
-    labels: np.ndarray, scores: np.ndarray | None, test_fraction: float, seed: int
+    labels: np.ndarray,
+    scores: np.ndarray | None,
+    test_fraction: float,
+    seed: int,
+    groups: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Indices of one stratified train/test split."""
+    """Indices of one stratified train/test split; images of one group stay on one side.
+
+    ``groups`` (exact duplicates, :func:`q16.data.labeled.mark_duplicates`): the split is drawn
+    over the first image of each group, stratified on its label and rating, and every copy
+    follows it. Without duplicates that is the plain stratified split, image for image.
+    """
+    labels = np.asarray(labels)
     index = np.arange(len(labels))
+    if groups is None:
+        groups = index
+    _, first = np.unique(groups, return_index=True)
+    first = np.sort(first)
     try:
-        train, test = train_test_split(
-            index,
+        _, test_first = train_test_split(
+            first,
             test_size=test_fraction,
             random_state=seed,
-            stratify=stratify_key(labels, scores),
+            stratify=stratify_key(labels[first], None if scores is None else scores[first]),
         )
     except ValueError as err:  # too few images of a class for a stratified split
+        distinct = f" ({len(first)} distinct)" if len(first) < len(labels) else ""
         raise Q16Error(
-            f"cannot split {len(labels)} images ({int(np.sum(labels))} inappropriate) into "
-            f"stratified train/test parts with test_fraction={test_fraction}: {err}"
+            f"cannot split {len(labels)} images{distinct} ({int(np.sum(labels))} inappropriate) "
+            f"into stratified train/test parts with test_fraction={test_fraction}: {err}"
         ) from err
-    return np.sort(train), np.sort(test)
+    in_test = np.isin(groups, groups[test_first])
+    return index[~in_test], index[in_test]
 
 
 def subsample(index: np.ndarray, labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:

@@ -34,6 +34,12 @@ class SplitSettings:
     train_fraction: float = 1.0
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        if not 0 < self.test_fraction < 1:
+            raise Q16Error(f"split.test_fraction={self.test_fraction} must lie in (0, 1)")
+        if not 0 < self.train_fraction <= 1:
+            raise Q16Error(f"split.train_fraction={self.train_fraction} must lie in (0, 1]")
+
 
 @dataclass
 class SplitResult:
@@ -63,8 +69,11 @@ def run_single_split(
     callbacks: list[Callback] | None = None,
 ) -> SplitResult:
     """Evaluate the untuned head, tune it, evaluate again; write the prompt and metrics."""
-    labels, scores = encoded.data.labels, encoded.data.scores
-    train_idx, test_idx = train_test_indices(labels, scores, split.test_fraction, split.seed)
+    labels, scores, groups = encoded.data.labels, encoded.data.scores, encoded.data.groups
+    # copies of one image (same bytes) stay on one side: a test image is never also trained on
+    train_idx, test_idx = train_test_indices(
+        labels, scores, split.test_fraction, split.seed, groups
+    )
     train_idx = subsample(train_idx, labels, split.train_fraction, split.seed)
     log.info("split: %d train, %d test images", len(train_idx), len(test_idx))
 

@@ -160,6 +160,7 @@ def run_protocol(
         "data": encoded.data.name,
         "n_images": len(encoded.data),
         "n_inappropriate": int(encoded.data.labels.sum()),
+        "n_duplicate_images": encoded.data.n_duplicates,
         "methods": list(methods),
         "operating_points": operating,
         "caveats": caveats,
@@ -183,7 +184,9 @@ def sweep(
     for split in range(grid.n_splits):
         tic = time.perf_counter()
         seed = grid.seed + split
-        train_idx, test_idx = train_test_indices(labels, ratings, grid.test_fraction, seed)
+        train_idx, test_idx = train_test_indices(  # copies of one image: one side
+            labels, ratings, grid.test_fraction, seed, encoded.data.groups
+        )
         x_test, y_test = features[test_idx], labels[test_idx]
         for name, method in methods.items():
             head = method.build_head(backbone)

@@ -1,19 +1,24 @@
 """The run-level reduction: every finished shard -> ``flagged.csv``, ``errors.jsonl``, counts.
 
 Runs on rank 0 once all ranks are done, and again on every resume, so the run-level files
-always describe every shard finished so far, whichever run scored it.
+always describe every shard finished so far, whichever run scored it. Flags are derived here
+from ``p_inappropriate`` and this run's threshold, never taken on trust from a parquet: a
+shard whose stored ``flagged`` column disagrees (scored at another threshold) is rewritten.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from q16.fileio import atomic_write_text
+from q16.fileio import atomic_path, atomic_write_text
 from q16.inference.flagged import flagged_sorter
 from q16.inference.writer import SCHEMA
 from q16.outdir import (
@@ -24,6 +29,8 @@ from q16.outdir import (
     scores_path,
     shard_errors_path,
 )
+
+log = logging.getLogger(__name__)
 
 FLAGGED_SCHEMA = pa.schema([SCHEMA.field(c) for c in FLAGGED_COLUMNS])
 """Columns and types of ``flagged.csv``: those of the scores, in ``FLAGGED_COLUMNS`` order."""
@@ -40,10 +47,17 @@ class RunCounts:
     per_class: dict[str, dict[str, int]]
     """Class name (``UNKNOWN_CLASS`` if none) -> ``{"scored": n, "flagged": n}``, sorted."""
     shards_done: int
+    images_unscored: int = 0
+    """Records of ``errors.jsonl`` about one input (``key`` set): inputs that were not scored.
+    Problems of a whole tar (``key`` null: cut, unopenable) may hide more."""
 
 
 def collect(
-    out_dir: Path, shards: Iterable[str], max_flagged_in_memory: int = 1_000_000
+    out_dir: Path,
+    shards: Iterable[str],
+    max_flagged_in_memory: int = 1_000_000,
+    *,
+    threshold: float | None = None,
 ) -> RunCounts:
     """Counts over every finished shard; writes ``flagged.csv`` and ``errors.jsonl``.
 
@@ -58,12 +72,12 @@ def collect(
         for shard in shards:
             path = scores_path(out_dir, shard)
             errors = shard_errors_path(out_dir, shard)
-            if not path.is_file():
+            table = _read_scores(path, threshold)
+            if table is None:
                 if errors.is_file():  # could not be read: not done, retried by the next run
                     error_lines.extend(errors.read_text().splitlines(keepends=True))
                 continue
             shards_done += 1
-            table = pq.read_table(path)
             scored += table.num_rows
             _count_classes(table, per_class)
             flagged.add(table.filter(table["flagged"]))
@@ -75,6 +89,7 @@ def collect(
         images_scored=scored,
         images_flagged=flagged.rows,
         errors=len(error_lines),
+        images_unscored=sum(json.loads(line).get("key") is not None for line in error_lines),
         per_class=dict(sorted(per_class.items())),
         shards_done=shards_done,
     )
@@ -89,3 +104,24 @@ def _count_classes(table: pa.Table, per_class: dict[str, dict[str, int]]) -> Non
         )
         entry["scored"] += int(row["flagged_count"])
         entry["flagged"] += int(row["flagged_sum"] or 0)
+
+
+def _read_scores(path: Path, threshold: float | None) -> pa.Table | None:
+    """A done shard's rows with ``flagged`` = p >= threshold (rewritten where it was not);
+    None if the shard is not done or its parquet cannot be read (the next run scores it)."""
+    if not path.is_file():
+        return None
+    try:
+        table = pq.read_table(path)
+    except Exception as err:  # ArrowInvalid / OSError: cut or corrupt since it was committed
+        log.warning("%s is unreadable (%s): not counted; re-run to score it again", path, err)
+        return None
+    if threshold is None:  # not a run's collection (tests, tools): the stored flags
+        return table
+    flags = pc.greater_equal(table["p_inappropriate"], pa.scalar(threshold, pa.float32()))
+    if not flags.equals(table["flagged"]):
+        log.warning("%s was flagged at another threshold: flags rewritten at %g", path, threshold)
+        table = table.set_column(table.schema.get_field_index("flagged"), "flagged", flags)
+        with atomic_path(path) as tmp:
+            pq.write_table(table, tmp)
+    return table

@@ -4,6 +4,10 @@ Flagged rows arrive shard by shard. Up to ``max_rows`` of them are held; beyond 
 sorted and spilled to temporary parquet runs, which are merged as streams at the end. An
 ImageNet run (1.28 M images, a few % flagged) never spills; a LAION-scale one would otherwise
 need all its flagged rows in memory at once.
+
+The file is meant for spreadsheets: text cells (keys, shards, file and class names come from the
+dataset) are neutralised against formula injection (``q16.spreadsheet``); read them back with
+``q16.spreadsheet.read_text_csv(path, restore_cells=...)``.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from q16.fileio import atomic_path
+from q16.spreadsheet import write_text_csv
 
 SORT_KEYS = [("p_inappropriate", "descending"), ("shard", "ascending"), ("key", "ascending")]
 """Highest score first; ties broken by shard and key so that every run writes the same file."""
@@ -56,12 +61,11 @@ class FlaggedSorter:
             header = True
             for chunk in self._sorted_chunks():
                 # nullable ints stay ints (3, not 3.0) whichever chunk holds a null
-                chunk.to_pandas(types_mapper=NULLABLE_INTS.get).to_csv(
-                    out, header=header, index=False
-                )
+                rows = chunk.to_pandas(types_mapper=NULLABLE_INTS.get)
+                write_text_csv(rows, out, header=header)
                 header = False
             if header:  # nothing flagged: the header alone
-                self.schema.empty_table().to_pandas().to_csv(out, index=False)
+                write_text_csv(self.schema.empty_table().to_pandas(), out)
 
     def _sorted_chunks(self) -> Iterator[pa.Table]:
         if not self.runs:

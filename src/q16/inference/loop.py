@@ -7,7 +7,7 @@ import time
 from tqdm import tqdm
 
 from q16.inference.reader import ImageDecoder, ShardStream, make_loader
-from q16.inference.resume import shard_identity
+from q16.inference.resume import shard_identity, shard_stamp
 from q16.inference.scorer import Scorer
 from q16.inference.state import LoopStats
 from q16.inference.writer import ShardWriter
@@ -30,7 +30,8 @@ def score_shards(
     if not shards:
         writer.close()
         return stats
-    identities = {s.name: shard_identity(s) for s in shards}
+    # stamped before reading: a file that changes while it is read is scored again next time
+    identities = {s.name: (shard_identity(s), shard_stamp(s)) for s in shards}
     stream = ShardStream(source, shards, decoder, batch_size)
     loader = make_loader(stream, num_workers, pin_memory=scorer.device.type == "cuda")
     keep = writer.save_embeddings
@@ -56,8 +57,8 @@ def score_shards(
             bar.update(len(batch))
         if batch.done:
             tick = time.perf_counter()
-            identity = identities[batch.shard]
-            writer.finish(batch.shard, batch.errors, not batch.unread, identity)
+            identity, stamp = identities[batch.shard]
+            writer.finish(batch.shard, batch.errors, not batch.unread, identity, stamp)
             stats.write_s += time.perf_counter() - tick
             if batch.unread:
                 stats.unread.append(batch.shard)

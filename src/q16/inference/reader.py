@@ -5,30 +5,32 @@ no shuffling), decodes and resizes on the CPU, and ships uint8 tensors: normalis
 on the device (4x less to copy than float32). Batches never span two shards, and each shard
 ends with a ``done`` batch carrying its error records, so the writer can commit a shard
 atomically and a resumed run recomputes exactly the same batches.
+
+Whatever a source yields, one sample never stops a shard: a sample whose fields cannot be
+stored, whose key was already seen in the shard, whose image cannot be decoded or whose
+saved features are not finite is recorded in the shard's errors and skipped.
 """
 
 from __future__ import annotations
 
-import io
 import logging
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from q16.errors import Q16Error
-from q16.sources.base import ErrorLog, InferenceSource, RawSample, Shard
+from q16.imageload import DEFAULT_MAX_PIXELS, ImageLoadError, load_rgb
+from q16.sources.base import ErrorLog, InferenceSource, RawSample, Shard, checked
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-DEFAULT_MAX_PIXELS = 89_478_485
-"""PIL's own bomb limit (about a quarter gigapixel of RGB); bigger images are refused."""
+__all__ = ["DEFAULT_MAX_PIXELS", "DecodeError", "ImageDecoder", "ShardStream"]
 TENSOR_STEPS = ("ToTensor", "MaybeToTensor")
 
 
@@ -73,41 +75,25 @@ class UInt8Preprocess:
         return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
 
 
-class DecodeError(Exception):
-    """An input that cannot be scored; the message goes to errors.jsonl."""
+DecodeError = ImageLoadError
+"""An input that cannot be scored; the message goes to errors.jsonl."""
 
 
 @dataclass
 class ImageDecoder:
-    """bytes -> uint8 (3, H, W); refuses bombs before decoding a pixel."""
+    """bytes -> uint8 (3, H, W) through ``q16.imageload`` (the training cache's decoder too):
+    known formats only, bombs refused before decoding, 16-bit scaled, EXIF only if asked."""
 
     preprocess: UInt8Preprocess
     max_pixels: int = DEFAULT_MAX_PIXELS
+    exif_transpose: bool = False
 
     def __call__(self, data: bytes) -> torch.Tensor:
-        if not data:
-            raise DecodeError("empty image member (0 bytes)")
+        image = load_rgb(data, max_pixels=self.max_pixels, exif_transpose=self.exif_transpose)
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                image = Image.open(io.BytesIO(data))
-                width, height = image.size
-                if width * height > self.max_pixels:
-                    raise DecodeError(
-                        f"decompression bomb: {width}x{height} pixels exceeds "
-                        f"infer.max_pixels={self.max_pixels}"
-                    )
-                image.load()
-                # convert first, as the training feature cache does (q16.data.features)
-                return self.preprocess(image.convert("RGB"))
-        except DecodeError:
-            raise
-        except Image.DecompressionBombError as err:
-            raise DecodeError(f"decompression bomb: {err}") from err
-        except UnidentifiedImageError as err:
-            raise DecodeError("not an image PIL can identify") from err
-        except Exception as err:  # hostile input: PIL raises many types, none may stop a run
-            raise DecodeError(f"undecodable image: {type(err).__name__}: {err}") from err
+            return self.preprocess(image)
+        except Exception as err:  # a resize of a degenerate image, say: never stops a run
+            raise DecodeError(f"unprocessable image: {type(err).__name__}: {err}") from err
 
 
 @dataclass
@@ -165,9 +151,18 @@ class ShardStream(IterableDataset):
         errors = ErrorLog(shard.name)
         pending: list[tuple[RawSample, torch.Tensor]] = []
         n_samples = 0
-        for raw in self.source.iter_samples(shard, errors):
+        seen: set[str] = set()
+        samples = self.source.iter_samples(shard, errors)
+        while True:
+            try:
+                raw = next(samples, None)
+            except Exception as err:  # a source that broke mid-shard: keep what was read
+                errors.add(None, f"reading stopped: {type(err).__name__}: {err}")
+                break
+            if raw is None:
+                break
             n_samples += 1
-            item = self._decode(raw, errors)
+            item = self._decode(raw, errors, seen)
             if item is None:
                 continue
             pending.append((raw, item))
@@ -183,11 +178,27 @@ class ShardStream(IterableDataset):
         final.unread = n_samples == 0 and errors.io_errors > 0
         yield final
 
-    def _decode(self, raw: RawSample, errors: ErrorLog) -> torch.Tensor | None:
+    def _decode(self, raw: RawSample, errors: ErrorLog, seen: set[str]) -> torch.Tensor | None:
+        try:
+            raw = checked(raw)
+        except ValueError as err:
+            errors.add(str(raw.key), str(err))
+            return None
+        if raw.error is not None:
+            errors.add(raw.key, raw.error)
+            return None
+        if raw.key in seen:
+            errors.add(raw.key, "key seen before in this shard; this copy not scored")
+            return None
+        seen.add(raw.key)
         if raw.features is not None:
-            return torch.from_numpy(raw.features)
-        if raw.error is not None or raw.data is None:
-            errors.add(raw.key, raw.error or "no image data")
+            features = np.asarray(raw.features, dtype=np.float32)
+            if not np.isfinite(features).all():
+                errors.add(raw.key, "saved embedding holds NaN or infinite values")
+                return None
+            return torch.from_numpy(features)
+        if raw.data is None:
+            errors.add(raw.key, "no image data")
             return None
         try:
             return self.decoder(raw.data)

@@ -2,14 +2,17 @@
 
 ``fingerprint.json`` says what the scores were made from (inputs, model, prompt, settings):
 resuming into an out_dir made differently would mix two runs' rows, so it is refused. Each
-done shard's parquet also remembers its own input (``shard_identity``), so a shard of the same
-name made from other files is never skipped as done.
+done shard's parquet also remembers its own input (``shard_identity``: the paths it read), so a
+shard of the same name made from other files is refused, and their size and mtime
+(``shard_stamp``), so a file replaced at the same path (a tar completed after it was scored) is
+scored again instead of being skipped as done.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -32,6 +35,22 @@ def shard_identity(shard: Shard) -> str:
     return hashlib.sha256(json.dumps(record).encode()).hexdigest()[:16]
 
 
+def shard_stamp(shard: Shard) -> str:
+    """Size and mtime of what the shard reads, as now (empty for remote shards: trusted by
+    URL). A shard whose stamp changed since it was scored is scored again."""
+    if is_remote(shard.source):
+        return ""
+    paths = [os.path.join(shard.source, f) for f in shard.files] or [shard.source]
+    digest = hashlib.sha256()
+    for path in paths:
+        try:
+            info = os.stat(path)
+            digest.update(f"{info.st_size}:{info.st_mtime_ns}\n".encode())
+        except OSError:
+            digest.update(b"missing\n")
+    return digest.hexdigest()[:16]
+
+
 def data_identity(shards: Sequence[Shard]) -> str:
     """A hash of every shard's name and identity (so another shard list, a changed file list
     or another ``data.shard_size`` changes it)."""
@@ -52,6 +71,8 @@ def fingerprint(
     autocast: str,
     max_pixels: int,
     shards: Sequence[Shard],
+    max_bytes: int | None = None,
+    exif_transpose: bool = False,
 ) -> dict[str, Any]:
     """What makes two runs' scores the same; resume refuses an out_dir made differently."""
     prompt_id = prompt_source
@@ -68,6 +89,8 @@ def fingerprint(
         "threshold": threshold,
         "autocast": autocast,
         "max_pixels": max_pixels,
+        "max_bytes": max_bytes,
+        "exif_transpose": exif_transpose,
     }
 
 
@@ -75,7 +98,14 @@ def check_fingerprint(out: Path, current: dict[str, Any], write: bool) -> None:
     """Refuse (one line) an out_dir whose fingerprint differs; write it on the first run."""
     path = out / FINGERPRINT_FILE
     if path.is_file():
-        previous = json.loads(path.read_text())
+        try:
+            previous = json.loads(path.read_text())
+        except ValueError as err:
+            raise Q16Error(
+                f"{path} is not readable JSON; pass a new infer.out_dir (or delete the old one)"
+            ) from err
+        if not isinstance(previous, dict):
+            previous = {}
         if previous.get("format") != current.get("format"):
             found, ours = previous.get("format", 0), current.get("format")
             raise Q16Error(
@@ -109,6 +139,6 @@ def prepare_out_dir(
     """
     out.mkdir(parents=True, exist_ok=True)
     check_fingerprint(out, current, write=False)
-    todo = [s for s in mine if not is_done(out, s.name, shard_identity(s))]
+    todo = [s for s in mine if not is_done(out, s.name, shard_identity(s), shard_stamp(s))]
     check_fingerprint(out, current, write=record)
     return todo

@@ -1,5 +1,6 @@
 """``infer:`` of configs/infer.yaml as a typed, frozen object: what the code below
-``q16.infer.run`` reads, so that no helper needs the config tree."""
+``q16.infer.run`` reads, so that no helper needs the config tree. Every value is checked
+when the object is made, before anything expensive: a bad one is one line (Q16Error)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,10 @@ from pathlib import Path
 
 import torch
 
-from q16.inference.reader import DEFAULT_MAX_PIXELS
+from q16.errors import Q16Error, check_bool, check_float, check_int
+from q16.imageload import DEFAULT_MAX_PIXELS
+
+AUTOCAST_SETTINGS = ("auto", "off", "bf16", "fp16")
 
 
 @dataclass(frozen=True)
@@ -29,6 +33,26 @@ class InferSettings:
     progress: bool = True
     rank_wait_timeout_s: float = 3600.0
     report: bool = False
+
+    def __post_init__(self) -> None:
+        checked = {
+            "threshold": check_float("infer.threshold", self.threshold, 0.0, 1.0),
+            "batch_size": check_int("infer.batch_size", self.batch_size, 1, optional=True),
+            "num_workers": check_int("infer.num_workers", self.num_workers, 0, optional=True),
+            "max_pixels": check_int("infer.max_pixels", self.max_pixels, 1),
+            "save_embeddings": check_bool("infer.save_embeddings", self.save_embeddings),
+            "progress": check_bool("infer.progress", self.progress),
+            "report": check_bool("infer.report", self.report),
+            "rank_wait_timeout_s": check_float(
+                "infer.rank_wait_timeout_s", self.rank_wait_timeout_s, 0.0
+            ),
+        }
+        if self.autocast not in AUTOCAST_SETTINGS:
+            raise Q16Error(f"infer.autocast must be auto, off, bf16 or fp16, not {self.autocast!r}")
+        if self.out_dir.exists() and not self.out_dir.is_dir():
+            raise Q16Error(f"infer.out_dir={str(self.out_dir)!r} is a file, not a directory")
+        for name, value in checked.items():
+            object.__setattr__(self, name, value)
 
 
 def auto_workers(setting: int | None, local_processes: int) -> int:

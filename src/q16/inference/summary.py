@@ -58,6 +58,7 @@ def build_summary(
         "images_scored": counts.images_scored,
         "images_flagged": counts.images_flagged,
         "errors": counts.errors,
+        "images_unscored": counts.images_unscored,
         "per_class": counts.per_class,
         "wall_time_s": round(wall_s, 3),
         "images_per_s": round(images_now / wall_s, 3) if wall_s > 0 else 0.0,

@@ -9,6 +9,7 @@ shard or none of it, and resume never loses or duplicates an image. The run-leve
 from __future__ import annotations
 
 import json
+import logging
 from collections import deque
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -34,8 +35,12 @@ from q16.outdir import (
     shard_errors_path,
 )
 
+log = logging.getLogger(__name__)
+
 IDENTITY_KEY = b"q16.input"
-"""Parquet metadata: the shard's input identity (``state.shard_identity``), checked on resume."""
+"""Parquet metadata: the shard's input identity (``resume.shard_identity``), checked on resume."""
+STAMP_KEY = b"q16.stamp"
+"""Parquet metadata: size and mtime of the shard's files when scored (``resume.shard_stamp``)."""
 
 SCHEMA = pa.schema(
     [
@@ -54,19 +59,35 @@ SCHEMA = pa.schema(
 """One row per scored image (``synset`` is extra to the documented contract)."""
 
 
-def is_done(out_dir: Path, shard: str, identity: str | None = None) -> bool:
-    """Whether the shard's parquet exists; with ``identity``, also that it was made from the
-    same input (a Q16Error if not: the out_dir holds another dataset's shard of that name)."""
+def is_done(
+    out_dir: Path, shard: str, identity: str | None = None, stamp: str | None = None
+) -> bool:
+    """Whether the shard's parquet exists and can be trusted as its result.
+
+    With ``identity``: a parquet made from other input paths (or by no q16 run: no identity
+    in it) is refused (Q16Error); one whose files changed since (``stamp``: size, mtime) or
+    that cannot be read (cut, corrupt) is not done: it is scored again, with a warning.
+    """
     path = scores_path(out_dir, shard)
     if not path.is_file():
         return False
-    if identity is not None:
-        stored = (pq.read_schema(path).metadata or {}).get(IDENTITY_KEY)
-        if stored is not None and stored.decode() != identity:
-            raise Q16Error(
-                f"{path} was made from other input files than shard {shard!r} of this run; "
-                "pass a new infer.out_dir (or delete the old one)"
-            )
+    if identity is None:
+        return True
+    try:
+        metadata = pq.read_schema(path).metadata or {}
+    except Exception as err:  # ArrowInvalid / OSError: a cut or corrupt file
+        log.warning("%s is unreadable (%s): scoring shard %r again", path, err, shard)
+        return False
+    stored = metadata.get(IDENTITY_KEY)
+    if stored is None or stored.decode() != identity:
+        made = "by no q16 run" if stored is None else "from other input files"
+        raise Q16Error(
+            f"{path} was made {made} than shard {shard!r} of this run; "
+            "pass a new infer.out_dir (or delete the old one)"
+        )
+    if stamp is not None and metadata.get(STAMP_KEY, b"").decode() != stamp:
+        log.warning("shard %r changed since it was scored (size or mtime): scoring it again", shard)
+        return False
     return True
 
 
@@ -76,6 +97,8 @@ class _PendingShard:
 
     columns: dict[str, list[Any]] = field(default_factory=lambda: {n: [] for n in SCHEMA.names})
     embeddings: list[np.ndarray] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    """Images the model gave no finite score (recorded, not written as rows)."""
 
 
 @dataclass
@@ -104,21 +127,31 @@ class ShardWriter:
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="q16-writer")
 
     def add(self, batch: Batch, scores: Scores) -> None:
+        """One scored batch; an image whose score is NaN or infinite becomes an error record
+        (a NaN row would compare false with every threshold: a silent "not flagged")."""
         pending = self.pending.setdefault(batch.shard, _PendingShard())
         probs = scores.p_inappropriate.float().numpy()
+        keep = np.isfinite(probs)
+        for i in np.flatnonzero(~keep):
+            reason = f"the model gave no finite score (p_inappropriate={probs[i]})"
+            pending.errors.append({"key": batch.keys[i], "shard": batch.shard, "reason": reason})
+        rows = np.flatnonzero(keep).tolist()
         cols = pending.columns
-        cols["key"].extend(batch.keys)
-        cols["shard"].extend([batch.shard] * len(batch))
-        cols["source"].extend(batch.sources)
-        cols["file_name"].extend(batch.file_names)
-        cols["class_id"].extend(batch.class_ids)
-        cols["class_name"].extend(batch.class_names)
-        cols["synset"].extend(batch.synsets)
-        cols["p_inappropriate"].extend(probs.tolist())
-        cols["label"].extend(scores.label.tolist())
-        cols["flagged"].extend((probs >= self.threshold).tolist())
+        for name, values in (
+            ("key", batch.keys),
+            ("source", batch.sources),
+            ("file_name", batch.file_names),
+            ("class_id", batch.class_ids),
+            ("class_name", batch.class_names),
+            ("synset", batch.synsets),
+        ):
+            cols[name].extend(values[i] for i in rows)
+        cols["shard"].extend([batch.shard] * len(rows))
+        cols["p_inappropriate"].extend(probs[keep].tolist())
+        cols["label"].extend(scores.label.numpy()[keep].tolist())
+        cols["flagged"].extend((probs[keep] >= self.threshold).tolist())
         if self.save_embeddings and scores.embeddings is not None:
-            pending.embeddings.append(scores.embeddings.float().numpy())
+            pending.embeddings.append(scores.embeddings.float().numpy()[keep])
 
     def finish(
         self,
@@ -126,22 +159,25 @@ class ShardWriter:
         errors: Iterable[dict[str, Any]],
         commit: bool = True,
         identity: str | None = None,
+        stamp: str | None = None,
     ) -> None:
         """Hand a finished shard to the commit thread (or commit it now without one).
 
         ``commit=False`` (a shard that could not be read at all) writes its error records
         but no parquet, so the shard is not done and the next run retries it.
         """
-        rows, records = self.pending.pop(shard, _PendingShard()), list(errors)
+        rows = self.pending.pop(shard, _PendingShard())
+        records = rows.errors + list(errors)
         if not commit:
             self._write_errors(shard, records)
             return
+        metadata = {IDENTITY_KEY: identity, STAMP_KEY: stamp}
         if self._pool is None:
-            self.commit(shard, rows, records, identity)
+            self.commit(shard, rows, records, metadata)
             return
         while len(self._queued) >= self.max_queued:
             self._queued.popleft().result()
-        self._queued.append(self._pool.submit(self.commit, shard, rows, records, identity))
+        self._queued.append(self._pool.submit(self.commit, shard, rows, records, metadata))
 
     def close(self) -> None:
         """Wait for queued commits; a failed commit raises here."""
@@ -156,7 +192,7 @@ class ShardWriter:
         shard: str,
         rows: _PendingShard,
         errors: list[dict[str, Any]],
-        identity: str | None = None,
+        metadata: dict[bytes, str | None] | None = None,
     ) -> int:
         """Embeddings, then errors, then the parquet whose presence marks the shard done."""
         self._commits += 1
@@ -168,8 +204,9 @@ class ShardWriter:
                 np.save(f, array.astype(np.float32))
         self._write_errors(shard, errors)
         table = pa.table(rows.columns, schema=SCHEMA)
-        if identity is not None:
-            table = table.replace_schema_metadata({IDENTITY_KEY: identity.encode()})
+        stored = {k: v.encode() for k, v in (metadata or {}).items() if v is not None}
+        if stored:
+            table = table.replace_schema_metadata(stored)
         with atomic_path(scores_path(self.out_dir, shard)) as tmp:
             pq.write_table(table, tmp)
             kill_point(BEFORE_PARQUET, self._commits)

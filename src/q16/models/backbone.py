@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -21,7 +22,13 @@ from q16.errors import Q16Error
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISION_DTYPES: dict[str, torch.dtype] = {
+    "fp32": torch.float32,
+    "bf16": torch.bfloat16,
+    "fp16": torch.float16,
+}
+"""``model.precision`` -> the dtype images enter the image tower in."""
+PRECISIONS = tuple(PRECISION_DTYPES)
 TINY_MODEL = "q16-tiny"
 OPENAI_TAG = "openai"
 QUICKGELU_SUFFIX = "-quickgelu"
@@ -136,8 +143,10 @@ class Backbone:
 
     @torch.inference_mode()
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
-        """Unnormalised image embeddings, float32, from preprocessed images."""
-        dtype = next(self.model.visual.parameters()).dtype
+        """Unnormalised image embeddings, float32, from preprocessed images (cast to the
+        precision's dtype: under fp16/bf16 open_clip keeps some parameters, the class and
+        position embeddings among them, in float32, so no one parameter tells the input's)."""
+        dtype = PRECISION_DTYPES[self.spec.precision]
         return self.model.encode_image(images.to(self.device, dtype)).float()
 
 
@@ -213,6 +222,7 @@ def load_backbone(spec: BackboneSpec, device: str | torch.device = "cpu") -> Bac
             device=device,
             cache_dir=spec.cache_dir,
             force_quick_gelu=bool(spec.quick_gelu),
+            weights_only=not (pretrained is not None and is_torchscript_archive(pretrained)),
         )
     except Exception as err:  # open_clip/hf_hub raise many types for "could not fetch"
         if not hub_model:
@@ -221,6 +231,17 @@ def load_backbone(spec: BackboneSpec, device: str | torch.device = "cpu") -> Bac
     model.eval().requires_grad_(False)
     tokenizer = open_clip.get_tokenizer(name)
     return Backbone(spec=spec, model=model, preprocess=preprocess, tokenizer=tokenizer)
+
+
+def is_torchscript_archive(path: str | Path) -> bool:
+    """OpenAI's own release files (what ``clip.load`` keeps in ``~/.cache/clip``) are TorchScript
+    archives. ``torch.load(weights_only=True)`` refuses them; open_clip reads them through
+    ``torch.jit.load``, which unpickles TorchScript values only, never arbitrary Python."""
+    path = Path(path)
+    if not path.is_file() or not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any(name.endswith("/constants.pkl") for name in archive.namelist())
 
 
 def _fetch_weights(name: str, tag: str, cache_dir: str | None) -> None:

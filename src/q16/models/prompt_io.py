@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import math
 import pickle
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -25,6 +26,7 @@ from q16 import CLASS_NAMES, __version__
 from q16.errors import Q16Error
 from q16.models.backbone import OPENAI_TAG, BackboneSpec, base_model_name
 from q16.models.paper_assets import PAPER, paper_prompt_file
+from q16.models.prompt_checks import check_head, check_tensors, one_line
 from q16.models.prompt_head import PromptHead
 from q16.models.prompts import ClassEmbeddingHead, LinearProbe
 
@@ -62,7 +64,28 @@ class PromptMetadata:
 
     @classmethod
     def from_strings(cls, strings: dict[str, str]) -> PromptMetadata:
-        return cls(**json.loads(strings["q16"]))
+        """Parse and type-check the metadata; any malformation is a ``ValueError``."""
+        try:
+            fields = json.loads(strings["q16"])
+            meta = cls(**fields)
+        except (json.JSONDecodeError, TypeError) as err:
+            raise ValueError(f"unreadable q16 metadata ({err})") from err
+        if not isinstance(meta.kind, str):
+            raise ValueError(f"kind must be a string, got {meta.kind!r}")
+        if not isinstance(meta.embed_dim, int) or isinstance(meta.embed_dim, bool):
+            raise ValueError(f"embed_dim must be an integer, got {meta.embed_dim!r}")
+        if isinstance(meta.logit_scale, bool) or not isinstance(meta.logit_scale, int | float):
+            raise ValueError(f"logit_scale must be a number, got {meta.logit_scale!r}")
+        if not math.isfinite(meta.logit_scale) or meta.logit_scale <= 0:
+            raise ValueError(
+                f"logit_scale must be a positive finite number, not {meta.logit_scale}"
+            )
+        if list(meta.class_names) != list(CLASS_NAMES):
+            raise ValueError(
+                f"class_names {meta.class_names!r} are not {list(CLASS_NAMES)} (row 0 "
+                "appropriate, row 1 inappropriate); scores would be wrong or inverted"
+            )
+        return meta
 
 
 def save_prompt(path: str | Path, head: PromptHead, metadata: PromptMetadata) -> Path:
@@ -103,14 +126,15 @@ def load_prompt(
     elif suffix == ".npy":
         try:
             array = np.load(path, allow_pickle=False)
-        except ValueError as err:
-            raise Q16Error(f"{path}: not a plain numpy array ({err})") from err
+        except (ValueError, OSError, EOFError) as err:
+            raise Q16Error(f"{path}: not a plain numpy array ({one_line(err)})") from err
         head, meta = _array_head(array, path, "npy")
     else:
         raise Q16Error(
             f"prompt file {path.name!r}: unknown format; use .safetensors (from train.py), "
             "the paper's .p pickle, or a .npy array of shape (2, D)"
         )
+    check_head(path, head, meta)
     spec = BackboneSpec(model or "", pretrained, quick_gelu=quick_gelu)
     _check_compatible(path, meta, spec if model else None, embed_dim)
     return head, meta
@@ -125,7 +149,11 @@ def _load_safetensors(path: Path) -> tuple[PromptHead, PromptMetadata]:
         raise Q16Error(f"{path}: not a readable safetensors file ({err})") from err
     if "q16" not in strings:
         raise Q16Error(f"{path}: safetensors file has no q16 metadata; was it written by q16?")
-    meta = PromptMetadata.from_strings(strings)
+    try:
+        meta = PromptMetadata.from_strings(strings)
+    except ValueError as err:
+        raise Q16Error(f"{path}: bad q16 metadata: {one_line(err)}") from err
+    check_tensors(path, tensors)
     loader = HEAD_LOADERS.get(meta.kind)
     if loader is None:
         raise Q16Error(
@@ -134,9 +162,9 @@ def _load_safetensors(path: Path) -> tuple[PromptHead, PromptMetadata]:
         )
     try:
         return loader(tensors, meta.logit_scale), meta
-    except (KeyError, RuntimeError, ValueError, IndexError) as err:
+    except (KeyError, RuntimeError, ValueError, IndexError, TypeError) as err:
         raise Q16Error(
-            f"{path}: {meta.kind} prompt file with missing or bad tensors ({err})"
+            f"{path}: {meta.kind} prompt file with missing or bad tensors ({one_line(err)})"
         ) from err
 
 
@@ -165,10 +193,10 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
 def _restricted_unpickle(path: Path) -> np.ndarray:
     try:
         obj = _NumpyOnlyUnpickler(io.BytesIO(path.read_bytes())).load()
-    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError) as err:
+    except Exception as err:  # the unpickler admits numpy only; anything else it raises
         raise Q16Error(
-            f"{path}: refused to unpickle ({err}); only pickled numpy arrays are accepted, "
-            "since a pickle can run arbitrary code"
+            f"{path}: refused to unpickle ({one_line(err)}); only pickled numpy arrays are "
+            "accepted, since a pickle can run arbitrary code"
         ) from err
     if not isinstance(obj, np.ndarray):
         raise Q16Error(f"{path}: pickle holds {type(obj).__name__}, expected a numpy array")
@@ -181,7 +209,11 @@ def _array_head(array: np.ndarray, path: Path, source: str) -> tuple[PromptHead,
             f"{path}: expected an array of shape (2, D) (row 0 appropriate, row 1 "
             f"inappropriate), got {tuple(array.shape)}"
         )
-    embeddings = torch.from_numpy(np.asarray(array, dtype=np.float32))
+    if array.dtype.kind not in "fiu":  # strings, objects, complex, bool: not a prompt
+        raise Q16Error(f"{path}: expected a float array, got dtype {array.dtype}")
+    with np.errstate(over="ignore", invalid="ignore"):  # out of float32 range: inf, refused
+        embeddings = torch.from_numpy(np.asarray(array, dtype=np.float32))
+    check_tensors(path, {"class_embeddings": embeddings})
     meta = PromptMetadata(
         kind=ClassEmbeddingHead.kind, embed_dim=int(array.shape[1]), source=source
     )

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from q16.report import datasheet, page, review, thumbnails
-from q16.report.inputs import load_run, per_class_table
+from q16.report.inputs import coverage, load_run, per_class_table
 
 log = logging.getLogger(__name__)
 
@@ -38,21 +38,27 @@ def write_report(
         thumbnail_size: longest side of a thumbnail in pixels.
 
     Raises:
-        Q16Error: ``out_dir`` is missing or not a finished inference out_dir.
+        Q16Error: ``out_dir`` is missing or not a finished inference out_dir, or its
+            ``review.csv`` already holds a curator's decisions (never overwritten).
     """
     from q16.report import charts  # matplotlib and wordcloud: only when drawing
 
     run = load_run(out_dir)
     target = Path(report_dir).expanduser() if report_dir else run.out_dir
+    review.check_not_filled_in(target / "review.csv")  # before any work, and before any write
     target.mkdir(parents=True, exist_ok=True)
     per_class = per_class_table(run)
 
     shown = run.flagged.head(max_images)
     rows = shown[["key", "source", "file_name"]].to_dict(orient="records")
     uris = thumbnails.collect_thumbnails(rows, run.out_dir, thumbnail_size)
-    scores = run.scores(("p_inappropriate",))["p_inappropriate"].to_numpy()
+    scores = run.scores(("p_inappropriate",))["p_inappropriate"].to_numpy(dtype=float)
+    counts = coverage(run, scores)
+    if not counts.complete:
+        log.warning(counts.warning())
     inputs = page.PageInputs(
         run=run,
+        coverage=counts,
         per_class=per_class,
         thumbnails=uris,
         class_chart_png=charts.class_bar_chart(per_class),
@@ -67,7 +73,9 @@ def write_report(
     )
     files.html.write_text(page.render_page(inputs), encoding="utf-8")
     charts.class_word_cloud(per_class, files.word_cloud)
-    files.datasheet.write_text(datasheet.datasheet_markdown(run, per_class), encoding="utf-8")
+    files.datasheet.write_text(
+        datasheet.datasheet_markdown(run, counts, per_class), encoding="utf-8"
+    )
     review.write_review(run, files.review)
     log.info("report for %s written to %s", run.out_dir, target)
     return files

@@ -7,7 +7,11 @@ paper's documentation figure and is also written on its own as ``flagged_classes
 from __future__ import annotations
 
 import io
+import logging
 import random
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +21,26 @@ from matplotlib.figure import Figure
 
 from q16.errors import Q16Error
 from q16.report.inputs import UNKNOWN_CLASS
+from q16.report.text import clean, plot_label
+
+log = logging.getLogger(__name__)
+
+WORD_LIMIT = 40
+"""Characters of a class name in the word cloud; longer ones cannot fit the canvas."""
+
+
+@contextmanager
+def _no_glyph_warnings() -> Iterator[None]:
+    """Class names in scripts the font lacks are drawn as boxes; one warning per glyph is noise."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Glyph .* missing from font")
+        yield
 
 
 def _png(fig: Figure) -> bytes:
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
+    with _no_glyph_warnings():
+        fig.savefig(buffer, format="png")
     return buffer.getvalue()
 
 
@@ -34,7 +53,10 @@ def class_bar_chart(per_class: pd.DataFrame, top: int = 20) -> bytes:
         ax.text(0.5, 0.5, "no flagged images", ha="center", va="center", transform=ax.transAxes)
         ax.set_axis_off()
     else:
-        bars = ax.barh(rows["class_name"].astype(str), rows["flagged"], color="#c0392b")
+        # positions, not category names: two names that look alike after cleaning stay apart
+        positions = np.arange(len(rows))
+        bars = ax.barh(positions, rows["flagged"], color="#c0392b")
+        ax.set_yticks(positions, [plot_label(name) for name in rows["class_name"]])
         labels = [
             f"{n}" if pd.isna(s) else f"{n}  ({s:.0%} of class)"
             for n, s in zip(rows["flagged"], rows["share_flagged"], strict=True)
@@ -44,7 +66,8 @@ def class_bar_chart(per_class: pd.DataFrame, top: int = 20) -> bytes:
         ax.set_xlim(0, rows["flagged"].max() * 1.35)
         ax.tick_params(axis="y", labelsize=8)
         ax.set_title(f"most flagged classes (top {len(rows)})")
-    fig.tight_layout()
+    with _no_glyph_warnings():
+        fig.tight_layout()
     return _png(fig)
 
 
@@ -53,6 +76,7 @@ def score_histogram(scores: np.ndarray, threshold: float, bins: int = 50) -> byt
     fig = Figure(figsize=(7, 3.2), dpi=100)
     ax = fig.add_subplot()
     scores = np.asarray(scores, dtype=np.float64)
+    scores = scores[np.isfinite(scores)]  # the not-scored images are counted elsewhere
     if scores.size:
         ax.hist(scores, bins=bins, range=(0, 1), color="#34495e")
         ax.set_yscale("log")
@@ -81,26 +105,31 @@ def class_word_cloud(per_class: pd.DataFrame, path: Path, seed: int = 0) -> Path
             "the word cloud needs the wordcloud package: pip install 'q16[report]'"
         ) from err
 
-    counts = {
-        str(name): int(n)
-        for name, n in zip(per_class["class_name"], per_class["flagged"], strict=True)
-        if n > 0 and name != UNKNOWN_CLASS  # not a class name; the bar chart still shows it
-    }
-    if not counts:
-        fig = Figure(figsize=(8, 4), dpi=100)
-        fig.text(0.5, 0.5, "no flagged images", ha="center", va="center", fontsize=20)
-        fig.savefig(path)
-        return path
-    cloud = WordCloud(
-        width=1200,
-        height=600,
-        background_color="white",
-        color_func=_dark_red,
-        prefer_horizontal=0.9,
-        random_state=seed,
-        min_font_size=8,
-    )
-    # a single word is drawn at max size regardless of its count; that is fine for a figure
-    cloud.generate_from_frequencies(counts)
-    cloud.to_file(str(path))
+    counts: dict[str, int] = {}
+    for name, n in zip(per_class["class_name"], per_class["flagged"], strict=True):
+        if n <= 0 or name == UNKNOWN_CLASS:  # not a class name; the bar chart still shows it
+            continue
+        word = clean(name, WORD_LIMIT).strip() or "(blank)"  # one line: wordcloud needs it
+        counts[word] = counts.get(word, 0) + int(n)
+    if counts:
+        cloud = WordCloud(
+            width=1200,
+            height=600,
+            background_color="white",
+            color_func=_dark_red,
+            prefer_horizontal=0.9,
+            random_state=seed,
+            min_font_size=8,
+        )
+        try:
+            # a single word is drawn at max size regardless of its count; fine for a figure
+            cloud.generate_from_frequencies(counts)
+            cloud.to_file(str(path))
+            return path
+        except (ValueError, OSError) as err:  # e.g. no room for the first word
+            log.warning("word cloud could not be drawn (%s); writing a placeholder", err)
+    fig = Figure(figsize=(12, 6), dpi=100)
+    fig.text(0.5, 0.5, "no flagged images" if not counts else "word cloud unavailable",
+             ha="center", va="center", fontsize=20)  # fmt: skip
+    fig.savefig(path)
     return path

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from q16.report.inputs import InferenceRun
+from q16.report.inputs import Coverage, InferenceRun
+from q16.report.text import md_cell
 
 QUESTION = (
     "Does the dataset contain data that, if viewed directly, might be offensive, insulting, "
@@ -22,33 +23,43 @@ def _pct(part: float, whole: float) -> str:
     return f"{100 * part / whole:.2f} %" if whole else "n/a"
 
 
-def datasheet_markdown(run: InferenceRun, per_class: pd.DataFrame, top: int = 15) -> str:
-    """``datasheet_q16.md``: evidence, most affected classes, caveats — a draft, not a verdict."""
-    s = run.summary
-    scored = int(s.get("images_scored", 0))
-    flagged = int(s.get("images_flagged", len(run.flagged)))
-    errors = int(s.get("errors", len(run.errors)))
+def datasheet_markdown(
+    run: InferenceRun, counts: Coverage, per_class: pd.DataFrame, top: int = 15
+) -> str:
+    """``datasheet_q16.md``: evidence, most affected classes, caveats — a draft, not a verdict.
+
+    Every string from the run (class names, model, paths) is escaped for Markdown; images that
+    were not scored are stated next to the counts, never folded into "not flagged".
+    """
+    s, m = run.summary, md_cell
+    scored, flagged = counts.scored, counts.flagged
     lines = ["# Datasheet, Question 16 — draft answer", ""]
     if run.random_weights:
         lines += [
             "> **WARNING: these scores come from a model with RANDOM weights** "
-            f"(model {s.get('model')}, pretrained={s.get('pretrained')}). They say nothing about "
-            "the images; do not use this draft for a real datasheet.",
+            f"(model {m(s.get('model'))}, pretrained={m(str(s.get('pretrained')))}). They say "
+            "nothing about the images; do not use this draft for a real datasheet.",
             "",
         ]
+    if not counts.complete:
+        lines += [f"> **WARNING: {counts.warning()}**", ""]
+    weights = "none: RANDOM" if run.random_weights else s.get("weights") or s.get("pretrained")
     lines += [
         f"> *{QUESTION}*",
         "",
         "## Draft answer",
         "",
         f"We screened {scored:,} images with the Q16 classifier (Schramowski et al., FAccT 2022): "
-        f"a frozen CLIP model ({s.get('model')}, weights "
-        f"`{'none: RANDOM' if run.random_weights else s.get('weights') or s.get('pretrained')}`) "
-        "steered by "
+        f"a frozen CLIP model ({m(s.get('model'))}, weights {m(weights)}) steered by "
         f"{_prompts(s.get('prompt_source'))}. "
-        f"{flagged:,} images ({_pct(flagged, scored)}) scored p(inappropriate) ≥ "
-        f"{run.threshold:g} and were flagged as possibly inappropriate"
-        + (f"; {errors:,} inputs could not be read and were not scored." if errors else ".")
+        f"{flagged:,} of the {scored:,} scored images ({_pct(flagged, scored)}) scored "
+        f"p(inappropriate) ≥ {run.threshold:g} and were flagged as possibly inappropriate"
+        + (
+            f"; **{counts.unscored:,} images were not scored** (unreadable, or no finite "
+            "score) and were not screened at all."
+            if counts.unscored
+            else "."
+        )
         + " **[Reviewers: state how many flagged images you confirmed, what kinds of content they"
         " show, and what you did about them (removed, kept with a warning, …).]**",
         "",
@@ -57,7 +68,10 @@ def datasheet_markdown(run: InferenceRun, per_class: pd.DataFrame, top: int = 15
     ]
     shown = per_class[per_class["flagged"] > 0].head(top)
     if shown.empty:
-        lines += ["No image was flagged.", ""]
+        lines += [
+            "No image was flagged." if scored else "No image was scored, so none was flagged.",
+            "",
+        ]
     else:
         lines += [
             "| class | flagged | scored | share of class flagged |",
@@ -66,16 +80,16 @@ def datasheet_markdown(run: InferenceRun, per_class: pd.DataFrame, top: int = 15
         for r in shown.itertuples(index=False):
             scored_cell = "?" if pd.isna(r.scored) else f"{int(r.scored):,}"
             share = "?" if pd.isna(r.share_flagged) else f"{100 * r.share_flagged:.1f} %"
-            lines.append(f"| {r.class_name} | {int(r.flagged):,} | {scored_cell} | {share} |")
+            lines.append(f"| {m(r.class_name)} | {int(r.flagged):,} | {scored_cell} | {share} |")
         lines.append("")
     lines += [
         "## How these numbers were produced",
         "",
-        f"- inputs: {_inputs(s.get('inputs'))}; shards done {s.get('shards_done')} of "
-        f"{s.get('shards_total')}",
-        f"- model: {s.get('model')} (pretrained={s.get('pretrained')}); prompts: "
-        f"{s.get('prompt_source')}; threshold: {run.threshold:g}",
-        f"- date: {s.get('date')}; q16 git commit: {s.get('git_commit')}; machine: "
+        f"- inputs: {_inputs(s.get('inputs'))}; shards done {m(s.get('shards_done'))} of "
+        f"{m(s.get('shards_total'))}",
+        f"- model: {m(s.get('model'))} (pretrained={m(str(s.get('pretrained')))}); prompts: "
+        f"{m(s.get('prompt_source'))}; threshold: {run.threshold:g}",
+        f"- date: {m(s.get('date'))}; q16 git commit: {m(s.get('git_commit'))}; machine: "
         f"{_machine(s.get('machine'))}",
         "- per-image scores: `scores/*.parquet`; flagged images: `flagged.csv`, `report.html`; "
         "the curators' decisions: `review.csv`",
@@ -104,17 +118,17 @@ def datasheet_markdown(run: InferenceRun, per_class: pd.DataFrame, top: int = 15
 def _prompts(source: object) -> str:
     if source in (None, "", "zeroshot"):
         return "the paper's hand-written zero-shot prompts (not learned; markedly less accurate)"
-    return f"prompts learned on socio-moral ratings (`{source}`)"
+    return f"prompts learned on socio-moral ratings ({md_cell(source)})"
 
 
 def _inputs(inputs: object) -> str:
     if isinstance(inputs, list | tuple):
-        shown = ", ".join(f"`{i}`" for i in inputs[:3])
+        shown = ", ".join(md_cell(i) for i in inputs[:3])
         return shown + (f" and {len(inputs) - 3} more" if len(inputs) > 3 else "")
-    return f"`{inputs}`" if inputs else "?"
+    return md_cell(inputs) if inputs else "?"
 
 
 def _machine(machine: object) -> str:
     if isinstance(machine, dict):
-        return ", ".join(f"{k}={v}" for k, v in machine.items() if v)
-    return str(machine) if machine else "?"
+        return ", ".join(f"{md_cell(k)}={md_cell(v)}" for k, v in machine.items() if v)
+    return md_cell(machine) if machine else "?"

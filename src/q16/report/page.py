@@ -7,13 +7,13 @@ nothing from the network.
 from __future__ import annotations
 
 import base64
-import html
 from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
-from q16.report.inputs import InferenceRun
+from q16.report.inputs import Coverage, InferenceRun
+from q16.report.text import html_text
 
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:24px;color:#222;
@@ -43,6 +43,7 @@ class PageInputs:
     """Everything the page shows, already computed."""
 
     run: InferenceRun
+    coverage: Coverage
     per_class: pd.DataFrame
     thumbnails: list[str | None]
     class_chart_png: bytes
@@ -51,7 +52,8 @@ class PageInputs:
 
 
 def _e(value: Any) -> str:
-    return html.escape("" if value is None else str(value))
+    """Dataset text as HTML: escaped, one line, bidi controls shown not obeyed, length capped."""
+    return html_text(value)
 
 
 def _png_uri(data: bytes) -> str:
@@ -66,10 +68,8 @@ def _card(value: Any, label: str) -> str:
 
 def render_page(p: PageInputs) -> str:
     """The whole HTML document as a string."""
-    s = p.run.summary
-    scored = int(s.get("images_scored", 0))
-    flagged = int(s.get("images_flagged", len(p.run.flagged)))
-    share = f"{100 * flagged / scored:.2f} %" if scored else "n/a"
+    s, c = p.run.summary, p.coverage
+    share = f"{100 * c.flagged / c.scored:.2f} %" if c.scored else "n/a"
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -83,18 +83,21 @@ def render_page(p: PageInputs) -> str:
             f"{_e(s.get('model'))} was not pretrained (pretrained={_e(str(s.get('pretrained')))}). "
             "These scores say nothing about the images.</div>"
         )
+    if not c.complete:
+        parts.append(f'<div class="warn" id="not-scored">{_e(c.warning())}</div>')
     parts += [
         '<p class="note">The classifier proposes, humans decide: every flagged image needs a'
         " person's review (<code>review.csv</code>) before anything is said or done about it.</p>",
         '<h2>Summary</h2><div class="cards">',
-        _card(f"{scored:,}", "images scored"),
-        _card(f"{flagged:,}", f"flagged ({share})"),
-        _card(f"{int(s.get('errors', len(p.run.errors))):,}", "unreadable inputs"),
+        _card(f"{c.scored:,}", "images scored"),
+        _card(f"{c.flagged:,}", f"flagged ({share} of scored)"),
+        _card(f"{c.unscored:,}", "images NOT scored (unreadable or no finite score)"),
+        _card(f"{c.shard_problems:,}", "problems with whole shards"),
         _card(f"{p.run.threshold:g}", "threshold p(inappropriate)"),
         _card(s.get("model"), f"model (pretrained={s.get('pretrained')})"),
         _card(s.get("prompt_source"), "prompts"),
-        _card(f"{float(s.get('images_per_s') or 0):,.1f}", "images / s"),
-        _card(f"{float(s.get('wall_time_s') or 0):,.1f} s", "wall time"),
+        _card(f"{_float(s.get('images_per_s')):,.1f}", "images / s"),
+        _card(f"{_float(s.get('wall_time_s')):,.1f} s", "wall time"),
         _card(f"{s.get('shards_done')} / {s.get('shards_total')}", "shards done"),
         _card(s.get("date"), f"git {str(s.get('git_commit') or '?')[:10]}"),
         "</div>",
@@ -107,6 +110,13 @@ def render_page(p: PageInputs) -> str:
     parts += _errors_section(p.run)
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
+
+
+def _float(value: object) -> float:
+    try:
+        return float(value or 0)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return float("nan")
 
 
 def _flagged_section(p: PageInputs) -> list[str]:

@@ -10,18 +10,27 @@ column. A curator writes ``keep``, ``remove`` or ``unsure`` per row (blank = not
   unreviewed rows stay in and are counted, so the curator sees what is still open.
 
 Keys are written with their shard because webdataset keys need only be unique within a shard.
+Every file here is meant for spreadsheets: text cells that a spreadsheet would run as a formula
+get a leading quote (``q16.spreadsheet``), and the review is read back to the exact keys: with
+or without that quote, never ``NA`` or ``null`` turned into blanks. A review with two different
+decisions for one image, or keys a spreadsheet turned into numbers (``000123`` -> ``123``), is
+refused with a message that says so.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from q16.errors import Q16Error
-from q16.report.inputs import FLAGGED_COLUMNS, InferenceRun
+from q16.fileio import atomic_path
+from q16.report.inputs import FLAGGED_COLUMNS, TEXT_COLUMNS, InferenceRun
+from q16.report.review_keys import match_images, one_decision_per_image
+from q16.spreadsheet import read_text_csv, write_text_csv
 
 log = logging.getLogger(__name__)
 
@@ -34,13 +43,32 @@ def write_review(run: InferenceRun, path: Path) -> Path:
     review = run.flagged.reindex(columns=list(FLAGGED_COLUMNS)).copy()
     review.insert(0, "decision", "")
     review["note"] = ""
-    review.to_csv(path, index=False, float_format="%.6f")
+    with atomic_path(path) as tmp:
+        write_text_csv(review, tmp, TEXT_COLUMNS, float_format="%.6f")
     return path
+
+
+def check_not_filled_in(path: Path) -> None:
+    """Refuse to overwrite a review that a curator has started filling in."""
+    if not path.is_file():
+        return
+    try:
+        old = read_text_csv(path)
+    except Q16Error:
+        return  # not a review anyone can apply: nothing to lose
+    filled = sum(
+        (old[column].str.strip() != "").sum() for column in ("decision", "note") if column in old
+    )
+    if filled:
+        raise Q16Error(
+            f"{path} holds {filled} filled-in decision/note cell(s); apply it with --apply-review "
+            "or move it away before writing a new report there (or pass --report-dir)"
+        )
 
 
 @dataclass(frozen=True)
 class ReviewOutcome:
-    """Counts of one applied review and where the key lists went."""
+    """Counts (per image) of one applied review and where the key lists went."""
 
     reviewed: int
     keep: int
@@ -60,14 +88,11 @@ class ReviewOutcome:
 
 
 def read_review(path: str | Path) -> pd.DataFrame:
-    """A filled-in review, decisions normalised to lower case; bad values are a Q16Error."""
+    """A filled-in review, all cells exact strings, decisions normalised to lower case."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise Q16Error(f"{path}: review file not found")
-    try:
-        review = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise Q16Error(f"{path}: not a readable CSV ({err})") from err
+    review = read_text_csv(path)
     missing = {"decision", "key", "shard"} - set(review.columns)
     if missing:
         raise Q16Error(f"{path}: missing column(s) {', '.join(sorted(missing))}")
@@ -86,31 +111,26 @@ def apply_review(
 ) -> ReviewOutcome:
     """Write ``keys_remove.csv`` and ``keys_keep.csv`` (see module docstring)."""
     review = read_review(review_path)
-    scored = run.scores(("shard", "key")).astype(str)
-    known = set(zip(scored["shard"], scored["key"], strict=True))
-    pairs = list(zip(review["shard"], review["key"], strict=True))
-    unknown = [f"{s}/{k}" for s, k in pairs if (s, k) not in known]
-    if unknown:
-        raise Q16Error(
-            f"{review_path}: {len(unknown)} row(s) are not images of {run.out_dir} "
-            f"(first: {unknown[0]}); was the review made for another run?"
-        )
-    counts = review["decision"].value_counts()
-    remove = review.loc[review["decision"] == "remove", ["shard", "key"]].drop_duplicates()
-    removed = set(zip(remove["shard"], remove["key"], strict=True))
-    keep_mask = [pair not in removed for pair in zip(scored["shard"], scored["key"], strict=True)]
-    keep = scored.loc[keep_mask, ["shard", "key"]]
+    scored = run.scores(("shard", "key")).fillna("").astype(str)
+    images = list(zip(scored["shard"], scored["key"], strict=True))
+    matched = match_images(review, set(images), f"{review_path}", run.out_dir)
+    decisions = one_decision_per_image(matched, review["decision"].tolist(), f"{review_path}")
+    removed = {image for image, decision in decisions.items() if decision == "remove"}
+    counts = Counter(decisions.values())
+    remove = pd.DataFrame(sorted(removed), columns=["shard", "key"])
+    keep = scored.loc[[image not in removed for image in images], ["shard", "key"]]
     target = Path(out_dir) if out_dir else Path(review_path).expanduser().parent
     target.mkdir(parents=True, exist_ok=True)
     remove_path, keep_path = target / "keys_remove.csv", target / "keys_keep.csv"
-    remove.to_csv(remove_path, index=False)
-    keep.to_csv(keep_path, index=False)
+    for frame, path in ((remove, remove_path), (keep, keep_path)):
+        with atomic_path(path) as tmp:
+            write_text_csv(frame, tmp)
     outcome = ReviewOutcome(
-        reviewed=len(review),
-        keep=int(counts.get("keep", 0)),
-        remove=len(remove),
-        unsure=int(counts.get("unsure", 0)),
-        undecided=int(counts.get("", 0)),
+        reviewed=len(decisions),
+        keep=counts["keep"],
+        remove=len(removed),
+        unsure=counts["unsure"],
+        undecided=counts[""],
         keep_path=keep_path,
         remove_path=remove_path,
         n_keep_keys=len(keep),

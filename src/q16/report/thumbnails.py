@@ -15,7 +15,7 @@ import tarfile
 from collections.abc import Iterable
 from pathlib import Path
 
-from PIL import Image
+from PIL import Image, ImageOps
 
 from q16.imagefiles import IMAGE_EXTENSIONS
 
@@ -36,11 +36,12 @@ def thumbnail_uri(data: bytes, size: int = 192) -> str | None:
     try:
         with Image.open(io.BytesIO(data)) as opened:
             opened.draft("RGB", (size, size))  # JPEG: decode at reduced scale, much faster
-            image = opened.convert("RGB")
+            # as a viewer shows it: a phone photo stored sideways is turned upright
+            image = ImageOps.exif_transpose(opened).convert("RGB")
         image.thumbnail((size, size))
         buffer = io.BytesIO()
         image.save(buffer, format="JPEG", quality=80)
-    except (OSError, ValueError, Image.DecompressionBombError) as err:
+    except Exception as err:  # hostile files make PIL raise anything, not only OSError
         log.warning("thumbnail: cannot decode image: %s", err)
         return None
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
@@ -80,7 +81,9 @@ def read_from_tar(tar_path: Path, keys: Iterable[str]) -> dict[str, bytes]:
 
 def read_file(path: Path, file_name: str | None = None) -> bytes | None:
     """Bytes of an image file (folder input); ``source`` may be the folder plus ``file_name``."""
-    candidates = [path] + ([path / file_name] if isinstance(file_name, str) else [])
+    candidates = [path]
+    if isinstance(file_name, str) and _inside(path / file_name, path):
+        candidates.append(path / file_name)
     for candidate in candidates:
         if candidate.is_file():
             try:
@@ -88,6 +91,14 @@ def read_file(path: Path, file_name: str | None = None) -> bytes | None:
             except OSError as err:
                 log.warning("thumbnails: cannot read %s: %s", candidate, err)
     return None
+
+
+def _inside(candidate: Path, folder: Path) -> bool:
+    """A file name from the data may not climb out of its folder (``../../secret.jpg``)."""
+    try:
+        return candidate.resolve().is_relative_to(folder.resolve())
+    except (OSError, ValueError):
+        return False
 
 
 def collect_thumbnails(

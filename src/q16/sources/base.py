@@ -50,6 +50,41 @@ class RawSample:
     error: str | None = None
 
 
+INT64_MAX = 2**63 - 1
+
+
+def utf8_text(text: str) -> str:
+    """``text`` as valid UTF-8: bytes of a file name that are not UTF-8 (decoded by Python as
+    lone surrogates) become ``\\xNN``, so the name can be stored and still be told apart."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        raw = text.encode("utf-8", "surrogateescape")
+        return raw.decode("utf-8", "backslashreplace")
+
+
+def checked(raw: RawSample) -> RawSample:
+    """The sample as the writer can store it, whatever a source produced.
+
+    Text fields become valid UTF-8 (:func:`utf8_text`); a class id must fit the int64
+    ``class_id`` column (``-1`` = unknown).
+
+    Raises:
+        ValueError: an empty key or a class id out of range (the sample is recorded instead).
+    """
+    if not raw.key:
+        raise ValueError("sample without a key")
+    if not -1 <= raw.class_id <= INT64_MAX:
+        raise ValueError(f"class id {raw.class_id} out of range (0..{INT64_MAX}, -1 unknown)")
+    raw.key, raw.source = utf8_text(raw.key), utf8_text(raw.source)
+    for name in ("file_name", "class_name", "synset"):
+        value = getattr(raw, name)
+        if value is not None:
+            setattr(raw, name, utf8_text(str(value)))
+    return raw
+
+
 @dataclass
 class ErrorLog:
     """A webdataset-style handler that records and continues; it never sleeps or raises.
@@ -64,7 +99,9 @@ class ErrorLog:
     """OSErrors seen (vanished / unreadable file, NFS): may be transient, unlike a bad tar."""
 
     def add(self, key: str | None, reason: str) -> None:
-        self.records.append({"key": key, "shard": self.shard, "reason": reason[:500]})
+        """``key`` None: not one sample's problem (a cut tar, a member that is no sample)."""
+        key = None if key is None else utf8_text(key)
+        self.records.append({"key": key, "shard": self.shard, "reason": utf8_text(reason[:500])})
 
     def __call__(self, exn: BaseException) -> bool:
         if isinstance(exn, OSError):

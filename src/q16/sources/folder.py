@@ -6,6 +6,12 @@ adding files between runs shifts the chunks, so resume only holds for an unchang
 In the ImageNet train layout (``<root>/<synset>/<file>.JPEG``) the top-level folder is the
 class: ids follow sorted folder order (as torchvision's ImageFolder), and a mapping file
 (``data.class_names``) turns synsets into readable names.
+
+The walk follows symbolic links but visits each real directory and each real file once (a
+link loop such as ``c1/up -> ..`` neither repeats images nor makes the walk explode). Every
+entry with an image extension is a sample, keyed by its path relative to the root
+(extension included: ``x.jpg`` and ``x.png`` are two images); entries that are not regular
+files (a FIFO, a link to ``/dev/zero``) or larger than ``max_bytes`` are recorded, never read.
 """
 
 from __future__ import annotations
@@ -15,21 +21,66 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from q16.errors import Q16Error
+from q16.errors import Q16Error, check_bool, check_int
 from q16.fileio import safe_file_name
 from q16.imagefiles import is_image_file
+from q16.imageload import DEFAULT_MAX_BYTES, read_file
 from q16.sources.base import ErrorLog, RawSample, Shard
 from q16.sources.classnames import ClassNames, load_class_names
 
 
 def list_images(root: Path) -> list[str]:
-    """Image files under ``root`` as sorted POSIX paths relative to it."""
+    """Entries with an image name under ``root``, as sorted POSIX paths relative to it.
+
+    Symbolic links are followed, but each real directory and each real file is listed once
+    (the first path in sorted order): loops end, and a linked tree is not scored twice.
+    Entries that are not regular files are listed (their sample records what they are).
+    """
     found: list[str] = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        dirnames.sort()
-        rel = Path(dirpath).relative_to(root)
-        found.extend((rel / f).as_posix() for f in sorted(filenames) if is_image_file(f))
+    seen_dirs: set[tuple[int, int]] = set()
+    seen_files: set[tuple[int, int]] = set()
+    pending = [("", root)]
+    while pending:
+        rel, folder = pending.pop()
+        try:
+            info = folder.stat()
+            if (info.st_dev, info.st_ino) in seen_dirs:
+                continue
+            seen_dirs.add((info.st_dev, info.st_ino))
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError:
+            continue  # unreadable or vanished folder: nothing of it can be listed
+        subdirs = []
+        for entry in entries:
+            path = f"{rel}{entry.name}"
+            if _is_dir(entry):
+                subdirs.append((f"{path}/", Path(entry.path)))
+            elif is_image_file(entry.name):
+                identity = _identity(entry, info.st_dev)
+                if identity is None or identity not in seen_files:
+                    found.append(path)
+                    if identity is not None:
+                        seen_files.add(identity)
+        pending.extend(reversed(subdirs))  # depth first, in sorted order
     return sorted(found)
+
+
+def _is_dir(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_dir(follow_symlinks=True)
+    except OSError:
+        return False
+
+
+def _identity(entry: os.DirEntry[str], device: int) -> tuple[int, int] | None:
+    """(device, inode) of the real file; free for plain entries, one stat for a link."""
+    try:
+        if entry.is_symlink():
+            info = entry.stat(follow_symlinks=True)
+            return info.st_dev, info.st_ino
+        return device, entry.inode()
+    except OSError:
+        return None  # a dangling link: listed, and recorded when read
 
 
 @dataclass
@@ -42,6 +93,8 @@ class ImageFolder:
         shard_size: images per chunk (the unit of resume and of work per DataLoader worker).
         class_names: optional JSON/TXT class list (synset -> readable name).
         class_from_dirs: take the top-level folder as the class (ImageNet layout).
+        max_bytes: larger files are not read (recorded), judged from ``fstat``.
+        exif_transpose: rotate by EXIF orientation before scoring (off: the reference recipe).
     """
 
     path: str
@@ -49,9 +102,17 @@ class ImageFolder:
     shard_size: int = 1000
     class_names: str | None = None
     class_from_dirs: bool = True
+    max_bytes: int = DEFAULT_MAX_BYTES
+    exif_transpose: bool = False
     _classes: dict[str, tuple[int, str | None, str]] | None = field(
         default=None, init=False, repr=False
     )
+
+    def __post_init__(self) -> None:
+        self.shard_size = int(check_int("data.shard_size", self.shard_size, 1) or 0)
+        self.max_bytes = int(check_int("data.max_bytes", self.max_bytes, 1) or 0)
+        self.class_from_dirs = check_bool("data.class_from_dirs", self.class_from_dirs)
+        self.exif_transpose = check_bool("data.exif_transpose", self.exif_transpose)
 
     @property
     def root(self) -> Path:
@@ -60,8 +121,6 @@ class ImageFolder:
     def list_shards(self) -> list[Shard]:
         if not self.root.is_dir():
             raise Q16Error(f"data.path={self.path!r} is not a directory")
-        if self.shard_size < 1:
-            raise Q16Error("data.shard_size must be at least 1")
         files = list_images(self.root)
         if not files:
             raise Q16Error(f"data.path={self.path!r}: no image files found")
@@ -99,12 +158,14 @@ class ImageFolder:
         root = Path(shard.source)
         for rel in shard.files:
             path = root / rel
-            raw = RawSample(key=rel.rsplit(".", 1)[0], source=str(path), file_name=path.name)
+            raw = RawSample(key=rel, source=str(path), file_name=path.name)
             top = rel.split("/", 1)[0] if "/" in rel else None
             if top is not None and top in table:
                 raw.class_id, raw.synset, raw.class_name = table[top]
             try:
-                raw.data = path.read_bytes()
+                raw.data = read_file(path, self.max_bytes)
             except OSError as err:
-                raw.error = f"unreadable file: {err}"
+                raw.error = f"unreadable file: {err.strerror or err}"
+            except ValueError as err:  # not a regular file, or too large
+                raw.error = str(err)
             yield raw

@@ -3,7 +3,9 @@
 Reads the usual ImageNet shard layout (``<key>.jpg|.jpeg|.JPEG|.png|.webp`` with optional
 ``.cls`` / ``.json`` / ``.txt``) and img2dataset's (9-digit keys, ``.jpg`` + ``.txt`` caption +
 ``.json``). A ``.txt`` member is taken as the class name only when a ``.cls`` is present too;
-otherwise it is a caption and ignored.
+otherwise it is a caption and ignored. Tars are read by ``q16.sources.tars`` (every member
+accounted for, none read beyond ``max_bytes``); a sample whose members cannot be parsed is
+recorded, never scored with half its metadata, and never stops the shard.
 """
 
 from __future__ import annotations
@@ -23,13 +25,14 @@ from typing import Any
 import numpy as np
 import webdataset as wds
 from braceexpand import braceexpand
-from webdataset.tariterators import group_by_keys, tar_file_expander, url_opener
 
-from q16.errors import Q16Error
+from q16.errors import Q16Error, check_bool, check_int
 from q16.fileio import safe_file_name
 from q16.imagefiles import IMAGE_EXTENSIONS
-from q16.sources.base import ErrorLog, RawSample, Shard, is_remote
+from q16.imageload import DEFAULT_MAX_BYTES
+from q16.sources.base import INT64_MAX, ErrorLog, RawSample, Shard, is_remote
 from q16.sources.classnames import ClassNames, load_class_names
+from q16.sources.tars import PROBLEMS, tar_samples
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +45,10 @@ TAR_SUFFIXES = (".tar.gz", ".tgz", ".tar")
 
 def expand_shards(spec: str | Sequence[str]) -> list[str]:
     """A directory (its ``*.tar``, sorted), a glob, a brace pattern, or a list of those.
+
+    A directory or a glob selects tar files only (``.tar``, ``.tar.gz``, ``.tgz``): the
+    sidecar files img2dataset writes beside its shards (``.parquet``, ``_stats.json``) are
+    not inputs. A file named explicitly (a path, a brace pattern, a list) is taken as given.
 
     Raises:
         Q16Error: nothing matches, or a listed local shard does not exist.
@@ -61,7 +68,7 @@ def expand_shards(spec: str | Sequence[str]) -> list[str]:
             continue
         for pattern in braceexpand(str(path)):
             if glob.has_magic(pattern):
-                urls.extend(sorted(glob.glob(pattern)))
+                urls.extend(sorted(p for p in glob.glob(pattern) if p.endswith(TAR_SUFFIXES)))
             else:
                 urls.append(pattern)
     urls = list(dict.fromkeys(urls))
@@ -107,12 +114,20 @@ class WebDatasetShards:
         shards: directory, glob, brace pattern (``train-{000000..001281}.tar``) or list.
         name: label for reports.
         class_names: optional JSON/TXT class list mapping ``.cls`` indices to names.
+        max_bytes: larger tar members are not read (recorded), judged from the tar header.
+        exif_transpose: rotate by EXIF orientation before scoring (off: the reference recipe).
     """
 
     shards: Any
     name: str = "imagenet"
     class_names: str | None = None
+    max_bytes: int = DEFAULT_MAX_BYTES
+    exif_transpose: bool = False
     _classes: ClassNames | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.max_bytes = int(check_int("data.max_bytes", self.max_bytes, 1) or 0)
+        self.exif_transpose = check_bool("data.exif_transpose", self.exif_transpose)
 
     def list_shards(self) -> list[Shard]:
         urls = expand_shards(self.shards)
@@ -126,28 +141,26 @@ class WebDatasetShards:
 
     def iter_samples(self, shard: Shard, errors: ErrorLog) -> Iterator[RawSample]:
         classes = self.classes()
-        for sample in tar_samples(shard.source, errors):
-            yield to_raw_sample(sample, shard, classes)
-
-
-def tar_samples(url: str, handler: ErrorLog) -> Iterable[dict[str, Any]]:
-    """Samples of one tar, in order; read errors go to ``handler`` (a cut tar ends early)."""
-    return wds.DataPipeline(
-        wds.SimpleShardList([url]),
-        lambda src: url_opener(src, handler=handler),
-        lambda src: tar_file_expander(src, handler=handler),
-        lambda src: group_by_keys(src, lcase=False, handler=handler),
-    )
+        for sample in tar_samples(shard.source, errors, self.max_bytes):
+            try:
+                yield to_raw_sample(sample, shard, classes)
+            except Exception as err:  # any member that cannot be parsed: record the sample
+                reason = f"unreadable sample: {type(err).__name__}: {str(err)[:200]}"
+                yield RawSample(key=str(sample["__key__"]), source=shard.source, error=reason)
 
 
 def to_raw_sample(sample: dict[str, Any], shard: Shard, classes: ClassNames) -> RawSample:
+    """One sample's members parsed; raises on a member it cannot parse (the caller records)."""
     key = str(sample["__key__"])
     members = {k.lower(): k for k in sample if not k.startswith("__")}
     image_ext = next((members[e] for e in IMAGE_EXTENSIONS if e in members), None)
     meta = _json_member(sample.get(members.get("json", ""), b""))
     raw = RawSample(key=key, source=str(sample.get("__url__", shard.source)))
     raw.file_name = next((str(meta[f]) for f in FILE_NAME_FIELDS if meta.get(f)), None)
-    if image_ext is None:
+    problems = sample.get(PROBLEMS) or []
+    if problems:
+        raw.error = "; ".join(problems)
+    elif image_ext is None:
         raw.error = f"no image member (has: {', '.join(sorted(members)) or 'nothing'})"
     else:
         raw.data = sample[image_ext]
@@ -157,6 +170,7 @@ def to_raw_sample(sample: dict[str, Any], shard: Shard, classes: ClassNames) -> 
 
 
 def _json_member(data: bytes) -> dict[str, Any]:
+    """A ``.json`` member as a dict (``{}`` if it is none); any other failure propagates."""
     if not data:
         return {}
     try:
@@ -164,6 +178,21 @@ def _json_member(data: bytes) -> dict[str, Any]:
     except (ValueError, UnicodeDecodeError):
         return {}
     return obj if isinstance(obj, dict) else {}
+
+
+def _class_id(value: object) -> int | None:
+    """A class id from ``.cls`` text or a JSON field; out of int64 range raises ValueError."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        return None
+    if isinstance(value, str):
+        if not value.lstrip("-").isdigit():
+            return None
+        value = int(value)
+    if value == -1:  # the usual "no label"
+        return None
+    if not 0 <= value <= INT64_MAX:
+        raise ValueError(f"class id {value} out of range (0..{INT64_MAX})")
+    return value
 
 
 def _fill_class(
@@ -174,11 +203,11 @@ def _fill_class(
     classes: ClassNames,
 ) -> None:
     cls_text = _text(sample.get(members.get("cls", ""), b""))
-    if cls_text is not None and cls_text.lstrip("-").isdigit():
-        raw.class_id = int(cls_text)
-    else:
-        value = next((meta[f] for f in CLASS_ID_FIELDS if isinstance(meta.get(f), int)), None)
-        raw.class_id = -1 if value is None else int(value)
+    class_id = _class_id(cls_text) if cls_text is not None else None
+    if class_id is None:
+        found = (_class_id(meta.get(f)) for f in CLASS_ID_FIELDS if f in meta)
+        class_id = next((c for c in found if c is not None), None)
+    raw.class_id = -1 if class_id is None else class_id
     info = classes.get(raw.class_id) if raw.class_id >= 0 else None
     raw.synset = (info.synset if info else None) or next(
         (str(meta[f]) for f in SYNSET_FIELDS if meta.get(f)), None
