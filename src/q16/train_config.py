@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import lightning as L
+import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import Logger
@@ -83,8 +84,8 @@ def load_labeled(cfg: DictConfig) -> LabeledImages:
     source = instantiate(cfg.data)
     if not hasattr(source, "load"):
         raise Q16Error(
-            f"data={cfg.data.get('name', '?')} is an inference input; train.py needs "
-            "data=smid, data=synthetic or data=csv"
+            f"data={cfg.data.get('name', '?')} is an inference input; training and evaluation "
+            "need labelled images: data=smid, data=synthetic or data=csv"
         )
     data: LabeledImages = source.load()
     return data
@@ -100,12 +101,22 @@ def feature_settings(cfg: DictConfig) -> FeatureSettings:
 
 
 def method(cfg: DictConfig, prompt: DictConfig, name: str | None = None) -> Method:
-    """A prompt config (``configs/prompt/<name>.yaml``) with the run's Trainer and seed."""
+    """A prompt config (``configs/prompt/<name>.yaml``) with the run's Trainer and seed; its
+    batch size and optimizer are checked here, before any weights load or image is encoded."""
+    where = "prompt" if name is None else f"cv.prompts.{name}"
     fit = None
     if prompt.get("optimizer"):
+        batch_size = prompt.get("batch_size")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise Q16Error(f"{where}.batch_size={batch_size!r} must be a whole number >= 1")
+        optimizer = instantiate(prompt.optimizer)
+        try:  # AdamW & co. check lr, betas, eps when built: build once on a stand-in
+            optimizer([torch.nn.Parameter(torch.zeros(1))])
+        except (TypeError, ValueError) as err:
+            raise Q16Error(f"{where}.optimizer: {err}") from None
         fit = FitSettings(
-            optimizer=instantiate(prompt.optimizer),
-            batch_size=int(prompt.batch_size),
+            optimizer=optimizer,
+            batch_size=batch_size,
             trainer=instantiate(cfg.trainer, _partial_=True),
             seed=int(cfg.seed),
         )

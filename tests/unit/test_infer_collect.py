@@ -202,3 +202,16 @@ def test_report_per_class_table_of_a_run_without_scored_images(tmp_path: Path) -
     write_summary(tmp_path, summary)
     table = per_class_table(load_run(tmp_path))
     assert table.empty and {"class_name", "scored", "flagged", "share_flagged"} <= set(table)
+
+
+def test_a_shard_scored_again_loses_its_old_rows_first(tmp_path: Path) -> None:
+    """Its input changed: if the new attempt then fails, no stale rows may be collected."""
+    from q16.inference.resume import shard_identity
+
+    out = tmp_path / "out"
+    a = Shard("a", "/d/a.tar")
+    commit(out, "a", [0.9, 0.1], [None, None], identity=shard_identity(a), stamp="old-size-mtime")
+    assert prepare_out_dir(out, make_fingerprint([a]), [a], record=True) == [a]
+    assert not (out / "scores" / "a.parquet").exists()
+    counts = collect(out, ["a"])
+    assert counts.images_scored == 0 and counts.shards_done == 0

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import re
 import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -24,7 +26,7 @@ from q16.inference.reader import (
 from q16.inference.scorer import Scorer
 from q16.models.backbone import Backbone
 from q16.models.prompts import class_embedding_prompt
-from q16.sources.base import ErrorLog, Shard
+from q16.sources.base import ErrorLog, RawSample, Shard
 from q16.sources.classnames import load_class_names
 from q16.sources.folder import ImageFolder
 from q16.sources.hostile import cut_tar, encode, hostile_samples, write_tar
@@ -255,3 +257,41 @@ def test_folder_in_imagenet_layout(tmp_path: Path, decoder: ImageDecoder) -> Non
     assert rows[0] == ("n01440764/n01440764_0.JPEG", "n01440764_0.JPEG", 0, "tench")
     assert rows[-1][2:] == (1, "goldfish")
     assert len(rows) == 5
+
+
+@dataclass
+class _FailingSource:
+    """Yields ``good`` samples of one image, then raises ``error`` (an I/O error or a bug)."""
+
+    image: bytes
+    good: int
+    error: Exception
+    name: str = "failing"
+
+    def list_shards(self) -> list[Shard]:
+        return [Shard("s", "/nowhere/s.tar")]
+
+    def iter_samples(self, shard: Shard, errors: ErrorLog) -> Iterator[RawSample]:
+        for i in range(self.good):
+            yield RawSample(key=f"k{i}", source=shard.source, data=self.image)
+        raise self.error
+
+
+@pytest.mark.parametrize("good", [0, 3])
+def test_io_error_leaves_the_shard_undone_before_or_after_its_first_sample(
+    decoder: ImageDecoder, good: int
+) -> None:
+    """A transient read error must not commit a partial shard that resume then skips."""
+    image = next(iter(synthetic_images(1)))["jpg"]
+    source = _FailingSource(image, good, OSError(5, "Input/output error"))
+    final = drain(ShardStream(source, source.list_shards(), decoder, batch_size=8))[-1]
+    assert final.done and final.unread
+    assert any("Input/output error" in e["reason"] for e in final.errors)
+
+
+def test_a_source_bug_midway_keeps_what_was_read(decoder: ImageDecoder) -> None:
+    image = next(iter(synthetic_images(1)))["jpg"]
+    source = _FailingSource(image, 2, ValueError("bad record"))
+    batches = drain(ShardStream(source, source.list_shards(), decoder, batch_size=8))
+    assert sum(len(b) for b in batches) == 2 and not batches[-1].unread
+    assert any("reading stopped: ValueError" in e["reason"] for e in batches[-1].errors)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
 import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 
 from q16 import train_config
+from q16.errors import Q16Error
 from q16.models.backbone import Backbone
 from q16.models.coop import CoOpPrompt
 from q16.models.prompt_head import is_trainable
@@ -65,3 +67,19 @@ def test_ensemble_embedding_is_the_normalised_mean_of_its_templates(
         torch.testing.assert_close(head.class_embeddings[row], expected)
         single = F.normalize(tiny_backbone.encode_text(templates[:1])[0], dim=-1)
         assert not torch.allclose(head.class_embeddings[row], single)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("prompt.batch_size=0", "prompt.batch_size=0 must be a whole number >= 1"),
+        ("prompt.batch_size=abc", "prompt.batch_size='abc' must be a whole number"),
+        ("prompt.optimizer.lr=-1", "prompt.optimizer: Invalid learning rate"),
+    ],
+)
+def test_bad_fit_values_are_one_line_before_anything_loads(
+    make_cfg, override: str, message: str
+) -> None:
+    cfg = make_cfg("prompt=soft", "model=tiny", override)
+    with pytest.raises(Q16Error, match=re.escape(message)):
+        train_config.method(cfg, cfg.prompt)

@@ -156,6 +156,9 @@ class ShardStream(IterableDataset):
         while True:
             try:
                 raw = next(samples, None)
+            except OSError as err:  # vanished file, NFS hiccup: may be transient, retried
+                errors(err)
+                break
             except Exception as err:  # a source that broke mid-shard: keep what was read
                 errors.add(None, f"reading stopped: {type(err).__name__}: {err}")
                 break
@@ -173,9 +176,9 @@ class ShardStream(IterableDataset):
             errors.add(None, "empty shard: no samples")
         final = self._collate(shard.name, pending)
         final.errors, final.done = errors.records, True
-        # an I/O error before the first sample (vanished file, NFS hiccup) may be transient:
-        # leave the shard undone so that the next run retries it
-        final.unread = n_samples == 0 and errors.io_errors > 0
+        # an I/O error (vanished file, NFS hiccup) may be transient, before the first sample or
+        # after some: leave the shard undone, so that the next run reads it whole again
+        final.unread = errors.io_errors > 0
         yield final
 
     def _decode(self, raw: RawSample, errors: ErrorLog, seen: set[str]) -> torch.Tensor | None:

@@ -20,7 +20,7 @@ from typing import Any
 from q16.errors import Q16Error
 from q16.fileio import atomic_write_text
 from q16.inference.writer import is_done
-from q16.outdir import FINGERPRINT_FILE, OUT_DIR_FORMAT
+from q16.outdir import FINGERPRINT_FILE, OUT_DIR_FORMAT, embeddings_path, scores_path
 from q16.sources.base import Shard, is_remote
 
 
@@ -136,9 +136,15 @@ def prepare_out_dir(
     checked against its own input (a parquet made from other files is refused, naming the
     shard). (3) Only then is the fingerprint recorded (``record``: rank 0 alone writes it), so
     a refused run never leaves a fingerprint in an out_dir it did not write.
+
+    A shard to be scored again (its input changed, or its parquet is unreadable) loses its old
+    outputs first: should the new attempt fail, no stale rows remain to be collected as done.
     """
     out.mkdir(parents=True, exist_ok=True)
     check_fingerprint(out, current, write=False)
     todo = [s for s in mine if not is_done(out, s.name, shard_identity(s), shard_stamp(s))]
+    for shard in todo:
+        for path in (scores_path(out, shard.name), embeddings_path(out, shard.name)):
+            path.unlink(missing_ok=True)
     check_fingerprint(out, current, write=record)
     return todo
