@@ -59,7 +59,8 @@ def q16_run(root: Path, out: Path) -> dict[str, float]:
     args = [
         "data=clip_retrieval", f"data.path={root}", "data.meta_columns=[url,caption]",
         "model=ViT-L-14", f"infer.out_dir={out}", "infer.progress=false",
-        "infer.batch_size=4096", "fabric.accelerator=cpu", "hydra.run.dir=" + str(out.parent / f"hydra-{out.name}"),
+        "infer.batch_size=4096", "fabric.accelerator=cpu",
+        f"hydra.run.dir={out.parent / ('hydra-' + out.name)}",
     ]  # fmt: skip
     start = time.perf_counter()
     run = subprocess.run(

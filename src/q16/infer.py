@@ -32,6 +32,7 @@ from q16.inference.state import LoopStats, wait_for_ranks, write_embeddings_meta
 from q16.inference.summary import RunSetup, build_summary, write_summary
 from q16.inference.writer import ShardWriter
 from q16.models.backbone import Backbone, BackboneSpec, load_backbone
+from q16.models.paper_assets import default_prompt_file
 from q16.models.space import embedding_space_backbone
 from q16.outdir import SUMMARY_FILE
 from q16.runinfo import write_run_info
@@ -148,8 +149,11 @@ def _score(
     spec: BackboneSpec = instantiate(cfg.model)
     # seeded so that random-weight models (tests, benchmarks) are the same on every rank/resume
     L.seed_everything(int(cfg.get("seed", 0)), verbose=False)
-    embeddings_only = isinstance(source, EmbeddingSource) and not spec.from_hub
-    if embeddings_only:  # the model only fixes the space: no tower built, no weights read
+    # embeddings scored with a prompt file: the model only fixes the space (no tower, no
+    # weights); zero-shot prompts still need the text tower
+    prompt_file = cfg.prompt.get("path") or default_prompt_file(spec)
+    embeddings_only = isinstance(source, EmbeddingSource) and not spec.from_hub and prompt_file
+    if embeddings_only:
         backbone = embedding_space_backbone(spec, fabric.device)
     else:
         backbone = load_backbone(spec, fabric.device)

@@ -144,5 +144,5 @@ def test_datacomp_run_and_model_mismatch(
     with pytest.raises(Q16Error, match="pass the same model"):
         _run(
             make_cfg, tmp_path / "b", "data=datacomp", f"data.path={root}",
-            "model.pretrained=laion2b_s32b_b82k",
+            "data.array=l14_img", "model.name=ViT-B-32",
         )  # fmt: skip
