@@ -32,9 +32,11 @@ from q16.inference.state import LoopStats, wait_for_ranks, write_embeddings_meta
 from q16.inference.summary import RunSetup, build_summary, write_summary
 from q16.inference.writer import ShardWriter
 from q16.models.backbone import Backbone, BackboneSpec, load_backbone
+from q16.models.paper_assets import default_prompt_file
+from q16.models.space import embedding_space_backbone
 from q16.outdir import SUMMARY_FILE
 from q16.runinfo import write_run_info
-from q16.sources.base import InferenceSource, Shard
+from q16.sources.base import EmbeddingSource, InferenceSource, Shard
 
 log = logging.getLogger(__name__)
 __all__ = ["check_embeddings", "load_head", "run"]
@@ -147,7 +149,15 @@ def _score(
     spec: BackboneSpec = instantiate(cfg.model)
     # seeded so that random-weight models (tests, benchmarks) are the same on every rank/resume
     L.seed_everything(int(cfg.get("seed", 0)), verbose=False)
-    backbone = load_backbone(spec, fabric.device)
+    # embeddings scored with a prompt file: the model only fixes the space (no tower, no
+    # weights); zero-shot prompts still need the text tower
+    prompt_file = cfg.prompt.get("path") or default_prompt_file(spec)
+    embeddings_only = isinstance(source, EmbeddingSource) and not spec.from_hub and prompt_file
+    if embeddings_only:
+        backbone = embedding_space_backbone(spec, fabric.device)
+    else:
+        backbone = load_backbone(spec, fabric.device)
+    meta_columns = tuple(str(c) for c in cfg.data.get("meta_columns") or ())
     check_embeddings(source, backbone)
     head, prompt_source = load_head(cfg.prompt.get("path"), backbone, warn=rank == 0)
     current = fingerprint(
@@ -162,16 +172,23 @@ def _score(
         max_bytes=cfg.data.get("max_bytes"),
         exif_transpose=bool(cfg.data.get("exif_transpose", False)),
         shards=shards,
+        meta_columns=meta_columns,
     )
     mine = partition(shards, rank, world)
     todo = prepare_out_dir(out, current, mine, record=rank == 0)
     log.info(
         "rank %d/%d: %d shards, %d already done", rank, world, len(mine), len(mine) - len(todo)
     )
-    writer = ShardWriter(out, settings.threshold, settings.save_embeddings)
+    writer = ShardWriter(
+        out, settings.threshold, settings.save_embeddings, meta_columns=meta_columns
+    )
     if settings.save_embeddings and rank == 0:
         write_embeddings_meta(out, _embeddings_meta(backbone))
-    preprocess = UInt8Preprocess.from_transform(backbone.preprocess)
+    preprocess = (
+        UInt8Preprocess([], (0.0,) * 3, (1.0,) * 3)
+        if embeddings_only
+        else UInt8Preprocess.from_transform(backbone.preprocess)
+    )
     scorer = Scorer(backbone, head, preprocess.mean, preprocess.std, autocast)
     num_nodes = int(cfg.fabric.get("num_nodes", 1))
     num_workers = auto_workers(settings.num_workers, _local_processes(world, num_nodes))
@@ -212,7 +229,8 @@ def _score(
         )
     if rank != 0:
         return {}
-    return _finish(cfg, settings, setup, run_id, [s.name for s in shards], started)
+    names = [s.name for s in shards]
+    return _finish(cfg, settings, setup, run_id, names, started, meta_columns)
 
 
 def _finish(
@@ -222,11 +240,12 @@ def _finish(
     run_id: str,
     shard_names: list[str],
     started: float,
+    meta_columns: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Rank 0, after its loop: wait for the ranks, collect, write summary (and report)."""
     out, timeout_s = settings.out_dir, settings.rank_wait_timeout_s
     records, missing = wait_for_ranks(out, setup.world_size, run_id, timeout_s)
-    counts = collect(out, shard_names, threshold=settings.threshold)
+    counts = collect(out, shard_names, threshold=settings.threshold, meta_columns=meta_columns)
     ranks = [LoopStats.from_record(r) for r in records]
     summary = build_summary(setup, counts, ranks, missing, time.perf_counter() - started)
     write_summary(out, summary)

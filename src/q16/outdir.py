@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-OUT_DIR_FORMAT = 2
+OUT_DIR_FORMAT = 3
 """Version of the out_dir layout (parquet schema, file names, fingerprint keys). Bump it when
 they change: an out_dir written by another q16 is then refused with a message that says so.
 2: folder keys keep the extension; parquet metadata holds the input's size/mtime stamp;
-fingerprint has max_bytes and exif_transpose."""
+fingerprint has max_bytes and exif_transpose. 3: ``meta_<column>`` string columns
+(``data.meta_columns``) in the scores and flagged.csv; embedding runs build no image tower."""
 
 SCORES_DIR = "scores"
 ERRORS_DIR = "errors"
@@ -36,7 +37,15 @@ FLAGGED_COLUMNS = (
     "class_name",
     "p_inappropriate",
 )
-"""Columns of ``flagged.csv``, in order."""
+"""Columns of ``flagged.csv``, in order (then the ``meta_<column>`` columns of the run)."""
+META_PREFIX = "meta_"
+"""``data.meta_columns`` (the dataset's own url, caption, uid ...) are stored as ``meta_<name>``."""
+
+
+def meta_column_names(columns: tuple[str, ...] | list[str]) -> list[str]:
+    return [f"{META_PREFIX}{c}" for c in columns]
+
+
 UNKNOWN_CLASS = "(unknown class)"
 """The ``per_class`` key (summary.json) and report label for images without a class."""
 

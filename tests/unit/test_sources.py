@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from collections_layout import clip_retrieval_folder, datacomp_folder
 from PIL import Image
 
 from q16.errors import Q16Error
@@ -23,6 +24,8 @@ from q16.sources.base import (
     InferenceSource,
     is_remote,
 )
+from q16.sources.clip_retrieval import ClipRetrievalEmbeddings
+from q16.sources.datacomp import DataCompShards
 from q16.sources.embeddings import SavedEmbeddings
 from q16.sources.folder import ImageFolder
 from q16.sources.wds import WebDatasetShards, synthetic_images, write_shards
@@ -44,7 +47,11 @@ def image_sources(tmp_path: Path) -> list[InferenceSource]:
 
 def embedding_sources(tmp_path: Path) -> list[InferenceSource]:
     """One of each source of precomputed embeddings (clip-retrieval, DataComp: one line each)."""
-    return [saved_embeddings(tmp_path / "emb", model="m", weights="w", embed_dim=4)]
+    return [
+        saved_embeddings(tmp_path / "emb", model="m", weights="w", embed_dim=4),
+        ClipRetrievalEmbeddings(str(clip_retrieval_folder(tmp_path / "cr", [2]))),
+        DataCompShards(str(datacomp_folder(tmp_path / "dc", [2])), model="ViT-B-32"),
+    ]
 
 
 def test_every_source_is_an_inference_source(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 
 from q16.fileio import atomic_path, atomic_write_text
 from q16.inference.flagged import flagged_sorter
-from q16.inference.writer import SCHEMA
+from q16.inference.writer import SCHEMA, scores_schema
 from q16.outdir import (
     ERRORS_FILE,
     FLAGGED_COLUMNS,
@@ -58,6 +58,7 @@ def collect(
     max_flagged_in_memory: int = 1_000_000,
     *,
     threshold: float | None = None,
+    meta_columns: tuple[str, ...] = (),
 ) -> RunCounts:
     """Counts over every finished shard; writes ``flagged.csv`` and ``errors.jsonl``.
 
@@ -68,7 +69,9 @@ def collect(
     scored = shards_done = 0
     per_class: dict[str, dict[str, int]] = {}
     error_lines: list[str] = []
-    with flagged_sorter(FLAGGED_SCHEMA, out_dir, max_flagged_in_memory) as flagged:
+    extra = [f for f in scores_schema(meta_columns) if f.name not in SCHEMA.names]
+    schema = pa.schema(list(FLAGGED_SCHEMA) + extra)
+    with flagged_sorter(schema, out_dir, max_flagged_in_memory) as flagged:
         for shard in shards:
             path = scores_path(out_dir, shard)
             errors = shard_errors_path(out_dir, shard)

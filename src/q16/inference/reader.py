@@ -107,6 +107,7 @@ class Batch:
     class_ids: list[int] = field(default_factory=list)
     class_names: list[str | None] = field(default_factory=list)
     synsets: list[str | None] = field(default_factory=list)
+    metas: list[dict[str, str | None] | None] = field(default_factory=list)
     images: torch.Tensor | None = None
     features: torch.Tensor | None = None
     errors: list[dict[str, str | None]] = field(default_factory=list)
@@ -219,6 +220,7 @@ class ShardStream(IterableDataset):
             batch.class_ids.append(raw.class_id)
             batch.class_names.append(raw.class_name)
             batch.synsets.append(raw.synset)
+            batch.metas.append(raw.meta)
         if items:
             stacked = torch.stack([t for _, t in items])
             if items[0][0].features is not None:

@@ -73,6 +73,7 @@ def fingerprint(
     shards: Sequence[Shard],
     max_bytes: int | None = None,
     exif_transpose: bool = False,
+    meta_columns: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """What makes two runs' scores the same; resume refuses an out_dir made differently."""
     prompt_id = prompt_source
@@ -91,6 +92,7 @@ def fingerprint(
         "max_pixels": max_pixels,
         "max_bytes": max_bytes,
         "exif_transpose": exif_transpose,
+        "meta_columns": list(meta_columns),
     }
 
 

@@ -31,6 +31,7 @@ from q16.outdir import (
     ERRORS_DIR,
     SCORES_DIR,
     embeddings_path,
+    meta_column_names,
     scores_path,
     shard_errors_path,
 )
@@ -57,6 +58,13 @@ SCHEMA = pa.schema(
     ]
 )
 """One row per scored image (``synset`` is extra to the documented contract)."""
+
+
+def scores_schema(meta_columns: tuple[str, ...] = ()) -> pa.Schema:
+    """SCHEMA plus one string column ``meta_<name>`` per ``data.meta_columns`` entry."""
+    return pa.schema(
+        list(SCHEMA) + [pa.field(n, pa.string()) for n in meta_column_names(meta_columns)]
+    )
 
 
 def is_done(
@@ -95,7 +103,7 @@ def is_done(
 class _PendingShard:
     """The rows (and embeddings) of one shard in flight, until it is committed."""
 
-    columns: dict[str, list[Any]] = field(default_factory=lambda: {n: [] for n in SCHEMA.names})
+    columns: dict[str, list[Any]] = field(default_factory=dict)
     embeddings: list[np.ndarray] = field(default_factory=list)
     errors: list[dict[str, Any]] = field(default_factory=list)
     """Images the model gave no finite score (recorded, not written as rows)."""
@@ -115,6 +123,7 @@ class ShardWriter:
     save_embeddings: bool = False
     background: bool = True
     max_queued: int = 4
+    meta_columns: tuple[str, ...] = ()
     pending: dict[str, _PendingShard] = field(default_factory=dict)
     _pool: ThreadPoolExecutor | None = field(default=None, init=False, repr=False)
     _queued: deque[Future[int]] = field(default_factory=deque, init=False, repr=False)
@@ -129,7 +138,7 @@ class ShardWriter:
     def add(self, batch: Batch, scores: Scores) -> None:
         """One scored batch; an image whose score is NaN or infinite becomes an error record
         (a NaN row would compare false with every threshold: a silent "not flagged")."""
-        pending = self.pending.setdefault(batch.shard, _PendingShard())
+        pending = self.pending.setdefault(batch.shard, self._new_pending())
         probs = scores.p_inappropriate.float().numpy()
         keep = np.isfinite(probs)
         for i in np.flatnonzero(~keep):
@@ -146,6 +155,11 @@ class ShardWriter:
             ("synset", batch.synsets),
         ):
             cols[name].extend(values[i] for i in rows)
+        for column, name in zip(
+            self.meta_columns, meta_column_names(self.meta_columns), strict=True
+        ):
+            metas = batch.metas
+            cols[name].extend((metas[i] or {}).get(column) if metas else None for i in rows)
         cols["shard"].extend([batch.shard] * len(rows))
         cols["p_inappropriate"].extend(probs[keep].tolist())
         cols["label"].extend(scores.label.numpy()[keep].tolist())
@@ -166,7 +180,7 @@ class ShardWriter:
         ``commit=False`` (a shard that could not be read at all) writes its error records
         but no parquet, so the shard is not done and the next run retries it.
         """
-        rows = self.pending.pop(shard, _PendingShard())
+        rows = self.pending.pop(shard, None) or self._new_pending()
         records = rows.errors + list(errors)
         if not commit:
             self._write_errors(shard, records)
@@ -203,7 +217,7 @@ class ShardWriter:
             with atomic_path(embeddings_path(self.out_dir, shard)) as tmp, tmp.open("wb") as f:
                 np.save(f, array.astype(np.float32))
         self._write_errors(shard, errors)
-        table = pa.table(rows.columns, schema=SCHEMA)
+        table = pa.table(rows.columns, schema=scores_schema(self.meta_columns))
         stored = {k: v.encode() for k, v in (metadata or {}).items() if v is not None}
         if stored:
             table = table.replace_schema_metadata(stored)
@@ -212,6 +226,10 @@ class ShardWriter:
             kill_point(BEFORE_PARQUET, self._commits)
         kill_point(AFTER_COMMIT, self._commits)
         return table.num_rows
+
+    def _new_pending(self) -> _PendingShard:
+        names = scores_schema(self.meta_columns).names
+        return _PendingShard(columns={n: [] for n in names})
 
     def _write_errors(self, shard: str, errors: list[dict[str, Any]]) -> None:
         lines = "".join(json.dumps(e) + "\n" for e in errors)

@@ -48,6 +48,8 @@ class RawSample:
     class_name: str | None = None
     synset: str | None = None
     error: str | None = None
+    meta: dict[str, str | None] | None = None
+    """Dataset metadata carried into the scores (``data.meta_columns``: url, caption, ...)."""
 
 
 INT64_MAX = 2**63 - 1
@@ -82,6 +84,8 @@ def checked(raw: RawSample) -> RawSample:
         value = getattr(raw, name)
         if value is not None:
             setattr(raw, name, utf8_text(str(value)))
+    if raw.meta is not None:
+        raw.meta = {k: None if v is None else utf8_text(str(v)) for k, v in raw.meta.items()}
     return raw
 
 
@@ -127,7 +131,8 @@ class EmbeddingSpace:
     embed_dim: int | None
 
     def matches(self, *, weights: str | None, embed_dim: int) -> bool:
-        return self.embed_dim == embed_dim and self.weights == weights
+        """``weights`` None: the files do not say (clip-retrieval), only the width is checked."""
+        return self.embed_dim == embed_dim and self.weights in (None, weights)
 
 
 @runtime_checkable

@@ -1,0 +1,163 @@
+"""What the embedding collections (clip-retrieval folders, DataComp shards) share.
+
+Both put rows of image embeddings (``.npy``, or arrays in an ``.npz``) beside a parquet whose
+rows follow them by position. Everything that can be told from headers is checked when the
+shards are listed, as one line each (a missing metadata file, row counts that disagree, a dtype
+that is not float, another width); what needs the values is per row, while reading: a NaN or
+infinite row becomes that row's error record, a row that is not unit length is normalised
+(CLIP's prompts compare by cosine; one warning per reader).
+"""
+
+from __future__ import annotations
+
+import logging
+import zipfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from q16.errors import Q16Error
+from q16.sources.base import ErrorLog, RawSample
+
+log = logging.getLogger(__name__)
+
+UNIT_TOLERANCE = 1e-2
+"""A row whose L2 norm is further than this from 1 is normalised (float16 rounding stays within)."""
+CHUNK_ROWS = 65536
+"""Rows converted to float32 and checked at a time: memory does not grow with the file."""
+
+
+def npy_header(file: IO[bytes], where: str) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype from a ``.npy`` header, without reading the array."""
+    try:
+        version = np.lib.format.read_magic(file)
+        read = {(1, 0): np.lib.format.read_array_header_1_0}.get(
+            version, np.lib.format.read_array_header_2_0
+        )
+        shape, _, dtype = read(file)
+    except Exception as err:  # ValueError: not a .npy; EOFError, OSError
+        raise Q16Error(f"{where}: not a readable .npy array ({type(err).__name__})") from err
+    return tuple(shape), np.dtype(dtype)
+
+
+def npz_header(path: Path, array: str) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype of one array of an ``.npz`` (only its header is read)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = [n.removesuffix(".npy") for n in archive.namelist()]
+            if array not in names:
+                raise Q16Error(
+                    f"{path}: no array {array!r} (it has {', '.join(sorted(names)) or 'none'}); "
+                    "pass data.array=<name>"
+                )
+            with archive.open(f"{array}.npy") as member:
+                return npy_header(member, f"{path}:{array}")
+    except (zipfile.BadZipFile, OSError) as err:
+        raise Q16Error(f"{path}: not a readable .npz ({type(err).__name__})") from err
+
+
+def check_matrix(where: str, shape: tuple[int, ...], dtype: np.dtype, rows: int) -> int:
+    """A (rows, D) float array; returns D."""
+    if dtype.kind != "f":
+        raise Q16Error(f"{where}: embeddings must be float16 or float32, not {dtype}")
+    if len(shape) != 2 or shape[1] < 1:
+        raise Q16Error(f"{where}: embeddings must be a 2-D (rows, width) array, not {shape}")
+    if shape[0] != rows:
+        raise Q16Error(
+            f"{where}: {shape[0]} embeddings but {rows} metadata rows; rows are matched by "
+            "position, so the counts must agree"
+        )
+    return int(shape[1])
+
+
+def parquet_rows(path: Path, wanted: Sequence[str]) -> int:
+    """Rows of a metadata parquet that has every ``wanted`` column."""
+    if not path.is_file():
+        raise Q16Error(f"{path}: metadata file missing (its rows name the embeddings' images)")
+    try:
+        meta = pq.read_metadata(path)
+        names = pq.read_schema(path).names
+    except Exception as err:  # ArrowInvalid, OSError: a cut or foreign file
+        raise Q16Error(f"{path}: not a readable parquet ({type(err).__name__})") from err
+    missing = [c for c in wanted if c not in names]
+    if missing:
+        raise Q16Error(
+            f"{path}: no column {missing[0]!r} for data.meta_columns (it has {', '.join(names)})"
+        )
+    return int(meta.num_rows)
+
+
+def same_width(widths: dict[str, int]) -> int:
+    """Every file of a collection has one width; returns it."""
+    if len(set(widths.values())) > 1:
+        shown = ", ".join(f"{k}: {v}" for k, v in list(widths.items())[:4])
+        raise Q16Error(f"embedding files of different widths ({shown}); one model per run")
+    return next(iter(widths.values()))
+
+
+def key_column(names: Sequence[str], chosen: str | None, candidates: Sequence[str]) -> str | None:
+    """The column that names each row (``data.key_column``, else the first candidate present;
+    None: rows are named ``<shard>/<row>``)."""
+    if chosen:
+        if chosen not in names:
+            raise Q16Error(f"data.key_column={chosen!r}: no such column ({', '.join(names)})")
+        return chosen
+    return next((c for c in candidates if c in names), None)
+
+
+@dataclass
+class RowReader:
+    """Turns one shard's embedding array and metadata parquet into RawSamples."""
+
+    meta_columns: tuple[str, ...]
+    key: str | None
+    warned: bool = field(default=False)
+
+    def rows(
+        self, shard: str, source: str, array: np.ndarray, metadata: Path, errors: ErrorLog
+    ) -> Iterator[RawSample]:
+        columns = list(dict.fromkeys(([self.key] if self.key else []) + list(self.meta_columns)))
+        table = pq.read_table(metadata, columns=columns)
+        if table.num_rows != len(array):
+            errors.add(None, f"{shard}: {len(array)} embeddings but {table.num_rows} rows")
+            return
+        values = {c: table.column(c).to_pylist() for c in columns}
+        for start in range(0, len(array), CHUNK_ROWS):
+            chunk = np.array(array[start : start + CHUNK_ROWS], dtype=np.float32)
+            finite: np.ndarray = np.asarray(np.isfinite(chunk).all(axis=1))
+            norms = np.linalg.norm(np.where(finite[:, None], chunk, 0.0), axis=1)
+            off = finite & (np.abs(norms - 1.0) > UNIT_TOLERANCE) & (norms > 0)
+            if off.any():
+                if not self.warned:
+                    log.warning(
+                        "%s: %d of %d embeddings are not unit length; normalised (CLIP "
+                        "embeddings are compared by cosine)",
+                        shard,
+                        int(off.sum()),
+                        len(chunk),
+                    )
+                    self.warned = True
+                chunk[off] /= norms[off, None]
+            for i, vector in enumerate(chunk):
+                row = start + i
+                key = values[self.key][row] if self.key else None
+                sample = RawSample(
+                    key=f"{shard}/{row}" if key is None else str(key),
+                    source=source,
+                    meta={c: _text(values[c][row]) for c in self.meta_columns},
+                )
+                if not finite[i]:
+                    sample.error = f"row {row}: embedding holds NaN or infinite values"
+                elif norms[i] == 0:
+                    sample.error = f"row {row}: embedding is all zeros"
+                else:
+                    sample.features = vector
+                yield sample
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)

@@ -1,0 +1,148 @@
+"""clip-retrieval folders and DataComp shards as inference inputs, in their published layouts:
+checked as one line, bad rows recorded, scored without an image tower or weights."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from collections_layout import clip_retrieval_folder, datacomp_folder, unit_rows
+from omegaconf import DictConfig
+
+from q16 import infer
+from q16.errors import Q16Error
+from q16.sources.base import EmbeddingSource, ErrorLog
+from q16.sources.clip_retrieval import ClipRetrievalEmbeddings
+from q16.sources.datacomp import DataCompShards
+from q16.spreadsheet import read_text_csv
+
+
+def test_clip_retrieval_rows_keys_and_metadata(tmp_path: Path) -> None:
+    source = ClipRetrievalEmbeddings(
+        str(clip_retrieval_folder(tmp_path, [3, 2])), meta_columns=["url", "caption"]
+    )
+    assert isinstance(source, EmbeddingSource)
+    assert source.embedding_space().embed_dim == 32
+    shards = source.list_shards()
+    assert [s.name for s in shards] == ["img_emb_0", "img_emb_1"]
+    errors = ErrorLog(shards[1].name)
+    samples = list(source.iter_samples(shards[1], errors))
+    assert [s.key for s in samples] == ["000010000", "000010001"]
+    assert samples[0].meta == {
+        "url": "https://example.com/000010000.jpg",
+        "caption": "=caption 000010000",
+    }
+    assert samples[0].features is not None and samples[0].features.dtype == np.float32
+    assert not errors.records
+
+
+def test_datacomp_model_picks_the_array(tmp_path: Path) -> None:
+    root = datacomp_folder(tmp_path / "dc", [4])
+    l14 = DataCompShards(str(root), model="ViT-L-14", meta_columns=["uid", "text"])
+    assert l14.embedding_space().embed_dim == 768
+    assert l14.embedding_space().weights == "openai"
+    assert DataCompShards(str(root), model="ViT-B-32-quickgelu").embedding_space().embed_dim == 512
+    shard = l14.list_shards()[0]
+    samples = list(l14.iter_samples(shard, ErrorLog(shard.name)))
+    assert len(samples) == 4 and samples[0].key == samples[0].meta["uid"]  # type: ignore[index]
+    with pytest.raises(Q16Error, match="DataComp ships embeddings of"):
+        DataCompShards(str(root), model="RN50").list_shards()
+    with pytest.raises(Q16Error, match="no array 'h14_img'"):
+        DataCompShards(str(root), array="h14_img").list_shards()
+
+
+def test_bad_collections_are_one_line(tmp_path: Path) -> None:
+    root = clip_retrieval_folder(tmp_path / "a", [3, 3])
+    np.save(root / "img_emb" / "img_emb_1.npy", unit_rows(4, 32))
+    with pytest.raises(Q16Error, match="4 embeddings but 3 metadata rows"):
+        ClipRetrievalEmbeddings(str(root)).list_shards()
+    np.save(root / "img_emb" / "img_emb_1.npy", np.zeros((3, 32), np.int8))
+    with pytest.raises(Q16Error, match="float16 or float32, not int8"):
+        ClipRetrievalEmbeddings(str(root)).list_shards()
+    np.save(root / "img_emb" / "img_emb_1.npy", unit_rows(3, 16))
+    with pytest.raises(Q16Error, match="different widths"):
+        ClipRetrievalEmbeddings(str(root)).list_shards()
+    (root / "metadata" / "metadata_1.parquet").unlink()
+    with pytest.raises(Q16Error, match="metadata file missing"):
+        ClipRetrievalEmbeddings(str(root)).list_shards()
+    with pytest.raises(Q16Error, match="no column 'nope'"):
+        ClipRetrievalEmbeddings(str(root), meta_columns=["nope"]).embedding_space()
+    with pytest.raises(Q16Error, match="no img_emb/"):
+        ClipRetrievalEmbeddings(str(tmp_path)).list_shards()
+
+
+def test_nan_rows_are_records_and_long_rows_are_normalised(tmp_path: Path, caplog) -> None:
+    root = clip_retrieval_folder(tmp_path, [5])
+    array = np.load(root / "img_emb" / "img_emb_0.npy").astype(np.float32)
+    array[1] = np.nan
+    array[2] *= 3.0
+    array[3] *= 5.0
+    array[4] = 0.0
+    np.save(root / "img_emb" / "img_emb_0.npy", array)
+    source = ClipRetrievalEmbeddings(str(root))
+    shard = source.list_shards()[0]
+    errors = ErrorLog(shard.name)
+    with caplog.at_level(logging.WARNING):
+        samples = list(source.iter_samples(shard, errors))
+    bad = {s.key: s.error for s in samples if s.error}
+    assert set(bad) == {"000000001", "000000004"} and "NaN" in bad["000000001"]
+    for s in samples:
+        if s.features is not None:
+            assert abs(np.linalg.norm(s.features) - 1) < 1e-3
+    assert sum("not unit length" in r.message for r in caplog.records) == 1
+
+
+def _run(make_cfg: Callable[..., DictConfig], tmp_path: Path, *overrides: str) -> dict:
+    cfg = make_cfg(
+        "model=ViT-L-14",
+        f"infer.out_dir={tmp_path / 'out'}",
+        "infer.num_workers=0",
+        "infer.progress=false",
+        "infer.threshold=0.0",
+        "fabric.accelerator=cpu",
+        *overrides,
+        config_name="infer",
+    )
+    return infer.run(cfg)
+
+
+def test_clip_retrieval_run_joins_metadata_without_weights(
+    make_cfg: Callable[..., DictConfig], tmp_path: Path
+) -> None:
+    root = clip_retrieval_folder(tmp_path / "laion", [4, 3], dim=768)
+    array = np.load(root / "img_emb" / "img_emb_1.npy")
+    array[0] = np.nan
+    np.save(root / "img_emb" / "img_emb_1.npy", array)
+    summary = _run(
+        make_cfg, tmp_path, "data=clip_retrieval", f"data.path={root}",
+        "data.meta_columns=[url,caption]",
+    )  # fmt: skip
+    assert summary["images_scored"] == 6 and summary["images_unscored"] == 1
+    scores = pd.read_parquet(tmp_path / "out" / "scores" / "img_emb_0.parquet")
+    assert scores["meta_url"].tolist()[0] == "https://example.com/000000000.jpg"
+    flagged = read_text_csv(tmp_path / "out" / "flagged.csv", restore_cells=["meta_caption", "key"])
+    assert len(flagged) == 6 and {"meta_url", "meta_caption"} <= set(flagged.columns)
+    assert set(flagged["meta_caption"]) == {f"=caption {k}" for k in flagged["key"]}
+    raw = (tmp_path / "out" / "flagged.csv").read_text()
+    assert ",=caption" not in raw  # spreadsheet-safe cells
+
+
+def test_datacomp_run_and_model_mismatch(
+    make_cfg: Callable[..., DictConfig], tmp_path: Path
+) -> None:
+    root = datacomp_folder(tmp_path / "dc", [5])
+    summary = _run(
+        make_cfg, tmp_path, "data=datacomp", f"data.path={root}", "data.meta_columns=[uid,url]"
+    )
+    assert summary["images_scored"] == 5
+    scores = pd.read_parquet(tmp_path / "out" / "scores" / "00000000.parquet")
+    assert (scores["key"] == scores["meta_uid"]).all()
+    with pytest.raises(Q16Error, match="pass the same model"):
+        _run(
+            make_cfg, tmp_path / "b", "data=datacomp", f"data.path={root}",
+            "data.array=l14_img", "model.name=ViT-B-32",
+        )  # fmt: skip
