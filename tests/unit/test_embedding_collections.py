@@ -129,6 +129,16 @@ def test_clip_retrieval_run_joins_metadata_without_weights(
     assert set(flagged["meta_caption"]) == {f"=caption {k}" for k in flagged["key"]}
     raw = (tmp_path / "out" / "flagged.csv").read_text()
     assert ",=caption" not in raw  # spreadsheet-safe cells
+    # the text that came with each image reaches the reviewer: review.csv and the page
+    from q16.report import write_report
+
+    files = write_report(tmp_path / "out")
+    review = read_text_csv(files.review, restore_cells=["key", "meta_caption", "meta_url"])
+    assert list(review.columns[-3:]) == ["meta_url", "meta_caption", "note"]
+    assert set(review["meta_caption"]) == {f"=caption {k}" for k in review["key"]}
+    assert ",=caption" not in files.review.read_text()
+    page = files.html.read_text()
+    assert "caption =caption 000000000" in page and "https://example.com/000000000.jpg" in page
 
 
 def test_datacomp_run_and_model_mismatch(

@@ -22,11 +22,12 @@ from q16.outdir import (
     ERRORS_FILE,
     FLAGGED_COLUMNS,
     FLAGGED_FILE,
+    META_PREFIX,
     SCORES_DIR,
     SUMMARY_FILE,
     UNKNOWN_CLASS,
 )
-from q16.spreadsheet import read_text_csv
+from q16.spreadsheet import read_text_csv, restore_columns
 
 __all__ = [
     "FLAGGED_COLUMNS",
@@ -173,14 +174,21 @@ def load_run(out_dir: str | Path) -> InferenceRun:
 
 
 TEXT_COLUMNS = ("key", "shard", "source", "file_name", "class_name")
-"""Columns of ``flagged.csv`` that hold text from the dataset (neutralised for spreadsheets)."""
+"""Columns of ``flagged.csv`` that hold text from the dataset (neutralised for spreadsheets);
+so do the ``meta_<column>`` columns a run carried from the dataset (``data.meta_columns``)."""
+
+
+def meta_columns(frame: pd.DataFrame) -> list[str]:
+    """The dataset's own fields carried with each score (url, caption, ...), in file order."""
+    return [str(c) for c in frame.columns if str(c).startswith(META_PREFIX)]
 
 
 def _read_flagged(path: Path) -> pd.DataFrame:
     """Keys and names as the exact strings written (``NA``, ``null``, ``000123`` included)."""
     if not path.is_file():
         raise Q16Error(f"{path.parent}: no flagged.csv (the inference run did not finish)")
-    flagged = read_text_csv(path, restore_cells=TEXT_COLUMNS)
+    flagged = read_text_csv(path)
+    restore_columns(flagged, [*TEXT_COLUMNS, *meta_columns(flagged)])
     missing = set(FLAGGED_COLUMNS) - set(flagged.columns)
     if missing:
         raise Q16Error(f"{path}: missing column(s) {', '.join(sorted(missing))}")

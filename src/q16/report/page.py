@@ -12,7 +12,8 @@ from typing import Any
 
 import pandas as pd
 
-from q16.report.inputs import Coverage, InferenceRun
+from q16.outdir import META_PREFIX
+from q16.report.inputs import Coverage, InferenceRun, meta_columns
 from q16.report.text import html_text
 
 CSS = """
@@ -128,6 +129,9 @@ def _flagged_section(p: PageInputs) -> list[str]:
             "<code>review.csv</code> (raise <code>--max-images</code> to show more).</p>"
         )
     out.append('<div class="grid" id="flagged">')
+    meta = meta_columns(rows)  # the dataset's own text (caption, url): often the offensive part
+    meta_values = list(rows[meta].itertuples(index=False, name=None)) if meta else []
+    meta_values += [()] * (len(rows) - len(meta_values))
     for rank, (row, uri) in enumerate(
         zip(rows.itertuples(index=False), p.thumbnails, strict=False), start=1
     ):
@@ -138,10 +142,15 @@ def _flagged_section(p: PageInputs) -> list[str]:
             else f'<div class="missing" data-key="{key}">image unavailable</div>'
         )
         file_name = f"<br>file {_e(row.file_name)}" if isinstance(row.file_name, str) else ""
+        fields = "".join(
+            f"<br>{_e(name.removeprefix(META_PREFIX))} {_e(value)}"
+            for name, value in zip(meta, meta_values[rank - 1], strict=True)
+            if isinstance(value, str) and value
+        )
         out.append(
             f'<div class="item">{image}<div class="score">#{rank} &nbsp; '
             f"{float(row.p_inappropriate):.3f}</div>class {_e(row.class_name)}"
-            f"<br>key {key}<br>shard {_e(row.shard)}{file_name}</div>"
+            f"<br>key {key}<br>shard {_e(row.shard)}{file_name}{fields}</div>"
         )
     out.append("</div>")
     return out

@@ -28,7 +28,7 @@ import pandas as pd
 
 from q16.errors import Q16Error
 from q16.fileio import atomic_path
-from q16.report.inputs import FLAGGED_COLUMNS, TEXT_COLUMNS, InferenceRun
+from q16.report.inputs import FLAGGED_COLUMNS, TEXT_COLUMNS, InferenceRun, meta_columns
 from q16.report.review_keys import match_images, one_decision_per_image
 from q16.spreadsheet import read_text_csv, write_text_csv
 
@@ -39,12 +39,15 @@ REVIEW_COLUMNS = ("decision", *FLAGGED_COLUMNS, "note")
 
 
 def write_review(run: InferenceRun, path: Path) -> Path:
-    """The flagged rows with empty ``decision`` and ``note`` columns for the curator."""
-    review = run.flagged.reindex(columns=list(FLAGGED_COLUMNS)).copy()
+    """The flagged rows with empty ``decision`` and ``note`` columns for the curator, and the
+    dataset's own fields (``meta_*``: caption, url ...) so the text that came with an image is
+    reviewed with it."""
+    meta = meta_columns(run.flagged)
+    review = run.flagged.reindex(columns=[*FLAGGED_COLUMNS, *meta]).copy()
     review.insert(0, "decision", "")
     review["note"] = ""
     with atomic_path(path) as tmp:
-        write_text_csv(review, tmp, TEXT_COLUMNS, float_format="%.6f")
+        write_text_csv(review, tmp, [*TEXT_COLUMNS, *meta], float_format="%.6f")
     return path
 
 
