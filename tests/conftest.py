@@ -89,6 +89,19 @@ def compose_config(config_name: str, overrides: Sequence[str], tmp_path: Path) -
     return cfg
 
 
+def infer_overrides(out: Path, *extra: str, num_workers: int = 0) -> list[str]:
+    """A small, fast infer.py run: tiny model on the CPU, small batches, no progress bar."""
+    return [
+        "model=tiny",
+        "fabric.accelerator=cpu",
+        "infer.batch_size=4",
+        f"infer.num_workers={num_workers}",
+        "infer.progress=false",
+        f"infer.out_dir={out}",
+        *extra,
+    ]
+
+
 @pytest.fixture
 def make_cfg(tmp_path: Path) -> Iterator[Callable[..., DictConfig]]:
     def _make(*overrides: str, config_name: str = "train", root: Path | None = None) -> DictConfig:

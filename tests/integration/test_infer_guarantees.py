@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 from omegaconf import DictConfig
 
+from conftest import infer_overrides
 from q16 import infer
 from q16.errors import Q16Error
 from q16.inference.guard import out_dir_lock
@@ -28,15 +29,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def base(out: Path, *extra: str) -> list[str]:
-    return [
-        "model=tiny",
-        "fabric.accelerator=cpu",
-        "infer.batch_size=4",
-        "infer.num_workers=0",
-        "infer.progress=false",
-        f"infer.out_dir={out}",
-        *extra,
-    ]
+    return infer_overrides(out, *extra)
 
 
 def cli(cwd: Path, *args: str) -> subprocess.CompletedProcess:

@@ -17,6 +17,7 @@ import torch
 from omegaconf import DictConfig
 from PIL import Image
 
+from conftest import infer_overrides
 from q16 import infer
 from q16.errors import Q16Error
 from q16.sources.base import Shard
@@ -27,15 +28,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def base(out: Path, *extra: str) -> list[str]:
-    return [
-        "model=tiny",
-        "fabric.accelerator=cpu",
-        "infer.batch_size=4",
-        "infer.num_workers=0",
-        "infer.progress=false",
-        f"infer.out_dir={out}",
-        *extra,
-    ]
+    return infer_overrides(out, *extra)
 
 
 def read_keys(out: Path) -> list[str]:

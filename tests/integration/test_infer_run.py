@@ -13,6 +13,7 @@ import pytest
 from omegaconf import DictConfig
 from PIL import Image
 
+from conftest import infer_overrides
 from q16 import infer, train_config
 from q16.errors import Q16Error
 from q16.models.prompt_io import PromptMetadata, save_prompt
@@ -34,15 +35,7 @@ MakeCfg = Callable[..., DictConfig]
 
 
 def base(tmp_path: Path, *extra: str) -> list[str]:
-    return [
-        "model=tiny",
-        "fabric.accelerator=cpu",
-        "infer.batch_size=4",
-        "infer.num_workers=1",
-        "infer.progress=false",
-        f"infer.out_dir={tmp_path / 'scored'}",
-        *extra,
-    ]
+    return infer_overrides(tmp_path / "scored", *extra, num_workers=1)
 
 
 @pytest.fixture

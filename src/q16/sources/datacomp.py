@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from q16.errors import Q16Error
+from q16.models.backbone import base_model_name
 from q16.sources.base import EmbeddingSpace, ErrorLog, RawSample, Shard
 from q16.sources.collection import (
     RowReader,
@@ -58,7 +59,7 @@ class DataCompShards:
     def array_name(self) -> str:
         if self.array:
             return self.array
-        base = (self.model or "").removesuffix("-quickgelu")
+        base = base_model_name(self.model or "")
         if base not in ARRAYS:
             raise Q16Error(
                 f"model={self.model}: DataComp ships embeddings of "
