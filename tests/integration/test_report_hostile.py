@@ -283,3 +283,23 @@ def test_hostile_report_renders_in_headless_chromium(hostile: Path, tmp_path: Pa
     ).stdout
     assert dom.count('class="thumb"') == len(NA_KEYS) and 'id="not-scored"' in dom
     assert "<script" not in dom and "<i>" not in dom  # text stayed text
+
+
+def test_dataset_fields_carried_with_scores_are_hostile_text_too(tmp_path: Path) -> None:
+    """``meta_*`` columns (captions, urls from the dataset) obey the same rules as class names:
+    any text, one escaped line on the page, formula-safe and round-tripped in review.csv."""
+    from q16.spreadsheet import read_text_csv, write_text_csv
+
+    out = make_hostile_out_dir(tmp_path)
+    flagged = read_text_csv(out / "flagged.csv", restore_cells=["key", "shard"])
+    captions = [HOSTILE_CLASSES[i % len(HOSTILE_CLASSES)] for i in range(len(flagged))]
+    flagged["meta_caption"] = captions
+    write_text_csv(flagged, out / "flagged.csv", ["key", "shard", "meta_caption"])
+    files = write_report(out)
+    review = read_text_csv(files.review, restore_cells=["key", "shard", "meta_caption"])
+    assert review["meta_caption"].tolist() == load_run(out).flagged["meta_caption"].tolist()
+    assert set(review["meta_caption"]) == set(captions)
+    _assert_no_formula_cells(files.review)
+    page = files.html.read_text()
+    assert "<script" not in page and "\u202e" not in page and "\x1b" not in page
+    assert "caption line one line two" in page  # a multi-line caption shown on one line
