@@ -19,13 +19,15 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 import numpy as np
+import pyarrow as pa
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from q16.errors import Q16Error
 from q16.imageload import DEFAULT_MAX_PIXELS, ImageLoadError, load_rgb
-from q16.sources.base import ErrorLog, InferenceSource, RawSample, Shard, checked
+from q16.inference.blocks import BlockChecks
+from q16.sources.base import BlockSource, ErrorLog, InferenceSource, RawSample, Shard, checked
 
 log = logging.getLogger(__name__)
 
@@ -114,9 +116,14 @@ class Batch:
     done: bool = False
     unread: bool = False
     """Set on the ``done`` batch of a shard that could not be opened: not committed, retried."""
+    columns: dict[str, pa.Array] | None = None
+    """A block of embeddings (the fast path): ``key`` and any of ``source``, ``file_name``,
+    ``class_id``, ``class_name``, ``synset`` as arrays, instead of the lists above."""
+    meta_arrays: dict[str, pa.Array] | None = None
+    """With ``columns``: ``data.meta_columns`` as string arrays."""
 
     def __len__(self) -> int:
-        return len(self.keys)
+        return len(self.columns["key"]) if self.columns is not None else len(self.keys)
 
     def pin_memory(self) -> Batch:
         if self.images is not None:
@@ -127,7 +134,11 @@ class Batch:
 
 
 class ShardStream(IterableDataset):
-    """Batches from the shards owned by this DataLoader worker (all of them with no workers)."""
+    """Batches from the shards owned by this DataLoader worker (all of them with no workers).
+
+    A source of embedding blocks (``BlockSource``) is read a block at a time (``blocks``,
+    the default; ``blocks=False`` keeps the row path, which tests compare against).
+    """
 
     def __init__(
         self,
@@ -135,12 +146,15 @@ class ShardStream(IterableDataset):
         shards: Sequence[Shard],
         decoder: ImageDecoder,
         batch_size: int,
+        blocks: bool = True,
     ) -> None:
         super().__init__()
         self.source = source
         self.shards = list(shards)
         self.decoder = decoder
         self.batch_size = batch_size
+        self.blocks = blocks and isinstance(source, BlockSource)
+        self._warn = [True]
 
     def __iter__(self) -> Iterator[Batch]:
         info = get_worker_info()
@@ -149,6 +163,9 @@ class ShardStream(IterableDataset):
             yield from self.read_shard(shard)
 
     def read_shard(self, shard: Shard) -> Iterator[Batch]:
+        if self.blocks:
+            yield from self._read_blocks(shard)
+            return
         errors = ErrorLog(shard.name)
         pending: list[tuple[RawSample, torch.Tensor]] = []
         n_samples = 0
@@ -181,6 +198,37 @@ class ShardStream(IterableDataset):
         # after some: leave the shard undone, so that the next run reads it whole again
         final.unread = errors.io_errors > 0
         yield final
+
+    def _read_blocks(self, shard: Shard) -> Iterator[Batch]:
+        """One batch per block of the shard, then its ``done`` batch (as ``read_shard``)."""
+        assert isinstance(self.source, BlockSource)
+        errors = ErrorLog(shard.name)
+        checks = BlockChecks(shard.name, errors, self._warn)
+        blocks = self.source.iter_blocks(shard, errors)
+        n_rows = 0
+        while True:
+            try:
+                block = next(blocks, None)
+                if block is None:
+                    break
+                n_rows += len(block)
+                rows = checks.check(block)
+            except OSError as err:  # vanished file, NFS hiccup: may be transient, retried
+                errors(err)
+                break
+            except Exception as err:  # a source that broke mid-shard: keep what was read
+                errors.add(None, f"reading stopped: {type(err).__name__}: {err}")
+                break
+            if len(rows):
+                yield Batch(
+                    shard=shard.name,
+                    columns=rows.columns,
+                    meta_arrays=rows.meta,
+                    features=rows.features,
+                )
+        if n_rows == 0 and not errors.records:
+            errors.add(None, "empty shard: no samples")
+        yield Batch(shard=shard.name, errors=errors.records, done=True, unread=errors.io_errors > 0)
 
     def _decode(self, raw: RawSample, errors: ErrorLog, seen: set[str]) -> torch.Tensor | None:
         try:

@@ -15,6 +15,8 @@ from q16.models.backbone import Backbone
 from q16.models.prompt_head import PromptHead
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+FEATURE_CHUNK = 2048
+"""Rows of features converted to float32 and scored at a time (6 MB at 768-d: in cache)."""
 
 
 def resolve_autocast(setting: str, device: torch.device) -> str:
@@ -75,14 +77,23 @@ class Scorer:
 
     @torch.inference_mode()
     def score_features(self, features: torch.Tensor, keep: bool = False) -> Scores:
-        features = features.to(self.device).float()
-        logits = self.head(features).float()
+        """Features of any float dtype (a block of float16 embeddings, say): converted to
+        float32 ``FEATURE_CHUNK`` rows at a time, so the copy stays in cache."""
+        chunks = [
+            self._score_chunk(features[i : i + FEATURE_CHUNK], keep)
+            for i in range(0, len(features), FEATURE_CHUNK)
+        ] or [self._score_chunk(features, keep)]
+        logits = torch.cat([c[0] for c in chunks])
         probs = logits.softmax(dim=-1)[:, 1]
         return Scores(
             p_inappropriate=probs.cpu(),
             label=logits.argmax(dim=-1).to(torch.int8).cpu(),
-            embeddings=features.cpu() if keep else None,
+            embeddings=torch.cat([c[1] for c in chunks]).cpu() if keep else None,
         )
+
+    def _score_chunk(self, features: torch.Tensor, keep: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        features = features.to(self.device).float()
+        return self.head(features).float(), features
 
     def score_images(self, images: torch.Tensor, keep: bool = False) -> Scores:
         return self.score_features(self.encode(images), keep=keep)

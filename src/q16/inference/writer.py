@@ -67,6 +67,46 @@ def scores_schema(meta_columns: tuple[str, ...] = ()) -> pa.Schema:
     )
 
 
+ROW_COLUMNS = {
+    "key": pa.string(),
+    "source": pa.string(),
+    "file_name": pa.string(),
+    "class_id": pa.int64(),
+    "class_name": pa.string(),
+    "synset": pa.string(),
+}
+"""What a batch says about each image, beside its score; a missing one is null (class -1)."""
+
+
+def row_columns(batch: Batch, meta_columns: tuple[str, ...]) -> dict[str, pa.Array]:
+    """A batch's row columns and ``meta_<name>`` columns as arrays, from either a block
+    (arrays already) or an image batch (Python lists)."""
+    n = len(batch)
+    if batch.columns is not None:
+        given, meta = batch.columns, batch.meta_arrays or {}
+    else:
+        lists = (
+            batch.keys, batch.sources, batch.file_names, batch.class_ids, batch.class_names,
+            batch.synsets,
+        )  # fmt: skip
+        given = {
+            name: pa.array(values, kind)
+            for (name, kind), values in zip(ROW_COLUMNS.items(), lists, strict=True)
+        }
+        metas = batch.metas
+        meta = {
+            c: pa.array([(m or {}).get(c) for m in metas] if metas else [None] * n, pa.string())
+            for c in meta_columns
+        }
+    columns = {}
+    for name, kind in ROW_COLUMNS.items():
+        default = pa.repeat(pa.scalar(-1, kind), n) if name == "class_id" else pa.nulls(n, kind)
+        columns[name] = given.get(name, default)
+    for column, name in zip(meta_columns, meta_column_names(meta_columns), strict=True):
+        columns[name] = meta.get(column, pa.nulls(n, pa.string()))
+    return columns
+
+
 def is_done(
     out_dir: Path, shard: str, identity: str | None = None, stamp: str | None = None
 ) -> bool:
@@ -103,7 +143,8 @@ def is_done(
 class _PendingShard:
     """The rows (and embeddings) of one shard in flight, until it is committed."""
 
-    columns: dict[str, list[Any]] = field(default_factory=dict)
+    tables: list[pa.Table] = field(default_factory=list)
+    """The scored rows of each batch, concatenated once, at commit."""
     embeddings: list[np.ndarray] = field(default_factory=list)
     errors: list[dict[str, Any]] = field(default_factory=list)
     """Images the model gave no finite score (recorded, not written as rows)."""
@@ -141,29 +182,20 @@ class ShardWriter:
         pending = self.pending.setdefault(batch.shard, self._new_pending())
         probs = scores.p_inappropriate.float().numpy()
         keep = np.isfinite(probs)
+        columns = row_columns(batch, self.meta_columns)
         for i in np.flatnonzero(~keep):
             reason = f"the model gave no finite score (p_inappropriate={probs[i]})"
-            pending.errors.append({"key": batch.keys[i], "shard": batch.shard, "reason": reason})
-        rows = np.flatnonzero(keep).tolist()
-        cols = pending.columns
-        for name, values in (
-            ("key", batch.keys),
-            ("source", batch.sources),
-            ("file_name", batch.file_names),
-            ("class_id", batch.class_ids),
-            ("class_name", batch.class_names),
-            ("synset", batch.synsets),
-        ):
-            cols[name].extend(values[i] for i in rows)
-        for column, name in zip(
-            self.meta_columns, meta_column_names(self.meta_columns), strict=True
-        ):
-            metas = batch.metas
-            cols[name].extend((metas[i] or {}).get(column) if metas else None for i in rows)
-        cols["shard"].extend([batch.shard] * len(rows))
-        cols["p_inappropriate"].extend(probs[keep].tolist())
-        cols["label"].extend(scores.label.numpy()[keep].tolist())
-        cols["flagged"].extend((probs[keep] >= self.threshold).tolist())
+            key = columns["key"][int(i)].as_py()
+            pending.errors.append({"key": key, "shard": batch.shard, "reason": reason})
+        if not keep.all():
+            chosen = pa.array(keep)
+            columns = {name: values.filter(chosen) for name, values in columns.items()}
+        n = int(keep.sum())
+        columns["shard"] = pa.repeat(pa.scalar(batch.shard), n)
+        columns["p_inappropriate"] = pa.array(probs[keep], pa.float32())
+        columns["label"] = pa.array(scores.label.numpy()[keep], pa.int8())
+        columns["flagged"] = pa.array(probs[keep] >= self.threshold, pa.bool_())
+        pending.tables.append(pa.table(columns).select(self.schema.names).cast(self.schema))
         if self.save_embeddings and scores.embeddings is not None:
             pending.embeddings.append(scores.embeddings.float().numpy()[keep])
 
@@ -217,7 +249,7 @@ class ShardWriter:
             with atomic_path(embeddings_path(self.out_dir, shard)) as tmp, tmp.open("wb") as f:
                 np.save(f, array.astype(np.float32))
         self._write_errors(shard, errors)
-        table = pa.table(rows.columns, schema=scores_schema(self.meta_columns))
+        table = pa.concat_tables(rows.tables) if rows.tables else self.schema.empty_table()
         stored = {k: v.encode() for k, v in (metadata or {}).items() if v is not None}
         if stored:
             table = table.replace_schema_metadata(stored)
@@ -227,9 +259,12 @@ class ShardWriter:
         kill_point(AFTER_COMMIT, self._commits)
         return table.num_rows
 
+    @property
+    def schema(self) -> pa.Schema:
+        return scores_schema(self.meta_columns)
+
     def _new_pending(self) -> _PendingShard:
-        names = scores_schema(self.meta_columns).names
-        return _PendingShard(columns={n: [] for n in names})
+        return _PendingShard()
 
     def _write_errors(self, shard: str, errors: list[dict[str, Any]]) -> None:
         lines = "".join(json.dumps(e) + "\n" for e in errors)

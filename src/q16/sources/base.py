@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 import numpy as np
+import pyarrow as pa
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,61 @@ def checked(raw: RawSample) -> RawSample:
     if raw.meta is not None:
         raw.meta = {k: None if v is None else utf8_text(str(v)) for k, v in raw.meta.items()}
     return raw
+
+
+def text_array(values: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """A column as valid UTF-8 strings, vectorised, by the rules of :func:`checked`: strings
+    stay (bytes that are not UTF-8 become ``\\xNN``), integers are cast, anything else is
+    ``str(value)`` (rare types: one Python call per value); nulls stay null."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    kind = values.type
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        try:
+            values.validate(full=True)
+            return values.cast(pa.string())
+        except pa.ArrowInvalid:  # a hostile file's bytes that are not UTF-8
+            raw = values.cast(pa.binary(), safe=False).to_pylist()
+            return pa.array(
+                [None if v is None else v.decode("utf-8", "backslashreplace") for v in raw],
+                pa.string(),
+            )
+    if pa.types.is_integer(kind):
+        return values.cast(pa.string())
+    return pa.array(
+        [None if v is None else utf8_text(str(v)) for v in values.to_pylist()], pa.string()
+    )
+
+
+@dataclass
+class FeatureBlock:
+    """Consecutive rows of a shard of precomputed embeddings, as arrays (the fast path).
+
+    The reader checks them, vectorised, by the rules of the row path (``checked``, NaN and
+    zero rows recorded, duplicate keys recorded, long rows normalised), so a source only reads.
+
+    Args:
+        start: the shard row of the first row (error records say ``row <n>``).
+        keys: one string per row (``text_array``); null = unnamed (``<shard>/<row>``).
+        features: (n, D) float16 or float32, unchecked, possibly a view of a memory map.
+        source: the file the rows come from.
+        meta: ``data.meta_columns`` as string arrays.
+        fields: saved embeddings' ``source``, ``file_name``, ``class_id`` (int64), ``class_name``,
+            ``synset`` columns, where the file has them.
+        unit: rows are meant to be unit length (collections: zero rows are errors, others
+            normalised); False for q16's saved, unnormalised features.
+    """
+
+    start: int
+    keys: pa.Array
+    features: np.ndarray
+    source: str
+    meta: dict[str, pa.Array] = field(default_factory=dict)
+    fields: dict[str, pa.Array] = field(default_factory=dict)
+    unit: bool = True
+
+    def __len__(self) -> int:
+        return len(self.keys)
 
 
 @dataclass
@@ -163,6 +219,18 @@ class EmbeddingSource(InferenceSource, Protocol):
 
     def embedding_space(self) -> EmbeddingSpace:
         """The encoder the embeddings come from; raises ``Q16Error`` if it cannot be told."""
+        ...
+
+
+@runtime_checkable
+class BlockSource(EmbeddingSource, Protocol):
+    """An embedding source that can also hand over whole blocks of rows (``FeatureBlock``):
+    the reader then checks and scores them vectorised instead of one ``RawSample`` at a time.
+    Both paths give the same scores and records (tests/unit/test_embedding_blocks.py)."""
+
+    def iter_blocks(self, shard: Shard, errors: ErrorLog) -> Iterator[FeatureBlock]:
+        """The shard's rows in order, as blocks; must not raise for bad rows (the reader
+        checks them), may record a shard-level problem in ``errors`` and yield nothing."""
         ...
 
 

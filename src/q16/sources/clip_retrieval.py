@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from q16.errors import Q16Error
-from q16.sources.base import EmbeddingSpace, ErrorLog, RawSample, Shard
+from q16.sources.base import EmbeddingSpace, ErrorLog, FeatureBlock, RawSample, Shard
 from q16.sources.collection import (
     RowReader,
     check_matrix,
@@ -85,7 +85,7 @@ class ClipRetrievalEmbeddings:
         same_width(self._widths())
         return [Shard(npy.stem, str(npy)) for npy in self._files()]
 
-    def iter_samples(self, shard: Shard, errors: ErrorLog) -> Iterator[RawSample]:
+    def _open(self, shard: Shard) -> tuple[RowReader, np.ndarray, Path]:
         npy = Path(shard.source)
         metadata = self.metadata_file(npy)
         if self._reader is None:
@@ -94,5 +94,13 @@ class ClipRetrievalEmbeddings:
             names = pq.read_schema(metadata).names
             key = key_column(names, self.key_column, KEY_CANDIDATES)
             self._reader = RowReader(tuple(self.meta_columns), key)
-        array = np.load(npy, mmap_mode="r", allow_pickle=False)
-        yield from self._reader.rows(shard.name, str(npy), array, metadata, errors)
+        return self._reader, np.load(npy, mmap_mode="r", allow_pickle=False), metadata
+
+    def iter_samples(self, shard: Shard, errors: ErrorLog) -> Iterator[RawSample]:
+        reader, array, metadata = self._open(shard)
+        yield from reader.rows(shard.name, shard.source, array, metadata, errors)
+
+    def iter_blocks(self, shard: Shard, errors: ErrorLog) -> Iterator[FeatureBlock]:
+        """Blocks of the memory-mapped array: only the rows of blocks in flight are read."""
+        reader, array, metadata = self._open(shard)
+        yield from reader.blocks(shard.name, shard.source, array, metadata, errors)

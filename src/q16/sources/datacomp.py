@@ -16,7 +16,7 @@ import numpy as np
 
 from q16.errors import Q16Error
 from q16.models.backbone import base_model_name
-from q16.sources.base import EmbeddingSpace, ErrorLog, RawSample, Shard
+from q16.sources.base import EmbeddingSpace, ErrorLog, FeatureBlock, RawSample, Shard
 from q16.sources.collection import (
     RowReader,
     check_matrix,
@@ -92,7 +92,7 @@ class DataCompShards:
         same_width(self._widths())
         return [Shard(npz.stem, str(npz)) for npz in self._files()]
 
-    def iter_samples(self, shard: Shard, errors: ErrorLog) -> Iterator[RawSample]:
+    def _open(self, shard: Shard) -> tuple[RowReader, np.ndarray, Path]:
         npz = Path(shard.source)
         metadata = npz.with_suffix(".parquet")
         if self._reader is None:
@@ -101,6 +101,16 @@ class DataCompShards:
             names = pq.read_schema(metadata).names
             key = key_column(names, self.key_column, KEY_CANDIDATES)
             self._reader = RowReader(tuple(self.meta_columns), key)
+        # an .npz member cannot be memory-mapped: one shard's array is read whole (DataComp
+        # shards hold about 10k rows: 15 MB at 768-d)
         with np.load(npz, allow_pickle=False) as arrays:
             array = arrays[self.array_name]
-        yield from self._reader.rows(shard.name, str(npz), array, metadata, errors)
+        return self._reader, array, metadata
+
+    def iter_samples(self, shard: Shard, errors: ErrorLog) -> Iterator[RawSample]:
+        reader, array, metadata = self._open(shard)
+        yield from reader.rows(shard.name, shard.source, array, metadata, errors)
+
+    def iter_blocks(self, shard: Shard, errors: ErrorLog) -> Iterator[FeatureBlock]:
+        reader, array, metadata = self._open(shard)
+        yield from reader.blocks(shard.name, shard.source, array, metadata, errors)

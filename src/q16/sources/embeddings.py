@@ -13,19 +13,24 @@ as that image's error.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from q16.errors import Q16Error
 from q16.outdir import EMBEDDINGS_DIR, EMBEDDINGS_META_FILE, scores_path
-from q16.sources.base import EmbeddingSpace, ErrorLog, RawSample, Shard
+from q16.sources.base import EmbeddingSpace, ErrorLog, FeatureBlock, RawSample, Shard, text_array
 
 META_COLUMNS = ("key", "source", "file_name", "class_id", "class_name", "synset")
+TEXT_FIELDS = ("source", "file_name", "class_name", "synset")
+BLOCK_ROWS = 16384
+"""Rows per ``FeatureBlock`` (as ``collection.BLOCK_ROWS``)."""
 
 
 @dataclass
@@ -34,11 +39,17 @@ class SavedEmbeddings:
 
     Args:
         path: that run's ``infer.out_dir``.
+        meta_columns: columns of its scores carried again: ``url`` reads ``meta_url`` (what
+            that run carried), else a column of that name (``class_name``, ...).
         name: label for reports.
     """
 
     path: str
+    meta_columns: Sequence[str] = ()
     name: str = "embeddings"
+
+    def __post_init__(self) -> None:
+        self.meta_columns = tuple(str(c) for c in self.meta_columns)
 
     @property
     def root(self) -> Path:
@@ -78,21 +89,50 @@ class SavedEmbeddings:
             scores = scores_path(self.root, npy.stem)
             if scores.is_file():
                 check_array(npy, dim, _rows(scores))
+                self._meta_sources(scores)
                 shards.append(Shard(npy.stem, str(npy)))
         if not shards:
             raise Q16Error(f"data.path={self.path!r}: no finished shards with embeddings")
         return shards
 
-    def iter_samples(self, shard: Shard, errors: ErrorLog) -> Iterator[RawSample]:
+    def _meta_sources(self, scores: Path) -> dict[str, str]:
+        """``data.meta_columns`` -> the scores column each is read from."""
+        try:
+            names = pq.read_schema(scores).names
+        except Exception as err:  # ArrowInvalid, OSError: a cut or foreign file
+            raise Q16Error(f"{scores}: not a readable parquet ({type(err).__name__})") from err
+        found = {}
+        for column in self.meta_columns:
+            name = next((n for n in (f"meta_{column}", column) if n in names), None)
+            if name is None:
+                raise Q16Error(
+                    f"{scores}: no column meta_{column} or {column} for data.meta_columns "
+                    f"(it has {', '.join(names)})"
+                )
+            found[column] = name
+        return found
+
+    def _open(self, shard: Shard, errors: ErrorLog) -> tuple[np.ndarray, pa.Table] | None:
         features = np.load(shard.source, mmap_mode="r")
         scores = scores_path(Path(shard.source).parent.parent, shard.name)
         schema = pq.read_schema(scores)
-        columns = [c for c in META_COLUMNS if c in schema.names]
-        table = pq.read_table(scores, columns=columns).to_pylist()
-        if len(table) != len(features):
-            errors.add(None, f"{shard.name}: {len(features)} embeddings but {len(table)} rows")
+        meta = self._meta_sources(scores)
+        columns = list(
+            dict.fromkeys([c for c in META_COLUMNS if c in schema.names] + list(meta.values()))
+        )
+        table = pq.read_table(scores, columns=columns)
+        if table.num_rows != len(features):
+            errors.add(None, f"{shard.name}: {len(features)} embeddings but {table.num_rows} rows")
+            return None
+        return features, table
+
+    def iter_samples(self, shard: Shard, errors: ErrorLog) -> Iterator[RawSample]:
+        opened = self._open(shard, errors)
+        if opened is None:
             return
-        for row, vector in zip(table, features, strict=True):
+        features, table = opened
+        meta = self._meta_sources(scores_path(Path(shard.source).parent.parent, shard.name))
+        for row, vector in zip(table.to_pylist(), features, strict=True):
             yield RawSample(
                 key=row["key"],
                 source=row.get("source") or shard.source,
@@ -101,7 +141,41 @@ class SavedEmbeddings:
                 class_id=int(row.get("class_id") if row.get("class_id") is not None else -1),
                 class_name=row.get("class_name"),
                 synset=row.get("synset"),
+                meta={c: _text(row[name]) for c, name in meta.items()} if meta else None,
             )
+
+    def iter_blocks(self, shard: Shard, errors: ErrorLog) -> Iterator[FeatureBlock]:
+        """Blocks of the memory-mapped array with the scores' columns beside them."""
+        opened = self._open(shard, errors)
+        if opened is None:
+            return
+        features, table = opened
+        n = table.num_rows
+        meta = self._meta_sources(scores_path(Path(shard.source).parent.parent, shard.name))
+        fields = {c: text_array(table.column(c)) for c in TEXT_FIELDS if c in table.column_names}
+        if "source" in fields:  # an empty source is this file, as in the row path
+            empty = pc.or_kleene(pc.is_null(fields["source"]), pc.equal(fields["source"], ""))
+            fields["source"] = pc.if_else(empty, shard.source, fields["source"])
+        if "class_id" in table.column_names:
+            ids = table.column("class_id").combine_chunks().cast(pa.int64())
+            fields["class_id"] = pc.fill_null(ids, -1)
+        keys = text_array(table.column("key"))
+        texts = {c: text_array(table.column(name)) for c, name in meta.items()}
+        for start in range(0, n, BLOCK_ROWS):
+            size = min(BLOCK_ROWS, n - start)
+            yield FeatureBlock(
+                start=start,
+                keys=keys.slice(start, size),
+                features=features[start : start + size],
+                source=shard.source,
+                meta={c: v.slice(start, size) for c, v in texts.items()},
+                fields={c: v.slice(start, size) for c, v in fields.items()},
+                unit=False,
+            )
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)
 
 
 def _rows(scores: Path) -> int:

@@ -1,0 +1,154 @@
+"""The reader's fast path for embedding collections: whole ``FeatureBlock``s, checked vectorised.
+
+The row path (``ShardStream._decode``) checks one ``RawSample`` at a time; at LAION scale
+(millions of rows per file) that Python loop, not reading, is the cost. Here the same rules
+run on arrays, and the outcome is the same rows, scores and error records (tests compare):
+
+- a key that is empty is recorded (``sample without a key``); a null key is ``<shard>/<row>``;
+- a row holding NaN or infinity is recorded, and for collections (``unit``) so is a zero row;
+- a collection row that is not unit length is normalised (one warning per reader);
+- a key seen before in the shard (among rows kept) is recorded, that copy not scored.
+
+Features are not copied where nothing needs changing: a block's float16 rows go to the scorer
+as they were read (a view of the memory map without DataLoader workers), which converts them to
+float32 a cache-sized chunk at a time.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import torch
+
+from q16.sources.base import ErrorLog, FeatureBlock
+from q16.sources.collection import UNIT_TOLERANCE
+
+log = logging.getLogger(__name__)
+
+EMPTY_KEY = "sample without a key"
+
+
+@dataclass
+class Checked:
+    """The rows of a block that are scored: ``columns`` (``key`` and the saved embeddings'
+    fields), ``meta`` (``data.meta_columns``) and their features, all in the same order."""
+
+    columns: dict[str, pa.Array]
+    meta: dict[str, pa.Array]
+    features: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.columns["key"])
+
+
+@dataclass
+class BlockChecks:
+    """The checks of one shard's blocks, in order (duplicate keys are per shard)."""
+
+    shard: str
+    errors: ErrorLog
+    warn: list[bool] = field(default_factory=lambda: [True])
+    """Shared by the shards of one reader: the not-unit-length warning is given once."""
+    seen: set[str] = field(default_factory=set)
+
+    def check(self, block: FeatureBlock) -> Checked:
+        """The block's kept rows; the others become error records, in row order."""
+        n = len(block)
+        keys = self._keys(block)
+        features = _tensor(block.features)
+        norms = torch.linalg.vector_norm(features, dim=1, dtype=torch.float32)
+        finite = torch.isfinite(norms)
+        suspect = torch.nonzero(~finite).flatten()
+        if len(suspect):  # a float32 row of huge but finite values: its norm overflows
+            exact = torch.isfinite(features[suspect].float()).all(dim=1)
+            finite[suspect] = exact
+        reasons: dict[int, str] = {}
+        empty = np.asarray(pc.fill_null(pc.equal(keys, ""), False))
+        for i in np.flatnonzero(empty):
+            reasons[int(i)] = EMPTY_KEY
+        bad = ~finite.numpy() & ~empty
+        for i in np.flatnonzero(bad):
+            row = block.start + int(i)
+            reasons[int(i)] = (
+                f"row {row}: embedding holds NaN or infinite values"
+                if block.unit
+                else "saved embedding holds NaN or infinite values"
+            )
+        zero = np.zeros(n, bool)
+        if block.unit:
+            zero = finite.numpy() & (norms.numpy() == 0) & ~empty
+            for i in np.flatnonzero(zero):
+                reasons[int(i)] = f"row {block.start + int(i)}: embedding is all zeros"
+        valid = ~(empty | bad | zero)
+        kept = self._unique(keys, valid, reasons)
+        for i in sorted(reasons):
+            key = keys[i].as_py()
+            self.errors.add("" if key is None else key, reasons[i])
+        if block.unit:
+            features = self._normalised(features, norms, finite.numpy() & ~zero)
+        columns = {"key": keys, "source": pa.repeat(pa.scalar(block.source), n), **block.fields}
+        meta = dict(block.meta)
+        if not kept.all():
+            chosen = pa.array(kept)
+            columns = {c: v.filter(chosen) for c, v in columns.items()}
+            meta = {c: v.filter(chosen) for c, v in meta.items()}
+            features = features[torch.from_numpy(np.flatnonzero(kept))]
+        return Checked(columns, meta, features)
+
+    def _keys(self, block: FeatureBlock) -> pa.Array:
+        keys = block.keys
+        if keys.null_count:
+            rows = pa.array(np.arange(block.start, block.start + len(block))).cast(pa.string())
+            names = pc.binary_join_element_wise(f"{self.shard}/", rows, "")
+            keys = pc.coalesce(keys, names)
+        return keys
+
+    def _unique(self, keys: pa.Array, valid: np.ndarray, reasons: dict[int, str]) -> np.ndarray:
+        """``valid`` less the rows whose key was kept before in this shard (recorded)."""
+        rows = np.flatnonzero(valid)
+        candidates = keys.take(pa.array(rows)).to_pylist()
+        fresh = set(candidates)
+        if len(fresh) == len(candidates) and self.seen.isdisjoint(fresh):
+            self.seen |= fresh
+            return valid
+        kept = valid.copy()
+        for i, key in zip(rows, candidates, strict=True):  # rare: decide in row order
+            if key in self.seen:
+                kept[i] = False
+                reasons[int(i)] = "key seen before in this shard; this copy not scored"
+            else:
+                self.seen.add(key)
+        return kept
+
+    def _normalised(
+        self, features: torch.Tensor, norms: torch.Tensor, usable: np.ndarray
+    ) -> torch.Tensor:
+        off = torch.from_numpy(usable) & ((norms - 1.0).abs() > UNIT_TOLERANCE)
+        if not off.any():
+            return features
+        if self.warn[0]:
+            log.warning(
+                "%s: %d of %d embeddings are not unit length; normalised (CLIP embeddings are "
+                "compared by cosine)",
+                self.shard,
+                int(off.sum()),
+                len(features),
+            )
+            self.warn[0] = False
+        features = features.float()  # a copy: the memory map is never written
+        features[off] /= norms[off, None]
+        return features
+
+
+def _tensor(array: np.ndarray) -> torch.Tensor:
+    """The rows as a tensor without a copy (a read-only memory map is only ever read)."""
+    if array.dtype not in (np.float16, np.float32):
+        array = array.astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.from_numpy(np.ascontiguousarray(array))
