@@ -140,7 +140,7 @@ class BlockChecks:
                 len(features),
             )
             self.warn[0] = False
-        features = features.float()  # a copy: the memory map is never written
+        features = features.to(torch.float32, copy=True)  # never write to the memory map
         features[off] /= norms[off, None]
         return features
 

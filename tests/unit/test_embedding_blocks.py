@@ -1,0 +1,170 @@
+"""The block path for embedding collections gives exactly what the row path gives: the same
+rows, keys, metadata and scores, and the same error records, whatever the files hold."""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from collections_layout import clip_retrieval_folder, datacomp_folder
+from omegaconf import DictConfig
+
+from q16 import infer
+from q16.inference import loop
+from q16.sources import collection, embeddings
+from q16.sources.base import text_array
+
+HOSTILE = [
+    '=HYPERLINK("http://evil")',
+    "line\nbreak\r\n<script>alert(1)</script>",
+    "\u202eevil\u202c bidi",
+    "nul\x00byte",
+    "x" * 5000,
+    None,
+    "",
+    "+cmd|' /C calc'!A0",
+]
+
+
+def hostile_folder(root: Path) -> Path:
+    """Two files, 3 blocks each at BLOCK_ROWS=4: NaN, inf, zero and long rows, duplicate keys
+    (in a block, across blocks, after a NaN copy), empty and null keys, hostile text."""
+    clip_retrieval_folder(root, [11, 9], dim=768)
+    array = np.load(root / "img_emb" / "img_emb_0.npy").astype(np.float32)
+    array[1] = np.nan
+    array[2, 5] = np.inf
+    array[3] = 0.0
+    array[4] *= 3.0
+    array[9] *= 0.5
+    np.save(root / "img_emb" / "img_emb_0.npy", array)
+    meta = pd.read_parquet(root / "metadata" / "metadata_0.parquet")
+    keys = meta["key"].tolist()
+    keys[5] = keys[6]  # duplicate within a block: the second copy (row 6) is recorded
+    keys[10] = keys[0]  # duplicate across blocks
+    keys[7] = keys[1]  # row 1 is NaN: row 7 is the first scored copy, not a duplicate
+    keys[8] = ""  # empty: recorded
+    keys[2] = None  # null key of a NaN row, named <shard>/<row>
+    keys[9] = None  # null key: named <shard>/<row>
+    meta["key"] = keys
+    meta["caption"] = [HOSTILE[i % len(HOSTILE)] for i in range(len(meta))]
+    meta["width"] = pd.array([640, None] * 5 + [1], dtype="Int64")
+    meta["raw"] = [b"\xff\xfe not utf-8", b"ok"] * 5 + [None]  # bytes: str(value), as rows do
+    meta.to_parquet(root / "metadata" / "metadata_0.parquet")
+    other = pd.read_parquet(root / "metadata" / "metadata_1.parquet")
+    other["width"], other["raw"] = 320, "plain"
+    other.to_parquet(root / "metadata" / "metadata_1.parquet")
+    return root
+
+
+def _run(make_cfg: Callable[..., DictConfig], out: Path, *overrides: str) -> dict:
+    cfg = make_cfg(
+        "model=ViT-L-14",
+        f"infer.out_dir={out}",
+        "infer.num_workers=0",
+        "infer.progress=false",
+        "infer.threshold=0.5",
+        "fabric.accelerator=cpu",
+        *overrides,
+        config_name="infer",
+    )
+    return infer.run(cfg)
+
+
+def _row_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(loop, "score_shards", functools.partial(loop.score_shards, blocks=False))
+    monkeypatch.setattr(infer, "score_shards", functools.partial(loop.score_shards, blocks=False))
+
+
+def _outputs(out: Path) -> tuple[pd.DataFrame, list[dict]]:
+    scores = [pq.read_table(p).to_pandas() for p in sorted((out / "scores").glob("*.parquet"))]
+    records = [
+        json.loads(line)
+        for p in sorted((out / "errors").glob("*.jsonl"))
+        for line in p.read_text(encoding="utf-8").splitlines()
+    ]
+    return pd.concat(scores, ignore_index=True), records
+
+
+def assert_same(blocks: Path, rows: Path) -> pd.DataFrame:
+    got, got_errors = _outputs(blocks)
+    want, want_errors = _outputs(rows)
+    assert got_errors == want_errors
+    text = [c for c in want.columns if c != "p_inappropriate"]
+    pd.testing.assert_frame_equal(got[text], want[text])
+    np.testing.assert_allclose(got["p_inappropriate"], want["p_inappropriate"], atol=1e-6)
+    return got
+
+
+def test_blocks_equal_rows_on_hostile_clip_retrieval_files(
+    make_cfg: Callable[..., DictConfig], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(collection, "BLOCK_ROWS", 4)
+    root = hostile_folder(tmp_path / "laion")
+    data = ["data=clip_retrieval", f"data.path={root}", "data.meta_columns=[caption,width,raw,url]"]
+    blocks = _run(make_cfg, tmp_path / "blocks", *data)
+    with monkeypatch.context() as patch:
+        _row_path(patch)
+        rows = _run(make_cfg, tmp_path / "rows", *data)
+    got = assert_same(tmp_path / "blocks", tmp_path / "rows")
+    assert blocks["images_scored"] == rows["images_scored"] == 20 - 6
+    assert "img_emb_0/9" in set(got["key"]) and got["key"].is_unique
+    first = got[got["shard"] == "img_emb_0"]
+    captions = set(first["meta_caption"])
+    assert captions <= set(HOSTILE) and len(captions) >= 5  # stored as they were, unchanged
+    assert "b'\\xff\\xfe not utf-8'" in set(got["meta_raw"])
+    _, records = _outputs(tmp_path / "blocks")
+    reasons = {r["key"]: r["reason"] for r in records}
+    assert reasons["000000000"].startswith("key seen before")
+    assert reasons[""] == "sample without a key"
+    assert "NaN" in reasons["img_emb_0/2"] and "all zeros" in reasons["000000003"]
+
+
+def test_blocks_equal_rows_for_datacomp_and_saved_embeddings(
+    make_cfg: Callable[..., DictConfig], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(collection, "BLOCK_ROWS", 3)
+    monkeypatch.setattr(embeddings, "BLOCK_ROWS", 3)
+    root = datacomp_folder(tmp_path / "dc", [7, 5])
+    data = ["data=datacomp", f"data.path={root}", "data.meta_columns=[uid,text]"]
+    _run(make_cfg, tmp_path / "blocks", *data, "infer.save_embeddings=true")
+    with monkeypatch.context() as patch:
+        _row_path(patch)
+        _run(make_cfg, tmp_path / "rows", *data, "infer.save_embeddings=true")
+    assert_same(tmp_path / "blocks", tmp_path / "rows")
+    saved = np.load(tmp_path / "blocks" / "embeddings" / "00000000.npy")
+    np.testing.assert_array_equal(saved, np.load(tmp_path / "rows" / "embeddings" / "00000000.npy"))
+    # re-scored from the saved embeddings, carrying the earlier run's meta_text and a column
+    again = [
+        "data=embeddings",
+        f"data.path={tmp_path / 'blocks'}",
+        "data.meta_columns=[text,shard]",
+    ]
+    _run(make_cfg, tmp_path / "again-blocks", *again)
+    with monkeypatch.context() as patch:
+        _row_path(patch)
+        _run(make_cfg, tmp_path / "again-rows", *again)
+    got = assert_same(tmp_path / "again-blocks", tmp_path / "again-rows")
+    first, _ = _outputs(tmp_path / "blocks")
+    assert got["meta_text"].tolist() == first["meta_text"].tolist()
+    assert got["meta_shard"].tolist() == first["shard"].tolist()
+    np.testing.assert_allclose(got["p_inappropriate"], first["p_inappropriate"], atol=1e-6)
+
+
+def test_text_array_follows_the_row_rules() -> None:
+    """Strings stay, integers are cast, other types are str(value), nulls stay null; bytes
+    that are not UTF-8 in a string column become \\xNN (as utf8_text does for file names)."""
+    assert text_array(pa.array(["a", None, "=b"])).to_pylist() == ["a", None, "=b"]
+    assert text_array(pa.array([1, None, -3])).to_pylist() == ["1", None, "-3"]
+    assert text_array(pa.array([1.5, 2.0])).to_pylist() == ["1.5", "2.0"]
+    assert text_array(pa.array([b"\xff", None])).to_pylist() == ["b'\\xff'", None]
+    broken = pa.Array.from_buffers(
+        pa.string(), 1, [None, pa.py_buffer(np.array([0, 2], np.int32)), pa.py_buffer(b"a\xff")]
+    )
+    assert text_array(broken).to_pylist() == ["a\\xff"]
