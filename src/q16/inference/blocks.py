@@ -86,9 +86,9 @@ class BlockChecks:
                 reasons[int(i)] = f"row {block.start + int(i)}: embedding is all zeros"
         valid = ~(empty | bad | zero)
         kept = self._unique(keys, valid, reasons)
-        for i in sorted(reasons):
-            key = keys[i].as_py()
-            self.errors.add("" if key is None else key, reasons[i])
+        for row in sorted(reasons):
+            key = keys[row].as_py()
+            self.errors.add("" if key is None else key, reasons[row])
         if block.unit:
             features = self._normalised(features, norms, finite.numpy() & ~zero)
         columns = {"key": keys, "source": pa.repeat(pa.scalar(block.source), n), **block.fields}
