@@ -1,27 +1,35 @@
-"""Scoring precomputed embeddings: raw read rate versus q16 end to end, and peak memory.
+"""Scoring precomputed embeddings: raw read rate versus q16 end to end, heads, workers, memory.
 
     python scripts/bench_embeddings.py --rows 1000000 --files 10
 
 Synthetic unit-length float16 768-d embeddings in clip-retrieval's layout (img_emb/ + metadata/
 with key, url, caption), scored with ``model=ViT-L-14`` and the paper's prompts (no weights
-are read). (a) reading the same arrays (mmap, copied to memory); (b) ``infer.py
-data=clip_retrieval`` with one head, carrying url and caption; peak RSS of (b) with all files
-and with one file of the same size. Writes ``results/bench/embeddings-cpu.json``.
+are read). In one run: (a) reading the same arrays (mmap, copied to memory), and with their
+metadata, and through ``embedding-reader``; (b) ``infer.py data=clip_retrieval`` with one head,
+carrying url and caption (num_workers 0, the default for embedding sources, and 1); (c) the
+same with four heads (``heads=[...]``); peak RSS of (b) with all files and with one file of
+the same size; the image path (tar shards, random-weight ``model=tiny``) with four heads
+against one. Writes ``results/bench/embeddings-cpu.json``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 from bench_infer import REPO, write_result  # scripts/ is on sys.path when run as a script
+
+from q16.sources.wds import synthetic_images, write_shards
 
 DIM = 768
 CHILD = """
@@ -47,26 +55,56 @@ def make_folder(root: Path, files: int, per_file: int) -> None:
         ).to_parquet(root / "metadata" / f"metadata_{i}.parquet")  # fmt: skip
 
 
-def raw_read(root: Path) -> float:
-    """Embeddings per second: every array read and made a float16 array in memory."""
+def raw_read(root: Path, metadata: bool = False) -> float:
+    """Embeddings per second: every array read and made a float16 array in memory (and its
+    metadata table read, with ``metadata``)."""
     start, rows = time.perf_counter(), 0
     for npy in sorted((root / "img_emb").glob("*.npy")):
         rows += len(np.array(np.load(npy, mmap_mode="r")))
+        if metadata:
+            name = npy.stem.replace("img_emb", "metadata") + ".parquet"
+            pq.read_table(root / "metadata" / name, columns=["key", "url", "caption"])
     return rows / (time.perf_counter() - start)
 
 
-def q16_run(root: Path, out: Path) -> dict[str, float]:
-    args = [
-        "data=clip_retrieval", f"data.path={root}", "data.meta_columns=[url,caption]",
-        "model=ViT-L-14", f"infer.out_dir={out}", "infer.progress=false",
-        "infer.batch_size=4096", "fabric.accelerator=cpu",
-        f"hydra.run.dir={out.parent / ('hydra-' + out.name)}",
+def embedding_reader_read(root: Path) -> dict[str, Any]:
+    """``embedding-reader`` (LAION's reader) over the same folder, with the same metadata."""
+    try:
+        from embedding_reader import EmbeddingReader
+    except ImportError as err:
+        return {"not measured": f"embedding-reader not installed ({err})"}
+    reader = EmbeddingReader(
+        str(root / "img_emb"), file_format="parquet_npy",
+        metadata_folder=str(root / "metadata"), meta_columns=["key", "url", "caption"],
+    )  # fmt: skip
+    start, rows = time.perf_counter(), 0
+    for data, _meta in reader(batch_size=65536, show_progress=False):
+        rows += len(data)
+    rate = rows / (time.perf_counter() - start)
+    return {"embeddings_per_s_with_metadata": round(rate, 1), "rows": rows}
+
+
+def q16_run(
+    root: Path, out: Path, *extra: str, data: str = "clip_retrieval", env: dict | None = None
+) -> dict[str, Any]:
+    """One ``infer.py`` process; a failed run is reported, not raised (``heads`` may be absent)."""
+    if data == "clip_retrieval":
+        args = ["data=clip_retrieval", f"data.path={root}", "data.meta_columns=[url,caption]",
+                "model=ViT-L-14"]  # fmt: skip
+    else:
+        args = [f"data.shards={root}", "model=tiny"]
+    args += [
+        f"infer.out_dir={out}", "infer.progress=false", "fabric.accelerator=cpu",
+        f"hydra.run.dir={out.parent / ('hydra-' + out.name)}", *extra,
     ]  # fmt: skip
     start = time.perf_counter()
     run = subprocess.run(
-        [sys.executable, "-c", CHILD, *args], cwd=REPO, capture_output=True, text=True, check=True
-    )
+        [sys.executable, "-c", CHILD, *args], cwd=REPO, capture_output=True, text=True,
+        env={**os.environ, **(env or {})},
+    )  # fmt: skip
     wall = time.perf_counter() - start
+    if run.returncode != 0:
+        return {"failed": run.stderr.strip().splitlines()[-1:] or ["(no message)"]}
     summary = json.loads((out / "summary.json").read_text())
     rss_kb = int(run.stdout.split("PEAK_RSS_KB")[-1].split()[0])
     return {
@@ -74,7 +112,43 @@ def q16_run(root: Path, out: Path) -> dict[str, float]:
         "embeddings_per_s_wall": round(summary["images_scored"] / wall, 1),
         "process_wall_s": round(wall, 2),
         "images_scored": summary["images_scored"],
+        "num_workers": summary.get("num_workers"),
         "peak_rss_mb_main_process": round(rss_kb / 1024, 1),
+    }
+
+
+def heads_override(work: Path, n: int, dim: int) -> str:
+    """``heads=[{name:h0,prompt:FILE0},...]`` with n random (2, dim) prompt files."""
+    rng, entries = np.random.default_rng(1), []
+    for i in range(n):
+        path = work / f"prompt-{dim}-{i}.npy"
+        np.save(path, rng.standard_normal((2, dim)).astype(np.float32))
+        entries.append(f"{{name:h{i},prompt:{path}}}")
+    return f"heads=[{','.join(entries)}]"
+
+
+def ratio(num: dict[str, Any], den: dict[str, Any], key: str = "embeddings_per_s_loop") -> Any:
+    if key not in num or key not in den:
+        return "not measured: heads not available" if "failed" in num else "not measured"
+    return round(num[key] / den[key], 4)
+
+
+def image_heads(work: Path, images: int, env: dict) -> dict[str, Any]:
+    """The image path (tar shards, random-weight tiny model): four heads against one."""
+    shards = work / "shards"
+    write_shards(synthetic_images(images), str(shards / "s-%04d.tar"), max(1, images // 4))
+    tiny_dim = 32  # q16-tiny's embed_dim
+    one = q16_run(shards, work / "img-one", "infer.num_workers=1", data="images", env=env)
+    four = q16_run(
+        shards, work / "img-four", "infer.num_workers=1", heads_override(work, 4, tiny_dim),
+        data="images", env=env,
+    )  # fmt: skip
+    return {
+        "images": images,
+        "model": "q16-tiny, random init",
+        "one_head": one,
+        "four_heads": four,
+        "four_over_one_loop": ratio(four, one),
     }
 
 
@@ -82,29 +156,50 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--files", type=int, default=10)
+    parser.add_argument("--images", type=int, default=256, help="for the image-path heads test")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="OMP_NUM_THREADS of the runs (default: torch's)"
+    )
     parser.add_argument("--out-dir", type=Path, default=REPO / "results" / "bench")
     args = parser.parse_args()
+    env = {"HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": ""}
+    if args.threads:
+        env["OMP_NUM_THREADS"] = str(args.threads)
     per_file = args.rows // args.files
     work = Path(tempfile.mkdtemp(prefix="q16-emb-"))
     make_folder(work / "many", args.files, per_file)
     make_folder(work / "one", 1, per_file)
     raw_read(work / "many")  # page cache warm, as in the issue's figure
     raw = raw_read(work / "many")
-    many = q16_run(work / "many", work / "out-many")
-    one = q16_run(work / "one", work / "out-one")
+    raw_meta = raw_read(work / "many", metadata=True)
+    many = q16_run(work / "many", work / "out-many", env=env)
+    workers = q16_run(work / "many", work / "out-w1", "infer.num_workers=1", env=env)
+    four = q16_run(
+        work / "many", work / "out-four", heads_override(work, 4, DIM), env=env
+    )
+    one = q16_run(work / "one", work / "out-one", env=env)
+    rate = many.get("embeddings_per_s_loop", 0.0)
     result = {
         "rows": per_file * args.files,
         "files": args.files,
         "layout": "clip-retrieval img_emb/*.npy float16 768-d + metadata/*.parquet",
+        "model": "ViT-L-14 embedding space, paper prompts (no image tower, no weights read)",
+        "omp_num_threads": args.threads or "torch default",
         "a_raw_read_embeddings_per_s": round(raw, 1),
+        "a_raw_read_with_metadata_embeddings_per_s": round(raw_meta, 1),
+        "a_embedding_reader": embedding_reader_read(work / "many"),
         "b_q16_one_head": many,
-        "b_over_a_loop": round(many["embeddings_per_s_loop"] / raw, 4),
+        "b_over_a_loop": round(rate / raw, 4),
+        "b_num_workers_1": workers,
+        "b_workers_1_over_0_loop": ratio(workers, many),
+        "c_four_heads": four,
+        "c_over_b_loop": ratio(four, many),
         "one_file_same_size": one,
         "peak_rss_ratio_files_vs_1": round(
-            many["peak_rss_mb_main_process"] / one["peak_rss_mb_main_process"], 3
+            many.get("peak_rss_mb_main_process", 0.0) / one.get("peak_rss_mb_main_process", 1.0), 3
         ),
-        "c_four_heads": "not measured: heads: is not implemented yet",
-        "num_workers": "infer default (auto)",
+        "image_path_heads": image_heads(work, args.images, env),
+        "goals": {"b_ge_0.5a": rate >= 0.5 * raw},
     }
     path = write_result(args.out_dir, "embeddings-cpu.json", result)
     print(json.dumps(result, indent=2), f"wrote {path}")

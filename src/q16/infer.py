@@ -36,7 +36,7 @@ from q16.models.paper_assets import default_prompt_file
 from q16.models.space import embedding_space_backbone
 from q16.outdir import SUMMARY_FILE
 from q16.runinfo import write_run_info
-from q16.sources.base import EmbeddingSource, InferenceSource, Shard
+from q16.sources.base import BlockSource, EmbeddingSource, InferenceSource, Shard
 
 log = logging.getLogger(__name__)
 __all__ = ["check_embeddings", "load_head", "run"]
@@ -192,6 +192,8 @@ def _score(
     scorer = Scorer(backbone, head, preprocess.mean, preprocess.std, autocast)
     num_nodes = int(cfg.fabric.get("num_nodes", 1))
     num_workers = auto_workers(settings.num_workers, _local_processes(world, num_nodes))
+    if settings.num_workers is None and isinstance(source, BlockSource):
+        num_workers = 0  # blocks are read in place (mmap); workers would pickle every block
     batch_size = auto_batch_size(settings.batch_size, fabric.device)
     setup = RunSetup(
         spec=spec,
