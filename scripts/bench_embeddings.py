@@ -104,7 +104,8 @@ def q16_run(
     )  # fmt: skip
     wall = time.perf_counter() - start
     if run.returncode != 0:
-        return {"failed": run.stderr.strip().splitlines()[-1:] or ["(no message)"]}
+        lines = [x for x in run.stderr.strip().splitlines() if "HYDRA_FULL_ERROR" not in x]
+        return {"failed": lines[-1] if lines else "(no message)"}
     summary = json.loads((out / "summary.json").read_text())
     rss_kb = int(run.stdout.split("PEAK_RSS_KB")[-1].split()[0])
     return {
@@ -174,9 +175,7 @@ def main() -> None:
     raw_meta = raw_read(work / "many", metadata=True)
     many = q16_run(work / "many", work / "out-many", env=env)
     workers = q16_run(work / "many", work / "out-w1", "infer.num_workers=1", env=env)
-    four = q16_run(
-        work / "many", work / "out-four", heads_override(work, 4, DIM), env=env
-    )
+    four = q16_run(work / "many", work / "out-four", heads_override(work, 4, DIM), env=env)
     one = q16_run(work / "one", work / "out-one", env=env)
     rate = many.get("embeddings_per_s_loop", 0.0)
     result = {
