@@ -104,7 +104,7 @@ def q16_run(
     )  # fmt: skip
     wall = time.perf_counter() - start
     if run.returncode != 0:
-        lines = [x for x in run.stderr.strip().splitlines() if "HYDRA_FULL_ERROR" not in x]
+        lines = [x for x in run.stderr.splitlines() if x.strip() and "HYDRA_FULL_ERROR" not in x]
         return {"failed": lines[-1] if lines else "(no message)"}
     summary = json.loads((out / "summary.json").read_text())
     rss_kb = int(run.stdout.split("PEAK_RSS_KB")[-1].split()[0])
