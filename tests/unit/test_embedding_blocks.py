@@ -164,6 +164,7 @@ def test_text_array_follows_the_row_rules() -> None:
     assert text_array(pa.array([1, None, -3])).to_pylist() == ["1", None, "-3"]
     assert text_array(pa.array([1.5, 2.0])).to_pylist() == ["1.5", "2.0"]
     assert text_array(pa.array([b"\xff", None])).to_pylist() == ["b'\\xff'", None]
+    assert text_array(pa.array(["u", "v", "u"]).dictionary_encode()).to_pylist() == ["u", "v", "u"]
     broken = pa.Array.from_buffers(
         pa.string(), 1, [None, pa.py_buffer(np.array([0, 2], np.int32)), pa.py_buffer(b"a\xff")]
     )

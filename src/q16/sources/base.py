@@ -96,6 +96,8 @@ def text_array(values: pa.Array | pa.ChunkedArray) -> pa.Array:
     ``str(value)`` (rare types: one Python call per value); nulls stay null."""
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks()
+    if pa.types.is_dictionary(values.type):  # pandas categoricals: decoded once
+        return text_array(values.dictionary_decode())
     kind = values.type
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
         try:
