@@ -84,6 +84,39 @@ def embedding_reader_read(root: Path) -> dict[str, Any]:
     return {"embeddings_per_s_with_metadata": round(rate, 1), "rows": rows}
 
 
+def kernel_rates(rows: int = 65536, repeats: int = 3) -> dict[str, float]:
+    """Embeddings/s of the scoring arithmetic alone on float16 rows in memory (what the
+    scorer does per chunk: to float32, normalise, times a (D, 2) prompt matrix): torch at a
+    few chunk sizes against numpy, to choose ``scorer.FEATURE_CHUNK`` and the library."""
+    import torch
+
+    x = np.random.default_rng(0).standard_normal((rows, DIM)).astype(np.float16)
+    xt, w = torch.from_numpy(x), torch.randn(DIM, 2)
+    wn = w.numpy()
+
+    def torch_chunks(chunk: int) -> None:
+        for i in range(0, rows, chunk):
+            f = xt[i : i + chunk].float()
+            _ = torch.nn.functional.normalize(f, dim=-1) @ w
+
+    def numpy_chunks(chunk: int) -> None:
+        for i in range(0, rows, chunk):
+            f = x[i : i + chunk].astype(np.float32)
+            _ = (f / np.sqrt(np.einsum("ij,ij->i", f, f))[:, None]) @ wn
+
+    def rate(fn: Any, chunk: int) -> float:
+        fn(chunk)
+        start = time.perf_counter()
+        for _ in range(repeats):
+            fn(chunk)
+        return round(rows * repeats / (time.perf_counter() - start), 1)
+
+    result = {f"torch_chunk_{c}": rate(torch_chunks, c) for c in (512, 2048, 8192, rows)}
+    result["numpy_chunk_2048"] = rate(numpy_chunks, 2048)
+    result["torch_threads"] = torch.get_num_threads()
+    return result
+
+
 def q16_run(
     root: Path, out: Path, *extra: str, data: str = "clip_retrieval", env: dict | None = None
 ) -> dict[str, Any]:
@@ -166,6 +199,9 @@ def main() -> None:
     env = {"HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": ""}
     if args.threads:
         env["OMP_NUM_THREADS"] = str(args.threads)
+        import torch
+
+        torch.set_num_threads(args.threads)  # the kernel measure in this process too
     per_file = args.rows // args.files
     work = Path(tempfile.mkdtemp(prefix="q16-emb-"))
     make_folder(work / "many", args.files, per_file)
@@ -187,6 +223,7 @@ def main() -> None:
         "a_raw_read_embeddings_per_s": round(raw, 1),
         "a_raw_read_with_metadata_embeddings_per_s": round(raw_meta, 1),
         "a_embedding_reader": embedding_reader_read(work / "many"),
+        "scoring_kernel_embeddings_per_s": kernel_rates(),
         "b_q16_one_head": many,
         "b_over_a_loop": round(rate / raw, 4),
         "b_num_workers_1": workers,
