@@ -1,9 +1,10 @@
-"""img2dataset 1.47 output (``output_format=webdataset``), generated for tests.
+"""img2dataset 1.47 output (``output_format=webdataset`` or ``files``), generated for tests.
 
-Per shard ``NNNNN``: ``NNNNN.tar`` holding ``<key>.jpg`` + ``<key>.txt`` (caption) +
-``<key>.json`` for each URL that downloaded, ``NNNNN.parquet`` with one row per listed URL
-(``url``, ``caption``, ``key``, ``status``, ``error_message``, sizes, ``exif``, ``sha256`` and the
-extra columns kept), and ``NNNNN_stats.json`` with the shard's counts. Images are real JPEGs.
+Per shard ``NNNNN``: ``NNNNN.tar`` (or the folder ``NNNNN/``) holding ``<key>.jpg`` +
+``<key>.txt`` (caption) + ``<key>.json`` for each URL that downloaded; beside it
+``NNNNN.parquet`` with one row per listed URL (``url``, ``caption``, ``key``, ``status``,
+``error_message``, sizes, ``exif``, ``sha256``, extra columns kept) and ``NNNNN_stats.json``
+with the shard's counts. Images are real JPEGs.
 """
 
 from __future__ import annotations
@@ -40,19 +41,39 @@ def jpeg(seed: int, size: tuple[int, int] = (64, 48)) -> bytes:
     return buffer.getvalue()
 
 
-def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    tar.addfile(info, io.BytesIO(data))
+class _Sink:
+    """Where a shard's members go: a tar, or a folder (``output_format=files``)."""
+
+    def __init__(self, root: Path, shard: str, files: bool) -> None:
+        self.folder = root / shard if files else None
+        self.tar = None if files else tarfile.open(root / f"{shard}.tar", "w")  # noqa: SIM115
+        if self.folder is not None:
+            self.folder.mkdir()
+
+    def add(self, name: str, data: bytes) -> None:
+        if self.folder is not None:
+            (self.folder / name).write_bytes(data)
+            return
+        assert self.tar is not None
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        self.tar.addfile(info, io.BytesIO(data))
+
+    def close(self) -> None:
+        if self.tar is not None:
+            self.tar.close()
 
 
-def write_img2dataset(root: Path, shards: list[list[Url]]) -> dict[str, dict[str, Any]]:
+def write_img2dataset(
+    root: Path, shards: list[list[Url]], output_format: str = "webdataset"
+) -> dict[str, dict[str, Any]]:
     """Write the shards under ``root``; returns the ``.json`` record of each downloaded key."""
     root.mkdir(parents=True, exist_ok=True)
     downloaded: dict[str, dict[str, Any]] = {}
     for shard_id, urls in enumerate(shards):
         rows, statuses = [], Counter()
-        with tarfile.open(root / f"{shard_id:05d}.tar", "w") as tar:
+        sink = _Sink(root, f"{shard_id:05d}", files=output_format == "files")
+        try:
             for i, url in enumerate(urls):
                 key = f"{shard_id:05d}{i:04d}"
                 record: dict[str, Any] = {
@@ -80,11 +101,13 @@ def write_img2dataset(root: Path, shards: list[list[Url]]) -> dict[str, dict[str
                         exif=json.dumps({"Image Make": "Canon"}),
                         sha256=hashlib.sha256(image).hexdigest(),
                     )
-                    _add(tar, f"{key}.jpg", image)
-                    _add(tar, f"{key}.txt", url.caption.encode())
-                    _add(tar, f"{key}.json", json.dumps(record, indent=4).encode())
+                    sink.add(f"{key}.jpg", image)
+                    sink.add(f"{key}.txt", url.caption.encode())
+                    sink.add(f"{key}.json", json.dumps(record, indent=4).encode())
                     downloaded[key] = record
                 rows.append(record)
+        finally:
+            sink.close()
         pd.DataFrame(rows).to_parquet(root / f"{shard_id:05d}.parquet")
         by_status = Counter(r["status"] for r in rows)
         stats = {

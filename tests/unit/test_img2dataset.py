@@ -18,7 +18,7 @@ from img2dataset_layout import Url, jpeg, write_img2dataset
 from q16.errors import Q16Error
 from q16.report.source_stats import source_stats_lines
 from q16.sources.base import ErrorLog, RawSample, checked
-from q16.sources.img2dataset import download_stats
+from q16.sources.img2dataset import download_stats, tar_stems
 from q16.sources.sample_meta import MAX_META_CHARS
 from q16.sources.wds import WebDatasetShards
 
@@ -158,7 +158,7 @@ def test_bad_stats_json_is_ignored_with_a_warning_and_the_parquet_used(
     write_img2dataset(tmp_path, [[Url("a"), Url("b", error="404")]])
     (tmp_path / "00000_stats.json").write_bytes(stats_json)
     with caplog.at_level(logging.WARNING):
-        stats = download_stats([str(tmp_path / "00000.tar")])
+        stats = download_stats([str(tmp_path / "00000")])
     assert "00000_stats.json" in caplog.text
     assert stats is not None and (stats["urls_listed"], stats["successes"]) == (2, 1)
     assert stats["top_failure_reasons"] == [["404", 1]] and stats["files_ignored"] == 1
@@ -168,11 +168,11 @@ def test_no_usable_stats_means_no_stats(tmp_path: Path, caplog: pytest.LogCaptur
     write_img2dataset(tmp_path, [[Url("a")]])
     (tmp_path / "00000_stats.json").write_bytes(b"{}")
     (tmp_path / "00000.parquet").write_bytes(b"PAR1 not really")
-    assert download_stats([str(tmp_path / "00000.tar")]) is None
+    assert download_stats([str(tmp_path / "00000")]) is None
     assert caplog.text.count("stats ignored") == 2
     (tmp_path / "00000_stats.json").unlink()
     (tmp_path / "00000.parquet").unlink()
-    assert download_stats([str(tmp_path / "00000.tar"), "pipe:cat x.tar"]) is None
+    assert download_stats(tar_stems([str(tmp_path / "00000.tar"), "pipe:cat x.tar"])) is None
 
 
 def test_datasheet_paragraph_states_listed_failed_screened_and_escapes() -> None:
@@ -194,3 +194,35 @@ def test_datasheet_paragraph_states_listed_failed_screened_and_escapes() -> None
     assert "\\<b\\>\\|x\\|\\</b\\> \\[a\\](http://e) (4)" in text and "bad" not in text
     for broken in ({**stats, "urls_listed": -1}, {**stats, "successes": "57"}, "x", None):
         assert source_stats_lines({"source_stats": broken}, 57) == []
+
+
+def test_files_layout_carries_sidecar_text_and_counts(make_cfg: MakeCfg, tmp_path: Path) -> None:
+    """img2dataset ``output_format=files`` read as ``data=folder``: the ``<stem>.json`` /
+    ``.txt`` beside each image are its metadata, the folders' stats its download counts."""
+    root = tmp_path / "out"
+    written = write_img2dataset(
+        root, [[Url("a", extra=EXTRA), Url("b", error="404")], [Url("c")]], output_format="files"
+    )
+    (root / "00001" / "000010000.json").write_bytes(b'{"url": ')  # cut: image still scored
+    cfg = make_cfg(
+        "data=folder",
+        f"data.path={root}",
+        "data.class_from_dirs=false",
+        "data.meta_columns=[url,caption,label]",
+        config_name="infer",
+    )
+    folder = instantiate(cfg.data)
+    shards = folder.list_shards()
+    raws, records = [], []
+    for shard in shards:
+        errors = ErrorLog(shard.name)
+        raws += [checked(r) for r in folder.iter_samples(shard, errors)]
+        records += errors.records
+    assert sorted(r.key for r in raws) == [f"{k[:5]}/{k}.jpg" for k in sorted(written)]
+    assert all(r.data and r.class_id == -1 for r in raws)
+    by_key = {r.key.split("/")[1].removesuffix(".jpg"): r.meta for r in raws}
+    assert by_key["000000000"] == {"url": written["000000000"]["url"], "caption": "a", "label": "7"}
+    assert by_key["000010000"] == {"url": None, "caption": "c", "label": None}  # .txt remains
+    assert [r["key"] for r in records] == [None] and "000010000.json" in records[0]["reason"]
+    stats = folder.download_stats(shards)
+    assert stats is not None and (stats["urls_listed"], stats["successes"]) == (3, 2)

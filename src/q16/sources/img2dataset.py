@@ -148,11 +148,8 @@ def read_status_parquet(path: Path) -> DownloadCounts:
     return counts
 
 
-def shard_counts(tar: str, warn: list[str]) -> DownloadCounts | None:
+def shard_counts(stem: str, warn: list[str]) -> DownloadCounts | None:
     """A shard's counts from its ``_stats.json``, else its parquet; None if neither is usable."""
-    stem = shard_stem(tar)
-    if stem is None or is_remote(tar):
-        return None
     readers = (
         (Path(f"{stem}_stats.json"), read_stats_json),
         (Path(f"{stem}.parquet"), read_status_parquet),
@@ -167,11 +164,18 @@ def shard_counts(tar: str, warn: list[str]) -> DownloadCounts | None:
     return None
 
 
-def download_stats(tars: Sequence[str]) -> dict[str, Any] | None:
-    """``summary.json``'s ``source_stats`` for these shards; None when no shard has stats."""
-    total, problems = DownloadCounts(), []
-    for tar in tars:
-        counts = shard_counts(tar, problems)
+def tar_stems(tars: Sequence[str]) -> list[str | None]:
+    """Where img2dataset's files for these tars would be (None: a remote tar)."""
+    return [None if is_remote(t) else shard_stem(t) for t in tars]
+
+
+def download_stats(stems: Sequence[str | None]) -> dict[str, Any] | None:
+    """``summary.json``'s ``source_stats`` for the shards img2dataset named ``stems``
+    (``/d/00000`` for ``/d/00000.tar`` or the folder ``/d/00000/``; None: a shard that has no
+    such files); None when no shard has stats."""
+    total, problems = DownloadCounts(), list[str]()
+    for stem in stems:
+        counts = None if stem is None else shard_counts(stem, problems)
         if counts is not None:
             total.add(counts)
     for problem in problems[:MAX_WARNINGS]:
@@ -182,7 +186,7 @@ def download_stats(tars: Sequence[str]) -> dict[str, Any] | None:
         return None
     return {
         "kind": "img2dataset",
-        "shards_total": len(tars),
+        "shards_total": len(stems),
         "shards_with_stats": total.shards,
         "urls_listed": total.listed,
         "successes": total.successes,

@@ -18,9 +18,10 @@ the offensive part), and joining back to the source needs the url or key. Rules:
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
+from q16.errors import Q16Error
 from q16.sources.base import utf8_text
 
 MAX_META_CHARS = 4096
@@ -82,3 +83,16 @@ def sample_meta(
         else:
             meta[column] = meta_value(record.get(column))
     return meta
+
+
+def json_keys(setting: str, value: object) -> tuple[str, ...]:
+    """A setting naming ``.json`` keys: null (none), one name, or a list of names."""
+    if value is None:
+        return ()
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, Iterable) or not all(isinstance(v, str) and v for v in items):
+        raise Q16Error(f"{setting}={value!r}: give null, a key name or a list of key names")
+    names = tuple(items)
+    if len(set(names)) < len(names):
+        raise Q16Error(f"{setting}={list(names)!r}: a name is listed twice")
+    return names

@@ -30,13 +30,13 @@ from typing import Any
 import numpy as np
 import webdataset as wds
 
-from q16.errors import Q16Error, check_bool, check_int
+from q16.errors import check_bool, check_int
 from q16.imagefiles import IMAGE_EXTENSIONS
 from q16.imageload import DEFAULT_MAX_BYTES
 from q16.sources.base import INT64_MAX, ErrorLog, RawSample, Shard
 from q16.sources.classnames import ClassNames, load_class_names
-from q16.sources.img2dataset import download_stats
-from q16.sources.sample_meta import parse_json_object, sample_meta
+from q16.sources.img2dataset import download_stats, tar_stems
+from q16.sources.sample_meta import json_keys, parse_json_object, sample_meta
 from q16.sources.shardlist import TAR_SUFFIXES, expand_shards, shard_names
 from q16.sources.tars import PROBLEMS, tar_samples
 
@@ -67,19 +67,6 @@ class JsonFields:
     synset: tuple[str, ...] = SYNSET_FIELDS
     file_name: tuple[str, ...] = FILE_NAME_FIELDS
     meta_columns: tuple[str, ...] = ()
-
-
-def json_keys(setting: str, value: object) -> tuple[str, ...]:
-    """A setting naming ``.json`` keys: null (none), one name, or a list of names."""
-    if value is None:
-        return ()
-    items = [value] if isinstance(value, str) else value
-    if not isinstance(items, Iterable) or not all(isinstance(v, str) and v for v in items):
-        raise Q16Error(f"{setting}={value!r}: give null, a key name or a list of key names")
-    names = tuple(items)
-    if len(set(names)) < len(names):
-        raise Q16Error(f"{setting}={list(names)!r}: a name is listed twice")
-    return names
 
 
 @dataclass
@@ -128,7 +115,7 @@ class WebDatasetShards:
 
     def download_stats(self, shards: Sequence[Shard]) -> dict[str, Any] | None:
         """What img2dataset's sidecar files say about these shards (None: there are none)."""
-        return download_stats([s.source for s in shards])
+        return download_stats(tar_stems([s.source for s in shards]))
 
     def classes(self) -> ClassNames:
         if self._classes is None:
