@@ -18,7 +18,7 @@ from img2dataset_layout import Url, jpeg, write_img2dataset
 from q16.errors import Q16Error
 from q16.report.source_stats import source_stats_lines
 from q16.sources.base import ErrorLog, RawSample, checked
-from q16.sources.img2dataset import download_stats, tar_stems
+from q16.sources.img2dataset import MAX_STATS_BYTES, download_stats, tar_stems
 from q16.sources.sample_meta import MAX_META_CHARS
 from q16.sources.wds import WebDatasetShards
 
@@ -162,6 +162,14 @@ def test_bad_stats_json_is_ignored_with_a_warning_and_the_parquet_used(
     assert "00000_stats.json" in caplog.text
     assert stats is not None and (stats["urls_listed"], stats["successes"]) == (2, 1)
     assert stats["top_failure_reasons"] == [["404", 1]] and stats["files_ignored"] == 1
+
+
+def test_huge_stats_json_is_not_read(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    write_img2dataset(tmp_path, [[Url("a"), Url("b", error="404")]])
+    with (tmp_path / "00000_stats.json").open("r+b") as file:
+        file.truncate(MAX_STATS_BYTES + 1)  # sparse: nothing near this size is written
+    stats = download_stats([str(tmp_path / "00000")])
+    assert "larger than" in caplog.text and stats is not None and stats["urls_listed"] == 2
 
 
 def test_no_usable_stats_means_no_stats(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
