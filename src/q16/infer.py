@@ -36,7 +36,7 @@ from q16.models.paper_assets import default_prompt_file
 from q16.models.space import embedding_space_backbone
 from q16.outdir import SUMMARY_FILE
 from q16.runinfo import write_run_info
-from q16.sources.base import EmbeddingSource, InferenceSource, Shard
+from q16.sources.base import DownloadStatsSource, EmbeddingSource, InferenceSource, Shard
 
 log = logging.getLogger(__name__)
 __all__ = ["check_embeddings", "load_head", "run"]
@@ -230,7 +230,8 @@ def _score(
     if rank != 0:
         return {}
     names = [s.name for s in shards]
-    return _finish(cfg, settings, setup, run_id, names, started, meta_columns)
+    found = source.download_stats(shards) if isinstance(source, DownloadStatsSource) else None
+    return _finish(cfg, settings, setup, run_id, names, started, meta_columns, found)
 
 
 def _finish(
@@ -241,6 +242,7 @@ def _finish(
     shard_names: list[str],
     started: float,
     meta_columns: tuple[str, ...] = (),
+    source_stats: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Rank 0, after its loop: wait for the ranks, collect, write summary (and report)."""
     out, timeout_s = settings.out_dir, settings.rank_wait_timeout_s
@@ -248,6 +250,8 @@ def _finish(
     counts = collect(out, shard_names, threshold=settings.threshold, meta_columns=meta_columns)
     ranks = [LoopStats.from_record(r) for r in records]
     summary = build_summary(setup, counts, ranks, missing, time.perf_counter() - started)
+    if source_stats:  # what the downloader listed and lost (img2dataset), for the datasheet
+        summary["source_stats"] = source_stats
     write_summary(out, summary)
     write_run_info(out, cfg, task="infer", summary=SUMMARY_FILE)
     if missing:

@@ -13,9 +13,9 @@ anything is scored.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -62,7 +62,10 @@ def utf8_text(text: str) -> str:
         text.encode("utf-8")
         return text
     except UnicodeEncodeError:
-        raw = text.encode("utf-8", "surrogateescape")
+        try:
+            raw = text.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:  # a lone surrogate from text (a JSON "\\ud800" escape)
+            return text.encode("utf-8", "backslashreplace").decode("utf-8")
         return raw.decode("utf-8", "backslashreplace")
 
 
@@ -163,6 +166,16 @@ class EmbeddingSource(InferenceSource, Protocol):
 
     def embedding_space(self) -> EmbeddingSpace:
         """The encoder the embeddings come from; raises ``Q16Error`` if it cannot be told."""
+        ...
+
+
+@runtime_checkable
+class DownloadStatsSource(InferenceSource, Protocol):
+    """A source that can say what its downloader listed and lost (img2dataset's stats)."""
+
+    def download_stats(self, shards: Sequence[Shard]) -> dict[str, Any] | None:
+        """``summary.json``'s ``source_stats`` (None: nothing known); never raises for bad
+        files (they are ignored with a warning)."""
         ...
 
 
