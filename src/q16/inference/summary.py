@@ -59,7 +59,8 @@ def build_summary(
     heads: dict[str, Any] = {}
     if setup.heads is not None:
         heads["heads"] = [
-            {**head, "flagged": counts.heads_flagged.get(str(head["name"]), 0)} for head in setup.heads
+            {**head, "flagged": counts.heads_flagged.get(str(head["name"]), 0)}
+            for head in setup.heads
         ]
         heads["images_flagged_any_head"] = counts.images_flagged_any_head
     loop_s = max((r.loop_s for r in ranks), default=0.0)

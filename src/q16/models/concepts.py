@@ -36,7 +36,7 @@ MAX_PHRASES = 1000
 MAX_PHRASE_CHARS = 1000
 CONCEPT_LOGIT_SCALE = 100.0
 CATEGORY_PREFIX = "category."
-"""Exported tensors: ``neutral`` and ``category.<name>`` (one row per phrase)."""
+"""Exported tensors: ``neutral`` and ``category.<000>.<name>`` (one row per phrase)."""
 
 
 @dataclass(frozen=True)
@@ -139,8 +139,8 @@ class ConceptHead(nn.Module):
 
     def export_tensors(self) -> dict[str, torch.Tensor]:
         tensors = {"neutral": self.neutral.cpu().contiguous()}
-        for name in self.names:
-            tensors[CATEGORY_PREFIX + name] = self.phrases(name).cpu().contiguous()
+        for i, name in enumerate(self.names):  # numbered: safetensors sorts its keys
+            tensors[f"{CATEGORY_PREFIX}{i:03d}.{name}"] = self.phrases(name).cpu().contiguous()
         return tensors
 
     def export_metadata(self) -> dict[str, str]:
@@ -150,12 +150,11 @@ class ConceptHead(nn.Module):
     def from_export(cls, tensors: dict[str, torch.Tensor], logit_scale: float) -> ConceptHead:
         """Back from ``export_tensors()`` (categories in file order)."""
         categories = {}
-        for key, tensor in tensors.items():
-            if key.startswith(CATEGORY_PREFIX):
-                name = key[len(CATEGORY_PREFIX) :]
-                if not NAME.fullmatch(name):
-                    raise ValueError(f"bad category name {name!r}")
-                categories[name] = tensor
+        for key in sorted(k for k in tensors if k.startswith(CATEGORY_PREFIX)):
+            name = key[len(CATEGORY_PREFIX) :].partition(".")[2]
+            if not NAME.fullmatch(name) or name in categories:
+                raise ValueError(f"bad category tensor {key!r}")
+            categories[name] = tensors[key]
         if tensors["neutral"].ndim != 2 or any(t.ndim != 2 for t in categories.values()):
             raise ValueError("concept tensors must be (phrases, D)")
         return cls(tensors["neutral"], categories, logit_scale)
