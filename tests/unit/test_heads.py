@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -179,7 +180,7 @@ def test_store_threshold_refuses_files_without_metadata(tmp_path: Path) -> None:
     import numpy as np
 
     np.save(tmp_path / "p.npy", np.ones((2, 8), np.float32))
-    with pytest.raises(Q16Error, match="only q16 prompts.safetensors"):
+    with pytest.raises(Q16Error, match=r"only q16 prompts\.safetensors"):
         store_threshold(tmp_path / "p.npy", 0.5, "x")
 
 
@@ -217,3 +218,28 @@ def test_run_heads_thresholds_and_scores(tmp_path: Path, tiny_backbone: Backbone
             tiny_backbone,
             0.9,
         )
+
+
+def test_heads_table_treats_summary_as_hostile() -> None:
+    from q16.report.heads_table import head_rows, heads_html, heads_markdown
+
+    summary = {
+        "heads": [
+            {"name": "<script>x</script>", "prompt_source": "a|b\n# h", "threshold": "0.5"},
+            "not a mapping",
+            {"name": "ok", "threshold": 0.25, "threshold_from": "heads", "flagged": 3},
+        ]
+    }
+    rows = head_rows(summary)
+    assert [(r.name, r.threshold, r.flagged) for r in rows] == [
+        ("<script>x</script>", "?", None),
+        ("?", "?", None),
+        ("ok", "0.25", 3),
+    ]
+    page = "\n".join(heads_html(summary, scored=10))
+    assert "<script>" not in page and "&lt;script&gt;" in page
+    sheet = heads_markdown(summary, scored=10)
+    table = [line for line in sheet if line.startswith("|")]
+    assert table and all(len(re.findall(r"(?<!\\)\|", line)) == 7 for line in table)
+    assert "| ok | ? |  | 0.25 (heads) | 3 | 30.00 % |" in sheet
+    assert heads_markdown({"heads": "x"}, 1) == [] and heads_html({}, 1) == []

@@ -94,7 +94,7 @@ def test_two_heads_in_one_pass_equal_single_head_runs(
     # a run without heads writes exactly today's columns (then the dataset's meta_ fields)
     assert list(single.columns) == TODAY_COLUMNS + meta
     assert list(scores.columns) == (
-        TODAY_COLUMNS + ["p_q16", "flagged_q16", "p_other", "flagged_other"] + meta
+        [*TODAY_COLUMNS, "p_q16", "flagged_q16", "p_other", "flagged_other", *meta]
     )
     assert scores["p_q16"].dtype == np.float32 and scores["flagged_other"].dtype == bool
     # the primary head is today's score, exactly; the second is a run with its prompt alone
@@ -117,7 +117,21 @@ def test_two_heads_in_one_pass_equal_single_head_runs(
         ("other", 0.0, "heads", len(scores)),
     ]
     assert "heads" not in today and alone["prompt_source"] == str(other.resolve())
-    json.loads((tmp_path / "both" / "summary.json").read_text())["heads"]  # written too
+    assert (
+        json.loads((tmp_path / "both" / "summary.json").read_text())["heads"][1]["name"] == "other"
+    )
+    if layout == "clip_retrieval":  # the report and datasheet show each head's count
+        from q16.report import write_report
+
+        files = write_report(tmp_path / "both")
+        page, sheet = files.html.read_text(), files.datasheet.read_text()
+        assert '<table id="heads">' in page and "<td>other</td>" in page
+        assert "## Heads" in sheet
+        assert f"| other | {str(other.resolve()).replace('_', chr(92) + '_')} |" in sheet
+        assert f"| 0 (heads) | {len(scores):,} | 100.00 % |" in sheet
+        plain = write_report(tmp_path / "paper")
+        assert 'id="heads"' not in plain.html.read_text()
+        assert "## Heads" not in plain.datasheet.read_text()
 
 
 def test_resume_refuses_other_heads_and_thresholds(make_cfg: MakeCfg, tmp_path: Path) -> None:
@@ -195,16 +209,14 @@ def test_concept_heads_at_start_up_equal_encoded_file(make_cfg: MakeCfg, tmp_pat
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     data = ["data=clip_retrieval", f"data.path={root}", "infer.threshold=0.5"]
-    yaml_run = _run(
-        make_cfg, tmp_path / "yaml", *data, model="tiny",
-        *[_heads(f"{{name:violence,prompt:{concepts}}}", f"{{name:drugs,prompt:{concepts}}}")],
-    )  # fmt: skip
-    file_run = _run(
-        make_cfg, tmp_path / "file", *data, model="tiny",
-        *[_heads(f"{{name:violence,prompt:{encoded}}}",
-                 f"{{name:any_kind,prompt:{encoded}}}",
-                 f"{{name:d,prompt:{encoded},category:drugs}}")],
-    )  # fmt: skip
+    yaml_heads = _heads(f"{{name:violence,prompt:{concepts}}}", f"{{name:drugs,prompt:{concepts}}}")
+    yaml_run = _run(make_cfg, tmp_path / "yaml", *data, yaml_heads, model="tiny")
+    file_heads = _heads(
+        f"{{name:violence,prompt:{encoded}}}",
+        f"{{name:any_kind,prompt:{encoded}}}",
+        f"{{name:d,prompt:{encoded},category:drugs}}",
+    )
+    file_run = _run(make_cfg, tmp_path / "file", *data, file_heads, model="tiny")
     a, b = _scores(tmp_path / "yaml"), _scores(tmp_path / "file")
     assert np.array_equal(a["p_violence"], b["p_violence"])
     assert np.array_equal(a["p_drugs"], b["p_d"])
