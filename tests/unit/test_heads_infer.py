@@ -231,3 +231,52 @@ def test_concept_heads_at_start_up_equal_encoded_file(make_cfg: MakeCfg, tmp_pat
     )  # fmt: skip
     assert bad.returncode != 0 and bad.stderr.strip().count("\n") == 0
     assert "does not exist" in bad.stderr
+
+
+def test_heads_on_image_shards_share_one_image_tower_pass(
+    make_cfg: MakeCfg, tmp_path: Path
+) -> None:
+    """Images (tar shards, tiny random CLIP): each head equals a run with its prompt alone."""
+    from q16.sources.wds import synthetic_images, write_shards
+
+    (tmp_path / "in").mkdir()
+    write_shards(synthetic_images(10, seed=3), str(tmp_path / "in" / "s-%03d.tar"), maxcount=6)
+    data = [f"data.shards={tmp_path / 'in'}", "infer.threshold=0.5"]
+    other = _npy_prompt(tmp_path / "other.npy", 64, seed=2)
+    _run(make_cfg, tmp_path / "z", *data, "prompt.path=zeroshot", model="tiny")
+    _run(make_cfg, tmp_path / "o", *data, f"prompt.path={other}", model="tiny")
+    heads = _heads("{name:zs,prompt:zeroshot}", f"{{name:other,prompt:{other}}}")
+    _run(make_cfg, tmp_path / "both", *data, heads, model="tiny")
+    zs, alone, both = _scores(tmp_path / "z"), _scores(tmp_path / "o"), _scores(tmp_path / "both")
+    assert len(both) == 10
+    assert np.array_equal(both["p_zs"], zs["p_inappropriate"])
+    assert np.array_equal(both["p_inappropriate"], zs["p_inappropriate"])
+    assert np.array_equal(both["p_other"], alone["p_inappropriate"])
+
+
+def test_datacomp_two_heads_by_one_command(tmp_path: Path, launch_env) -> None:
+    """The issue's bar: one infer.py command, offline, DataComp shard, two heads, metadata."""
+    root = datacomp_folder(tmp_path / "dc", [6])
+    other = _npy_prompt(tmp_path / "other.npy", 768, seed=1)
+    out = tmp_path / "out"
+    done = subprocess.run(
+        [sys.executable, "infer.py", "data=datacomp", f"data.path={root}", "model=ViT-L-14",
+         "data.meta_columns=[uid,url]", "fabric.accelerator=cpu", "infer.num_workers=0",
+         "infer.progress=false", f"infer.out_dir={out}", f"paths.root_dir={tmp_path}",
+         f"heads=[{{name: q16, prompt: paper}}, {{name: other, prompt: {other}, threshold: 0}}]"],
+        cwd=REPO, env=launch_env(), capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    scores = _scores(out)
+    assert {"p_q16", "flagged_q16", "p_other", "flagged_other", "meta_uid", "meta_url"} <= set(
+        scores.columns
+    )
+    assert (scores["key"] == scores["meta_uid"]).all() and scores["flagged_other"].all()
+    bad = subprocess.run(
+        [sys.executable, "infer.py", "data=datacomp", f"data.path={root}", "model=ViT-L-14",
+         f"infer.out_dir={tmp_path / 'bad'}", f"paths.root_dir={tmp_path}",
+         "heads=[{name: q16}, {name: q16}]"],
+        cwd=REPO, env=launch_env(), capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert bad.returncode != 0 and bad.stderr.strip().splitlines()[-1].startswith("q16: error:")
+    assert "used twice" in bad.stderr
