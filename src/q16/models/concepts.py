@@ -34,6 +34,7 @@ NAME = re.compile(r"[a-z0-9_]{1,64}")
 """Category (and head) names: they become parquet and CSV column names."""
 MAX_PHRASES = 1000
 MAX_PHRASE_CHARS = 1000
+MAX_FILE_BYTES = 10_000_000
 CONCEPT_LOGIT_SCALE = 100.0
 CATEGORY_PREFIX = "category."
 """Exported tensors: ``neutral`` and ``category.<000>.<name>`` (one row per phrase)."""
@@ -65,6 +66,8 @@ def read_concept_set(path: str | Path) -> ConceptSet:
     path = Path(path).expanduser()
     if not path.is_file():
         raise Q16Error(f"concept set {str(path)!r} does not exist")
+    if path.stat().st_size > MAX_FILE_BYTES:
+        raise Q16Error(f"{path}: over {MAX_FILE_BYTES // 1_000_000} MB; not a concept set")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as err:
