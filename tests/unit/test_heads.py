@@ -243,3 +243,38 @@ def test_heads_table_treats_summary_as_hostile() -> None:
     assert table and all(len(re.findall(r"(?<!\\)\|", line)) == 7 for line in table)
     assert "| ok | ? |  | 0.25 (heads) | 3 | 30.00 % |" in sheet
     assert heads_markdown({"heads": "x"}, 1) == [] and heads_html({}, 1) == []
+
+
+def test_writer_and_collect_per_head_flags(tmp_path: Path) -> None:
+    """Each head is flagged at its own threshold; a NaN in any head is an error record, not a
+    row; collect re-derives every head's flags at this run's thresholds and lists the images
+    flagged by any head."""
+    import pyarrow.parquet as pq
+
+    from q16.inference.collect import collect
+    from q16.inference.reader import Batch
+    from q16.inference.scorer import Scores
+    from q16.inference.writer import ShardWriter
+    from q16.spreadsheet import read_text_csv
+
+    keys = ["k0", "k1", "k2", "k3"]
+    batch = Batch("s", keys, ["/d"] * 4, [None] * 4, [-1] * 4, [None] * 4, [None] * 4)
+    a = torch.tensor([0.9, 0.2, 0.1, 0.6])
+    b = torch.tensor([0.1, 0.95, float("nan"), 0.3])
+    writer = ShardWriter(tmp_path, 0.5, background=False, heads=(("a", 0.5), ("b", 0.9)))
+    writer.add(batch, Scores(a, (a > 0.5).to(torch.int8), heads={"a": a, "b": b}))
+    writer.finish("s", [])
+    table = pq.read_table(tmp_path / "scores" / "s.parquet").to_pandas()
+    assert table["key"].tolist() == ["k0", "k1", "k3"]
+    assert table["flagged_a"].tolist() == [True, False, True]
+    assert table["flagged_b"].tolist() == [False, True, False]
+    errors = (tmp_path / "errors" / "s.jsonl").read_text()
+    assert '"k2"' in errors and "p_b=nan" in errors
+    counts = collect(tmp_path, ["s"], threshold=0.5, heads=(("a", 0.5), ("b", 0.25)))
+    assert counts.heads_flagged == {"a": 2, "b": 2} and counts.images_flagged == 2
+    assert counts.images_flagged_any_head == 3
+    rewritten = pq.read_table(tmp_path / "scores" / "s.parquet").to_pandas()
+    assert rewritten["flagged_b"].tolist() == [False, True, True]
+    flagged = read_text_csv(tmp_path / "flagged.csv", restore_cells=["key"])
+    assert sorted(flagged["key"]) == ["k0", "k1", "k3"]
+    assert {"p_a", "flagged_a", "p_b", "flagged_b"} <= set(flagged.columns)
