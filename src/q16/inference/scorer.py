@@ -6,7 +6,8 @@ prompt head run under ``torch.inference_mode()`` with autocast on GPUs.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import torch
 
@@ -33,6 +34,8 @@ class Scores:
     p_inappropriate: torch.Tensor
     label: torch.Tensor
     embeddings: torch.Tensor | None = None
+    heads: dict[str, torch.Tensor] = field(default_factory=dict)
+    """``heads:`` name -> p(inappropriate) of that head (empty without ``heads:``)."""
 
 
 class Scorer:
@@ -43,6 +46,8 @@ class Scorer:
         head: a prompt head mapping unnormalised features (N, D) to logits (N, 2).
         mean, std: the normalisation from the backbone's preprocessing.
         autocast: ``off``, ``bf16`` or ``fp16``.
+        heads: ``heads:`` name -> head, scored on the same features (``head`` is one of them,
+            the primary, and is not run twice).
     """
 
     def __init__(
@@ -52,6 +57,7 @@ class Scorer:
         mean: tuple[float, ...],
         std: tuple[float, ...],
         autocast: str = "off",
+        heads: Mapping[str, PromptHead] | None = None,
     ) -> None:
         self.backbone = backbone
         self.device = backbone.device
@@ -59,6 +65,10 @@ class Scorer:
         self.mean = torch.tensor(mean, device=self.device).view(1, -1, 1, 1)
         self.std = torch.tensor(std, device=self.device).view(1, -1, 1, 1)
         self.autocast = autocast
+        self.heads = {
+            name: h if h is head else h.to(self.device).eval().requires_grad_(False)
+            for name, h in (heads or {}).items()
+        }
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 (N, 3, H, W) -> float32 normalised, exactly as ToTensor + Normalize."""
@@ -78,10 +88,15 @@ class Scorer:
         features = features.to(self.device).float()
         logits = self.head(features).float()
         probs = logits.softmax(dim=-1)[:, 1]
+        heads = {
+            name: probs if head is self.head else head(features).float().softmax(dim=-1)[:, 1]
+            for name, head in self.heads.items()
+        }
         return Scores(
             p_inappropriate=probs.cpu(),
             label=logits.argmax(dim=-1).to(torch.int8).cpu(),
             embeddings=features.cpu() if keep else None,
+            heads={name: p.cpu() for name, p in heads.items()},
         )
 
     def score_images(self, images: torch.Tensor, keep: bool = False) -> Scores:

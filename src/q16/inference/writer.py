@@ -60,11 +60,20 @@ SCHEMA = pa.schema(
 """One row per scored image (``synset`` is extra to the documented contract)."""
 
 
-def scores_schema(meta_columns: tuple[str, ...] = ()) -> pa.Schema:
-    """SCHEMA plus one string column ``meta_<name>`` per ``data.meta_columns`` entry."""
-    return pa.schema(
-        list(SCHEMA) + [pa.field(n, pa.string()) for n in meta_column_names(meta_columns)]
-    )
+def head_columns(name: str) -> tuple[str, str]:
+    """The score columns of a ``heads:`` entry: ``p_<name>`` (float32), ``flagged_<name>``."""
+    return f"p_{name}", f"flagged_{name}"
+
+
+def scores_schema(meta_columns: tuple[str, ...] = (), heads: tuple[str, ...] = ()) -> pa.Schema:
+    """SCHEMA, then ``p_<head>``/``flagged_<head>`` per ``heads:`` entry, then one string
+    column ``meta_<name>`` per ``data.meta_columns`` entry."""
+    scores = []
+    for name in heads:
+        p, flagged = head_columns(name)
+        scores += [pa.field(p, pa.float32()), pa.field(flagged, pa.bool_())]
+    meta = [pa.field(n, pa.string()) for n in meta_column_names(meta_columns)]
+    return pa.schema(list(SCHEMA) + scores + meta)
 
 
 def is_done(
@@ -124,6 +133,8 @@ class ShardWriter:
     background: bool = True
     max_queued: int = 4
     meta_columns: tuple[str, ...] = ()
+    heads: tuple[tuple[str, float], ...] = ()
+    """``heads:`` (name, threshold) in order; the first is also ``p_inappropriate``."""
     pending: dict[str, _PendingShard] = field(default_factory=dict)
     _pool: ThreadPoolExecutor | None = field(default=None, init=False, repr=False)
     _queued: deque[Future[int]] = field(default_factory=deque, init=False, repr=False)
@@ -140,9 +151,14 @@ class ShardWriter:
         (a NaN row would compare false with every threshold: a silent "not flagged")."""
         pending = self.pending.setdefault(batch.shard, self._new_pending())
         probs = scores.p_inappropriate.float().numpy()
+        heads = {name: scores.heads[name].float().numpy() for name, _ in self.heads}
         keep = np.isfinite(probs)
+        for p in heads.values():
+            keep &= np.isfinite(p)
         for i in np.flatnonzero(~keep):
-            reason = f"the model gave no finite score (p_inappropriate={probs[i]})"
+            bad = [f"p_{n}={p[i]}" for n, p in heads.items() if not np.isfinite(p[i])]
+            shown = ", ".join(bad) or f"p_inappropriate={probs[i]}"
+            reason = f"the model gave no finite score ({shown})"
             pending.errors.append({"key": batch.keys[i], "shard": batch.shard, "reason": reason})
         rows = np.flatnonzero(keep).tolist()
         cols = pending.columns
@@ -164,6 +180,10 @@ class ShardWriter:
         cols["p_inappropriate"].extend(probs[keep].tolist())
         cols["label"].extend(scores.label.numpy()[keep].tolist())
         cols["flagged"].extend((probs[keep] >= self.threshold).tolist())
+        for name, threshold in self.heads:
+            p_col, flagged_col = head_columns(name)
+            cols[p_col].extend(heads[name][keep].tolist())
+            cols[flagged_col].extend((heads[name][keep] >= threshold).tolist())
         if self.save_embeddings and scores.embeddings is not None:
             pending.embeddings.append(scores.embeddings.float().numpy()[keep])
 
@@ -217,7 +237,7 @@ class ShardWriter:
             with atomic_path(embeddings_path(self.out_dir, shard)) as tmp, tmp.open("wb") as f:
                 np.save(f, array.astype(np.float32))
         self._write_errors(shard, errors)
-        table = pa.table(rows.columns, schema=scores_schema(self.meta_columns))
+        table = pa.table(rows.columns, schema=self._schema())
         stored = {k: v.encode() for k, v in (metadata or {}).items() if v is not None}
         if stored:
             table = table.replace_schema_metadata(stored)
@@ -228,8 +248,11 @@ class ShardWriter:
         return table.num_rows
 
     def _new_pending(self) -> _PendingShard:
-        names = scores_schema(self.meta_columns).names
+        names = self._schema().names
         return _PendingShard(columns={n: [] for n in names})
+
+    def _schema(self) -> pa.Schema:
+        return scores_schema(self.meta_columns, tuple(name for name, _ in self.heads))
 
     def _write_errors(self, shard: str, errors: list[dict[str, Any]]) -> None:
         lines = "".join(json.dumps(e) + "\n" for e in errors)
