@@ -15,28 +15,28 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from q16.errors import Q16Error
 from q16.inference.collect import collect
 from q16.inference.guard import check_out_dir, out_dir_lock, run_log
-from q16.inference.head import check_embeddings, load_head
+from q16.inference.head import RunHeads, check_embeddings, load_head, needs_text_tower
 from q16.inference.loop import score_shards
-from q16.inference.reader import ImageDecoder, UInt8Preprocess, partition
+from q16.inference.reader import ImageDecoder, UInt8Preprocess, partition, reads_blocks
 from q16.inference.resume import fingerprint, prepare_out_dir
 from q16.inference.scorer import Scorer, resolve_autocast
 from q16.inference.settings import InferSettings, auto_batch_size, auto_workers
 from q16.inference.state import LoopStats, wait_for_ranks, write_embeddings_meta, write_rank
 from q16.inference.summary import RunSetup, build_summary, write_summary
 from q16.inference.writer import ShardWriter
-from q16.models.backbone import Backbone, BackboneSpec, load_backbone
-from q16.models.paper_assets import default_prompt_file
+from q16.models.backbone import BackboneSpec, load_backbone
 from q16.models.space import embedding_space_backbone
 from q16.outdir import SUMMARY_FILE
 from q16.runinfo import write_run_info
-from q16.sources.base import BlockSource, EmbeddingSource, InferenceSource, Shard
+from q16.sources.base import DownloadStatsSource, EmbeddingSource, InferenceSource, Shard
 
 log = logging.getLogger(__name__)
 __all__ = ["check_embeddings", "load_head", "run"]
@@ -61,8 +61,6 @@ def build_source(cfg: DictConfig) -> InferenceSource:
 
 
 def _data_choice(cfg: DictConfig) -> str:
-    from hydra.core.hydra_config import HydraConfig
-
     if HydraConfig.initialized():
         choice = HydraConfig.get().runtime.choices.get("data")
         if choice:
@@ -76,8 +74,10 @@ def build_fabric(fabric: DictConfig) -> L.Fabric:
     return built
 
 
-def infer_settings(infer: DictConfig) -> InferSettings:
-    """``cfg.infer`` as plain, checked values (the config tree stops at ``run``)."""
+def infer_settings(infer: DictConfig, heads: Any = None) -> InferSettings:
+    """``cfg.infer`` and ``heads:`` as plain, checked values (the tree stops at ``run``)."""
+    if isinstance(heads, DictConfig | ListConfig):
+        heads = OmegaConf.to_container(heads, resolve=True)
     return InferSettings(
         out_dir=Path(str(infer.out_dir)).expanduser(),
         threshold=infer.threshold,
@@ -89,6 +89,7 @@ def infer_settings(infer: DictConfig) -> InferSettings:
         progress=infer.progress,
         rank_wait_timeout_s=infer.get("rank_wait_timeout_s", 3600.0),
         report=infer.get("report", False),
+        heads=heads,
     )
 
 
@@ -111,7 +112,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     """
     started = time.perf_counter()
     check_required(cfg)
-    settings = infer_settings(cfg.infer)
+    settings = infer_settings(cfg.infer, cfg.get("heads"))
     source = build_source(cfg)
     fabric = build_fabric(cfg.fabric)
     fabric.launch()
@@ -149,30 +150,34 @@ def _score(
     spec: BackboneSpec = instantiate(cfg.model)
     # seeded so that random-weight models (tests, benchmarks) are the same on every rank/resume
     L.seed_everything(int(cfg.get("seed", 0)), verbose=False)
-    # embeddings scored with a prompt file: the model only fixes the space (no tower, no
-    # weights); zero-shot prompts still need the text tower
-    prompt_file = cfg.prompt.get("path") or default_prompt_file(spec)
-    embeddings_only = isinstance(source, EmbeddingSource) and not spec.from_hub and prompt_file
+    # embeddings scored with prompt files: the model only fixes the space (no tower, no
+    # weights); zero-shot prompts and concept-set YAMLs still need the text tower
+    prompts = [h.prompt for h in settings.heads] if settings.heads else [cfg.prompt.get("path")]
+    text = any(needs_text_tower(p, spec) for p in prompts)
+    embeddings_only = isinstance(source, EmbeddingSource) and not spec.from_hub and not text
     if embeddings_only:
         backbone = embedding_space_backbone(spec, fabric.device)
     else:
         backbone = load_backbone(spec, fabric.device)
     meta_columns = tuple(str(c) for c in cfg.data.get("meta_columns") or ())
     check_embeddings(source, backbone)
-    head, prompt_source = load_head(cfg.prompt.get("path"), backbone, warn=rank == 0)
+    heads = RunHeads.load(
+        settings.heads, cfg.prompt.get("path"), backbone, settings.threshold, warn=rank == 0
+    )
     current = fingerprint(
         model=backbone.spec.name,
         weights=backbone.spec.weights_id,
         precision=backbone.spec.precision,
         preprocess=backbone.preprocess_id,
-        prompt_source=prompt_source,
-        threshold=settings.threshold,
+        prompt_source=heads.source,
+        threshold=heads.threshold,
         autocast=autocast,
         max_pixels=settings.max_pixels,
         max_bytes=cfg.data.get("max_bytes"),
         exif_transpose=bool(cfg.data.get("exif_transpose", False)),
         shards=shards,
         meta_columns=meta_columns,
+        heads=heads.fingerprint(),
     )
     mine = partition(shards, rank, world)
     todo = prepare_out_dir(out, current, mine, record=rank == 0)
@@ -180,25 +185,31 @@ def _score(
         "rank %d/%d: %d shards, %d already done", rank, world, len(mine), len(mine) - len(todo)
     )
     writer = ShardWriter(
-        out, settings.threshold, settings.save_embeddings, meta_columns=meta_columns
+        out,
+        heads.threshold,
+        settings.save_embeddings,
+        meta_columns=meta_columns,
+        heads=heads.thresholds(),
     )
     if settings.save_embeddings and rank == 0:
-        write_embeddings_meta(out, _embeddings_meta(backbone))
+        write_embeddings_meta(out, backbone)
     preprocess = (
         UInt8Preprocess([], (0.0,) * 3, (1.0,) * 3)
         if embeddings_only
         else UInt8Preprocess.from_transform(backbone.preprocess)
     )
-    scorer = Scorer(backbone, head, preprocess.mean, preprocess.std, autocast)
+    scorer = Scorer(
+        backbone, heads.head, preprocess.mean, preprocess.std, autocast, heads=heads.named()
+    )
     num_nodes = int(cfg.fabric.get("num_nodes", 1))
-    num_workers = auto_workers(settings.num_workers, _local_processes(world, num_nodes))
-    if settings.num_workers is None and isinstance(source, BlockSource):
+    num_workers = auto_workers(settings.num_workers, max(1, world // max(1, num_nodes)))
+    if settings.num_workers is None and reads_blocks(source):
         num_workers = 0  # blocks are read in place (mmap); workers would pickle every block
     batch_size = auto_batch_size(settings.batch_size, fabric.device)
     setup = RunSetup(
         spec=spec,
-        prompt_source=prompt_source,
-        threshold=settings.threshold,
+        prompt_source=heads.source,
+        threshold=heads.threshold,
         shards_total=len(shards),
         inputs=_inputs(cfg, shards),
         data=source.name,
@@ -207,6 +218,7 @@ def _score(
         world_size=world,
         device=str(fabric.device),
         setup_s=time.perf_counter() - started,
+        heads=heads.summary(),
     )
     stats = score_shards(
         source,
@@ -225,14 +237,15 @@ def _score(
         log.warning(
             "rank %d: %d shard(s) could not be read (%s); see errors.jsonl and re-run with "
             "the same infer.out_dir to retry them",
-            rank,
-            len(stats.unread),
-            ", ".join(stats.unread[:5]),
+            *(rank, len(stats.unread), ", ".join(stats.unread[:5])),
         )
     if rank != 0:
         return {}
     names = [s.name for s in shards]
-    return _finish(cfg, settings, setup, run_id, names, started, meta_columns)
+    found = source.download_stats(shards) if isinstance(source, DownloadStatsSource) else None
+    return _finish(
+        cfg, settings, setup, run_id, names, started, meta_columns, heads.thresholds(), found
+    )
 
 
 def _finish(
@@ -242,14 +255,18 @@ def _finish(
     run_id: str,
     shard_names: list[str],
     started: float,
-    meta_columns: tuple[str, ...] = (),
+    meta: tuple[str, ...] = (),
+    heads: tuple[tuple[str, float], ...] = (),
+    source_stats: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Rank 0, after its loop: wait for the ranks, collect, write summary (and report)."""
     out, timeout_s = settings.out_dir, settings.rank_wait_timeout_s
     records, missing = wait_for_ranks(out, setup.world_size, run_id, timeout_s)
-    counts = collect(out, shard_names, threshold=settings.threshold, meta_columns=meta_columns)
+    counts = collect(out, shard_names, threshold=setup.threshold, meta_columns=meta, heads=heads)
     ranks = [LoopStats.from_record(r) for r in records]
     summary = build_summary(setup, counts, ranks, missing, time.perf_counter() - started)
+    if source_stats:  # what the downloader listed and lost (img2dataset), for the datasheet
+        summary["source_stats"] = source_stats
     write_summary(out, summary)
     write_run_info(out, cfg, task="infer", summary=SUMMARY_FILE)
     if missing:
@@ -265,28 +282,10 @@ def _finish(
         log.info("report: %s", write_report(out).html)
     log.info(
         "scored %d images (%d flagged at p >= %.2f; %d not scored, %d error records) -> %s",
-        counts.images_scored,
-        counts.images_flagged,
-        settings.threshold,
-        counts.images_unscored,
-        counts.errors,
-        out,
+        *(counts.images_scored, counts.images_flagged, setup.threshold),
+        *(counts.images_unscored, counts.errors, out),
     )
     return summary
-
-
-def _embeddings_meta(backbone: Backbone) -> dict[str, Any]:
-    return {
-        "model": backbone.spec.name,
-        "pretrained": backbone.spec.pretrained,
-        "weights": backbone.spec.weights_id,
-        "embed_dim": backbone.embed_dim,
-        "dtype": "float32",
-    }
-
-
-def _local_processes(world_size: int, num_nodes: int) -> int:
-    return max(1, world_size // max(1, num_nodes))
 
 
 def _inputs(cfg: DictConfig, shards: list[Shard]) -> list[str]:

@@ -82,7 +82,10 @@ def read_text_csv(path: Path, restore_cells: Iterable[str] = ()) -> pd.DataFrame
     """Every cell as the exact string in the file ("" when empty); ``restore_cells`` columns
     are passed through :func:`restore`. Unreadable files are a one-line Q16Error."""
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False)
+        # the python engine: the C engine cuts a cell at a NUL byte (pandas 2.x)
+        frame = pd.read_csv(
+            path, dtype=str, keep_default_na=False, na_filter=False, engine="python"
+        )
     except pd.errors.EmptyDataError as err:
         raise Q16Error(f"{path}: empty file, expected a CSV with a header line") from err
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as err:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 
 from q16.fileio import atomic_path, atomic_write_text
 from q16.inference.flagged import flagged_sorter
-from q16.inference.writer import SCHEMA, scores_schema
+from q16.inference.writer import SCHEMA, head_columns, scores_schema
 from q16.outdir import (
     ERRORS_FILE,
     FLAGGED_COLUMNS,
@@ -50,6 +50,10 @@ class RunCounts:
     images_unscored: int = 0
     """Records of ``errors.jsonl`` about one input (``key`` set): inputs that were not scored.
     Problems of a whole tar (``key`` null: cut, unopenable) may hide more."""
+    heads_flagged: dict[str, int] = field(default_factory=dict)
+    """``heads:`` name -> images it flagged (empty without ``heads:``)."""
+    images_flagged_any_head: int = 0
+    """Rows of ``flagged.csv``: images flagged by any head (= ``images_flagged`` with one)."""
 
 
 def collect(
@@ -59,23 +63,28 @@ def collect(
     *,
     threshold: float | None = None,
     meta_columns: tuple[str, ...] = (),
+    heads: tuple[tuple[str, float], ...] = (),
 ) -> RunCounts:
     """Counts over every finished shard; writes ``flagged.csv`` and ``errors.jsonl``.
 
     Reads one shard at a time; flagged rows beyond ``max_flagged_in_memory`` are sorted on
     disk (``q16.inference.flagged``), so memory does not grow with the dataset.
     ``errors.jsonl`` also lists the last failure of shards not done (unreadable: retried).
+    With ``heads`` (name, threshold): each head's flags are derived at its threshold, and
+    ``flagged.csv`` holds the images flagged by any head, with every head's columns.
     """
-    scored = shards_done = 0
+    scored = shards_done = primary_flagged = 0
+    heads_flagged = {name: 0 for name, _ in heads}
     per_class: dict[str, dict[str, int]] = {}
     error_lines: list[str] = []
-    extra = [f for f in scores_schema(meta_columns) if f.name not in SCHEMA.names]
+    names = tuple(name for name, _ in heads)
+    extra = [f for f in scores_schema(meta_columns, names) if f.name not in SCHEMA.names]
     schema = pa.schema(list(FLAGGED_SCHEMA) + extra)
     with flagged_sorter(schema, out_dir, max_flagged_in_memory) as flagged:
         for shard in shards:
             path = scores_path(out_dir, shard)
             errors = shard_errors_path(out_dir, shard)
-            table = _read_scores(path, threshold)
+            table = _read_scores(path, threshold, heads)
             if table is None:
                 if errors.is_file():  # could not be read: not done, retried by the next run
                     error_lines.extend(errors.read_text().splitlines(keepends=True))
@@ -83,18 +92,26 @@ def collect(
             shards_done += 1
             scored += table.num_rows
             _count_classes(table, per_class)
-            flagged.add(table.filter(table["flagged"]))
+            any_head = table["flagged"]
+            primary_flagged += int(pc.sum(any_head).as_py() or 0)
+            for name, _ in heads:
+                column = table[head_columns(name)[1]]
+                heads_flagged[name] += int(pc.sum(column).as_py() or 0)
+                any_head = pc.or_(any_head, column)
+            flagged.add(table.filter(any_head))
             if errors.is_file():
                 error_lines.extend(errors.read_text().splitlines(keepends=True))
         flagged.write_csv(out_dir / FLAGGED_FILE)
     atomic_write_text(out_dir / ERRORS_FILE, "".join(error_lines))
     return RunCounts(
         images_scored=scored,
-        images_flagged=flagged.rows,
+        images_flagged=primary_flagged,
         errors=len(error_lines),
         images_unscored=sum(json.loads(line).get("key") is not None for line in error_lines),
         per_class=dict(sorted(per_class.items())),
         shards_done=shards_done,
+        heads_flagged=heads_flagged,
+        images_flagged_any_head=flagged.rows,
     )
 
 
@@ -109,9 +126,12 @@ def _count_classes(table: pa.Table, per_class: dict[str, dict[str, int]]) -> Non
         entry["flagged"] += int(row["flagged_sum"] or 0)
 
 
-def _read_scores(path: Path, threshold: float | None) -> pa.Table | None:
-    """A done shard's rows with ``flagged`` = p >= threshold (rewritten where it was not);
-    None if the shard is not done or its parquet cannot be read (the next run scores it)."""
+def _read_scores(
+    path: Path, threshold: float | None, heads: tuple[tuple[str, float], ...] = ()
+) -> pa.Table | None:
+    """A done shard's rows with ``flagged`` = p >= threshold, and each head's flags at its
+    own (rewritten where they were not); None if the shard is not done or its parquet cannot
+    be read (the next run scores it)."""
     if not path.is_file():
         return None
     try:
@@ -121,10 +141,18 @@ def _read_scores(path: Path, threshold: float | None) -> pa.Table | None:
         return None
     if threshold is None:  # not a run's collection (tests, tools): the stored flags
         return table
-    flags = pc.greater_equal(table["p_inappropriate"], pa.scalar(threshold, pa.float32()))
-    if not flags.equals(table["flagged"]):
-        log.warning("%s was flagged at another threshold: flags rewritten at %g", path, threshold)
-        table = table.set_column(table.schema.get_field_index("flagged"), "flagged", flags)
+    changed = False
+    for p_col, flagged_col, at in [
+        ("p_inappropriate", "flagged", threshold),
+        *((*head_columns(name), t) for name, t in heads),
+    ]:
+        flags = pc.greater_equal(table[p_col], pa.scalar(at, pa.float32()))
+        if not flags.equals(table[flagged_col]):
+            log.warning("%s: %s was set at another threshold: rewritten at %g", path, p_col, at)
+            index = table.schema.get_field_index(flagged_col)
+            table = table.set_column(index, flagged_col, flags)
+            changed = True
+    if changed:
         with atomic_path(path) as tmp:
             pq.write_table(table, tmp)
     return table

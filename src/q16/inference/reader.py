@@ -278,6 +278,11 @@ class ShardStream(IterableDataset):
         return batch
 
 
+def reads_blocks(source: InferenceSource) -> bool:
+    """Whether the source is read a block at a time (then without DataLoader workers)."""
+    return isinstance(source, BlockSource)
+
+
 def make_loader(
     stream: ShardStream, num_workers: int, pin_memory: bool = False, prefetch_factor: int = 2
 ) -> DataLoader:

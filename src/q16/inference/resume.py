@@ -74,11 +74,19 @@ def fingerprint(
     max_bytes: int | None = None,
     exif_transpose: bool = False,
     meta_columns: tuple[str, ...] = (),
+    heads: Sequence[tuple[str, str, str | None, float]] | None = None,
 ) -> dict[str, Any]:
-    """What makes two runs' scores the same; resume refuses an out_dir made differently."""
-    prompt_id = prompt_source
-    if Path(prompt_source).is_file():
-        prompt_id = hashlib.sha256(Path(prompt_source).read_bytes()).hexdigest()[:16]
+    """What makes two runs' scores the same; resume refuses an out_dir made differently.
+
+    ``heads`` (name, prompt source, category, threshold) per ``heads:`` entry; without
+    ``heads:`` the fingerprint has no such key, so today's out_dirs resume as before.
+    """
+    extra: dict[str, Any] = {}
+    if heads is not None:
+        extra["heads"] = [
+            {"name": n, "prompt": _prompt_id(s), "category": c, "threshold": t}
+            for n, s, c, t in heads
+        ]
     return {
         "format": OUT_DIR_FORMAT,
         "data": data_identity(shards),
@@ -86,14 +94,22 @@ def fingerprint(
         "weights": weights,
         "precision": precision,
         "preprocess": preprocess,
-        "prompt": prompt_id,
+        "prompt": _prompt_id(prompt_source),
         "threshold": threshold,
         "autocast": autocast,
         "max_pixels": max_pixels,
         "max_bytes": max_bytes,
         "exif_transpose": exif_transpose,
         "meta_columns": list(meta_columns),
+        **extra,
     }
+
+
+def _prompt_id(prompt_source: str) -> str:
+    """A prompt file by its content (a file edited in place is another prompt)."""
+    if Path(prompt_source).is_file():
+        return hashlib.sha256(Path(prompt_source).read_bytes()).hexdigest()[:16]
+    return prompt_source
 
 
 def check_fingerprint(out: Path, current: dict[str, Any], write: bool) -> None:

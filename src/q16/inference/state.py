@@ -15,16 +15,28 @@ from pathlib import Path
 from typing import Any
 
 from q16.fileio import atomic_write_text
+from q16.models.backbone import Backbone
 from q16.outdir import EMBEDDINGS_DIR, EMBEDDINGS_META_FILE, RANKS_DIR
 
 log = logging.getLogger(__name__)
 
 
-def write_embeddings_meta(out: Path, meta: dict[str, Any]) -> None:
+def write_embeddings_meta(out: Path, backbone: Backbone) -> None:
     """``embeddings/meta.json``: what ``data=embeddings`` checks the model against."""
     path = out / EMBEDDINGS_DIR / EMBEDDINGS_META_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(meta, indent=2))
+    atomic_write_text(path, json.dumps(embeddings_meta(backbone), indent=2))
+
+
+def embeddings_meta(backbone: Backbone) -> dict[str, Any]:
+    """What ``embeddings/meta.json`` says: the space the saved embeddings are in."""
+    return {
+        "model": backbone.spec.name,
+        "pretrained": backbone.spec.pretrained,
+        "weights": backbone.spec.weights_id,
+        "embed_dim": backbone.embed_dim,
+        "dtype": "float32",
+    }
 
 
 @dataclass

@@ -42,6 +42,9 @@ class RunSetup:
     device: str
     setup_s: float
     """Seconds from the start of ``run`` to the first batch requested (model load included)."""
+    heads: tuple[dict[str, object], ...] | None = None
+    """``heads:`` entries as the summary lists them (name, prompt_source, category,
+    threshold, threshold_from); None without ``heads:``."""
 
 
 def build_summary(
@@ -53,6 +56,13 @@ def build_summary(
 ) -> dict[str, Any]:
     """The summary's keys, in the order ``summary.json`` has always listed them."""
     images_now = sum(r.images for r in ranks)
+    heads: dict[str, Any] = {}
+    if setup.heads is not None:
+        heads["heads"] = [
+            {**head, "flagged": counts.heads_flagged.get(str(head["name"]), 0)}
+            for head in setup.heads
+        ]
+        heads["images_flagged_any_head"] = counts.images_flagged_any_head
     loop_s = max((r.loop_s for r in ranks), default=0.0)
     return {
         "images_scored": counts.images_scored,
@@ -88,6 +98,7 @@ def build_summary(
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "git_commit": git_commit(),
         "machine": machine_description(),
+        **heads,
     }
 
 

@@ -60,11 +60,20 @@ SCHEMA = pa.schema(
 """One row per scored image (``synset`` is extra to the documented contract)."""
 
 
-def scores_schema(meta_columns: tuple[str, ...] = ()) -> pa.Schema:
-    """SCHEMA plus one string column ``meta_<name>`` per ``data.meta_columns`` entry."""
-    return pa.schema(
-        list(SCHEMA) + [pa.field(n, pa.string()) for n in meta_column_names(meta_columns)]
-    )
+def head_columns(name: str) -> tuple[str, str]:
+    """The score columns of a ``heads:`` entry: ``p_<name>`` (float32), ``flagged_<name>``."""
+    return f"p_{name}", f"flagged_{name}"
+
+
+def scores_schema(meta_columns: tuple[str, ...] = (), heads: tuple[str, ...] = ()) -> pa.Schema:
+    """SCHEMA, then ``p_<head>``/``flagged_<head>`` per ``heads:`` entry, then one string
+    column ``meta_<name>`` per ``data.meta_columns`` entry."""
+    scores = []
+    for name in heads:
+        p, flagged = head_columns(name)
+        scores += [pa.field(p, pa.float32()), pa.field(flagged, pa.bool_())]
+    meta = [pa.field(n, pa.string()) for n in meta_column_names(meta_columns)]
+    return pa.schema(list(SCHEMA) + scores + meta)
 
 
 ROW_COLUMNS = {
@@ -165,6 +174,8 @@ class ShardWriter:
     background: bool = True
     max_queued: int = 4
     meta_columns: tuple[str, ...] = ()
+    heads: tuple[tuple[str, float], ...] = ()
+    """``heads:`` (name, threshold) in order; the first is also ``p_inappropriate``."""
     pending: dict[str, _PendingShard] = field(default_factory=dict)
     _pool: ThreadPoolExecutor | None = field(default=None, init=False, repr=False)
     _queued: deque[Future[int]] = field(default_factory=deque, init=False, repr=False)
@@ -181,10 +192,15 @@ class ShardWriter:
         (a NaN row would compare false with every threshold: a silent "not flagged")."""
         pending = self.pending.setdefault(batch.shard, self._new_pending())
         probs = scores.p_inappropriate.float().numpy()
+        heads = {name: scores.heads[name].float().numpy() for name, _ in self.heads}
         keep = np.isfinite(probs)
+        for p in heads.values():
+            keep &= np.isfinite(p)
         columns = row_columns(batch, self.meta_columns)
         for i in np.flatnonzero(~keep):
-            reason = f"the model gave no finite score (p_inappropriate={probs[i]})"
+            bad = [f"p_{n}={p[i]}" for n, p in heads.items() if not np.isfinite(p[i])]
+            shown = ", ".join(bad) or f"p_inappropriate={probs[i]}"
+            reason = f"the model gave no finite score ({shown})"
             key = columns["key"][int(i)].as_py()
             pending.errors.append({"key": key, "shard": batch.shard, "reason": reason})
         if not keep.all():
@@ -195,7 +211,12 @@ class ShardWriter:
         columns["p_inappropriate"] = pa.array(probs[keep], pa.float32())
         columns["label"] = pa.array(scores.label.numpy()[keep], pa.int8())
         columns["flagged"] = pa.array(probs[keep] >= self.threshold, pa.bool_())
-        pending.tables.append(pa.table(columns).select(self.schema.names).cast(self.schema))
+        for name, threshold in self.heads:
+            p_col, flagged_col = head_columns(name)
+            columns[p_col] = pa.array(heads[name][keep], pa.float32())
+            columns[flagged_col] = pa.array(heads[name][keep] >= threshold, pa.bool_())
+        schema = self._schema()
+        pending.tables.append(pa.table(columns).select(schema.names).cast(schema))
         if self.save_embeddings and scores.embeddings is not None:
             pending.embeddings.append(scores.embeddings.float().numpy()[keep])
 
@@ -249,7 +270,7 @@ class ShardWriter:
             with atomic_path(embeddings_path(self.out_dir, shard)) as tmp, tmp.open("wb") as f:
                 np.save(f, array.astype(np.float32))
         self._write_errors(shard, errors)
-        table = pa.concat_tables(rows.tables) if rows.tables else self.schema.empty_table()
+        table = pa.concat_tables(rows.tables) if rows.tables else self._schema().empty_table()
         stored = {k: v.encode() for k, v in (metadata or {}).items() if v is not None}
         if stored:
             table = table.replace_schema_metadata(stored)
@@ -259,12 +280,11 @@ class ShardWriter:
         kill_point(AFTER_COMMIT, self._commits)
         return table.num_rows
 
-    @property
-    def schema(self) -> pa.Schema:
-        return scores_schema(self.meta_columns)
-
     def _new_pending(self) -> _PendingShard:
         return _PendingShard()
+
+    def _schema(self) -> pa.Schema:
+        return scores_schema(self.meta_columns, tuple(name for name, _ in self.heads))
 
     def _write_errors(self, shard: str, errors: list[dict[str, Any]]) -> None:
         lines = "".join(json.dumps(e) + "\n" for e in errors)

@@ -25,6 +25,7 @@ from safetensors.torch import load_file, safe_open, save_file
 from q16 import CLASS_NAMES, __version__
 from q16.errors import Q16Error
 from q16.models.backbone import OPENAI_TAG, BackboneSpec, base_model_name
+from q16.models.concepts import ConceptHead
 from q16.models.paper_assets import PAPER, paper_prompt_file
 from q16.models.prompt_checks import check_head, check_tensors, one_line
 from q16.models.prompt_head import PromptHead
@@ -39,6 +40,7 @@ HEAD_LOADERS: Mapping[str, HeadLoader] = MappingProxyType(
     {
         ClassEmbeddingHead.kind: ClassEmbeddingHead.from_export,
         LinearProbe.kind: LinearProbe.from_export,
+        ConceptHead.kind: ConceptHead.from_export,
     }
 )
 """``PromptMetadata.kind`` -> a function building the frozen head from its exported tensors
@@ -58,6 +60,11 @@ class PromptMetadata:
     config_hash: str | None = None
     source: str = "q16"
     extra: dict[str, str] = field(default_factory=dict)
+    threshold: float | None = None
+    """The threshold chosen on labelled data (``scripts/set_prompt_threshold.py``); a
+    ``heads:`` entry without its own threshold scores with it."""
+    threshold_from: str | None = None
+    """How ``threshold`` was chosen (e.g. target precision 0.9 in a thresholds.json)."""
 
     def to_strings(self) -> dict[str, str]:
         return {"q16": json.dumps(asdict(self)), "q16_version": __version__}
@@ -80,6 +87,14 @@ class PromptMetadata:
             raise ValueError(
                 f"logit_scale must be a positive finite number, not {meta.logit_scale}"
             )
+        if meta.threshold is not None and (
+            isinstance(meta.threshold, bool)
+            or not isinstance(meta.threshold, int | float)
+            or not 0.0 <= meta.threshold <= 1.0
+        ):
+            raise ValueError(f"threshold must be a number in [0, 1], not {meta.threshold!r}")
+        if meta.threshold_from is not None and not isinstance(meta.threshold_from, str):
+            raise ValueError(f"threshold_from must be text, not {meta.threshold_from!r}")
         if list(meta.class_names) != list(CLASS_NAMES):
             raise ValueError(
                 f"class_names {meta.class_names!r} are not {list(CLASS_NAMES)} (row 0 "

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import pandas as pd
 
+from q16.report.heads_table import heads_markdown
 from q16.report.inputs import Coverage, InferenceRun
+from q16.report.source_stats import source_stats_lines
 from q16.report.text import md_cell
 
 QUESTION = (
@@ -82,6 +84,8 @@ def datasheet_markdown(
             share = "?" if pd.isna(r.share_flagged) else f"{100 * r.share_flagged:.1f} %"
             lines.append(f"| {m(r.class_name)} | {int(r.flagged):,} | {scored_cell} | {share} |")
         lines.append("")
+    lines += heads_markdown(s, scored)
+    lines += source_stats_lines(s, scored)  # img2dataset: URLs listed, failed, screened
     lines += [
         "## How these numbers were produced",
         "",

@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 
 from q16.outdir import META_PREFIX
+from q16.report.heads_table import heads_html
 from q16.report.inputs import Coverage, InferenceRun, meta_columns
 from q16.report.text import html_text
 
@@ -107,6 +108,7 @@ def render_page(p: PageInputs) -> str:
         f'<img id="class-chart" alt="flagged per class" src="{_png_uri(p.class_chart_png)}">',
         "</div>",
     ]
+    parts += heads_html(s, c.scored)
     parts += _flagged_section(p)
     parts += _errors_section(p.run)
     parts.append("</body></html>")

@@ -13,9 +13,9 @@ anything is scored.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import pyarrow as pa
@@ -63,7 +63,10 @@ def utf8_text(text: str) -> str:
         text.encode("utf-8")
         return text
     except UnicodeEncodeError:
-        raw = text.encode("utf-8", "surrogateescape")
+        try:
+            raw = text.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:  # a lone surrogate from text (a JSON "\\ud800" escape)
+            return text.encode("utf-8", "backslashreplace").decode("utf-8")
         return raw.decode("utf-8", "backslashreplace")
 
 
@@ -233,6 +236,16 @@ class BlockSource(EmbeddingSource, Protocol):
     def iter_blocks(self, shard: Shard, errors: ErrorLog) -> Iterator[FeatureBlock]:
         """The shard's rows in order, as blocks; must not raise for bad rows (the reader
         checks them), may record a shard-level problem in ``errors`` and yield nothing."""
+        ...
+
+
+@runtime_checkable
+class DownloadStatsSource(InferenceSource, Protocol):
+    """A source that can say what its downloader listed and lost (img2dataset's stats)."""
+
+    def download_stats(self, shards: Sequence[Shard]) -> dict[str, Any] | None:
+        """``summary.json``'s ``source_stats`` (None: nothing known); never raises for bad
+        files (they are ignored with a warning)."""
         ...
 
 

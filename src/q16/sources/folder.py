@@ -12,14 +12,22 @@ link loop such as ``c1/up -> ..`` neither repeats images nor makes the walk expl
 entry with an image extension is a sample, keyed by its path relative to the root
 (extension included: ``x.jpg`` and ``x.png`` are two images); entries that are not regular
 files (a FIFO, a link to ``/dev/zero``) or larger than ``max_bytes`` are recorded, never read.
+
+img2dataset's ``output_format=files`` (``00000/000000000.jpg`` beside ``.json`` and ``.txt``,
+``00000.parquet`` and ``00000_stats.json`` beside the folder) is read with
+``data.class_from_dirs=false`` (a shard folder is no class): ``data.meta_columns`` then come
+from each image's ``<stem>.json`` / ``<stem>.txt`` (``q16.sources.sample_meta``; a sidecar that
+cannot be read is recorded with key null, and the image is still scored), and the counts
+img2dataset wrote go to ``summary.json``.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from q16.errors import Q16Error, check_bool, check_int
 from q16.fileio import safe_file_name
@@ -27,6 +35,11 @@ from q16.imagefiles import is_image_file
 from q16.imageload import DEFAULT_MAX_BYTES, read_file
 from q16.sources.base import ErrorLog, RawSample, Shard
 from q16.sources.classnames import ClassNames, load_class_names
+from q16.sources.img2dataset import download_stats
+from q16.sources.sample_meta import json_keys, parse_json_object, sample_meta
+
+SIDECAR_MAX_BYTES = 16 * 2**20
+"""A ``.json`` / ``.txt`` beside an image is metadata: a few kB, never this much."""
 
 
 def list_images(root: Path) -> list[str]:
@@ -95,6 +108,8 @@ class ImageFolder:
         class_from_dirs: take the top-level folder as the class (ImageNet layout).
         max_bytes: larger files are not read (recorded), judged from ``fstat``.
         exif_transpose: rotate by EXIF orientation before scoring (off: the reference recipe).
+        meta_columns: keys of the ``<stem>.json`` beside each image (and ``txt``: its
+            ``<stem>.txt``) carried into the scores as ``meta_<name>``.
     """
 
     path: str
@@ -104,6 +119,7 @@ class ImageFolder:
     class_from_dirs: bool = True
     max_bytes: int = DEFAULT_MAX_BYTES
     exif_transpose: bool = False
+    meta_columns: Any = ()
     _classes: dict[str, tuple[int, str | None, str]] | None = field(
         default=None, init=False, repr=False
     )
@@ -113,6 +129,7 @@ class ImageFolder:
         self.max_bytes = int(check_int("data.max_bytes", self.max_bytes, 1) or 0)
         self.class_from_dirs = check_bool("data.class_from_dirs", self.class_from_dirs)
         self.exif_transpose = check_bool("data.exif_transpose", self.exif_transpose)
+        self.meta_columns = json_keys("data.meta_columns", self.meta_columns)
 
     @property
     def root(self) -> Path:
@@ -168,4 +185,36 @@ class ImageFolder:
                 raw.error = f"unreadable file: {err.strerror or err}"
             except ValueError as err:  # not a regular file, or too large
                 raw.error = str(err)
+            if self.meta_columns and raw.error is None:
+                raw.meta = sidecar_meta(path, self.meta_columns, rel, errors)
             yield raw
+
+    def download_stats(self, shards: Sequence[Shard]) -> dict[str, Any] | None:
+        """img2dataset's counts for its shard folders (``<root>/00000/``), if it wrote any."""
+        try:
+            folders = sorted(p for p in self.root.iterdir() if p.is_dir())
+        except OSError:
+            return None
+        return download_stats([str(p) for p in folders]) if folders else None
+
+
+def sidecar_meta(
+    image: Path, columns: Sequence[str], key: str, errors: ErrorLog
+) -> dict[str, str | None]:
+    """``columns`` from the ``.json`` / ``.txt`` beside ``image`` (missing: null)."""
+    found: dict[str, bytes | None] = {}
+    for suffix in ("json", "txt"):
+        side = image.with_suffix(f".{suffix}")
+        try:
+            found[suffix] = read_file(side, SIDECAR_MAX_BYTES)
+        except FileNotFoundError:
+            found[suffix] = None
+        except (OSError, ValueError) as err:  # unreadable, not a regular file, too large
+            errors.add(None, f"{key}: {side.name} not read ({err}); scored without it")
+            found[suffix] = None
+    record, problem = parse_json_object(found["json"] or b"")
+    if problem:
+        errors.add(
+            None, f"{key}: {image.with_suffix('.json').name} is {problem}; scored without it"
+        )
+    return sample_meta(columns, record, found["txt"])

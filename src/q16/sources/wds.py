@@ -1,22 +1,27 @@
-"""WebDataset tar shards as an inference input (``data=imagenet``), and a shard writer.
+"""WebDataset tar shards as an inference input (``data=imagenet``, ``data=webdataset``).
 
-Reads the usual ImageNet shard layout (``<key>.jpg|.jpeg|.JPEG|.png|.webp`` with optional
-``.cls`` / ``.json`` / ``.txt``) and img2dataset's (9-digit keys, ``.jpg`` + ``.txt`` caption +
-``.json``). A ``.txt`` member is taken as the class name only when a ``.cls`` is present too;
-otherwise it is a caption and ignored. Tars are read by ``q16.sources.tars`` (every member
-accounted for, none read beyond ``max_bytes``); a sample whose members cannot be parsed is
-recorded, never scored with half its metadata, and never stops the shard.
+Reads the ImageNet shard layout (``<key>.jpg|.jpeg|.JPEG|.png|.webp`` with optional ``.cls`` /
+``.json`` / ``.txt``) and img2dataset's (9-digit keys, ``.jpg`` + ``.txt`` caption + ``.json``).
+The class comes from ``.cls`` (with ``data.class_names``), a ``.txt`` is the class name only
+beside a ``.cls``; ``.json`` keys fill the class id, class name, synset and file name only when
+named in ``data.class_id_keys`` / ``class_name_keys`` / ``synset_keys`` / ``file_name_keys``
+(``data=imagenet`` names the usual ones; ``data=webdataset`` none, so img2dataset's extra
+columns ``label`` or ``name`` never become classes). ``data.meta_columns`` carries ``.json``
+fields and the ``.txt`` into the scores (``q16.sources.sample_meta``); a ``.json`` that cannot
+be read then is recorded (key null: the image is still scored, without its metadata).
+
+Tars are read by ``q16.sources.tars`` (every member accounted for, none read beyond
+``max_bytes``); a sample whose members cannot be parsed is recorded, never scored with half its
+metadata, and never stops the shard. Counts img2dataset wrote beside the tars go to
+``summary.json`` (``download_stats``, ``q16.sources.img2dataset``).
 """
 
 from __future__ import annotations
 
-import glob
-import hashlib
 import io
 import json
 import logging
 import os
-from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,86 +29,44 @@ from typing import Any
 
 import numpy as np
 import webdataset as wds
-from braceexpand import braceexpand
 
-from q16.errors import Q16Error, check_bool, check_int
-from q16.fileio import safe_file_name
+from q16.errors import check_bool, check_int
 from q16.imagefiles import IMAGE_EXTENSIONS
 from q16.imageload import DEFAULT_MAX_BYTES
-from q16.sources.base import INT64_MAX, ErrorLog, RawSample, Shard, is_remote
+from q16.sources.base import INT64_MAX, ErrorLog, RawSample, Shard
 from q16.sources.classnames import ClassNames, load_class_names
+from q16.sources.img2dataset import download_stats, tar_stems
+from q16.sources.sample_meta import json_keys, parse_json_object, sample_meta
+from q16.sources.shardlist import TAR_SUFFIXES, expand_shards, shard_names
 from q16.sources.tars import PROBLEMS, tar_samples
 
 log = logging.getLogger(__name__)
+__all__ = [
+    "TAR_SUFFIXES",
+    "JsonFields",
+    "WebDatasetShards",
+    "expand_shards",
+    "shard_names",
+    "synthetic_images",
+    "to_raw_sample",
+    "write_shards",
+]
 
 FILE_NAME_FIELDS = ("file_name", "filename", "original_file_name", "path")
 CLASS_NAME_FIELDS = ("class_name", "label_name", "name")
 CLASS_ID_FIELDS = ("class_id", "label", "cls")
 SYNSET_FIELDS = ("synset", "wnid")
-TAR_SUFFIXES = (".tar.gz", ".tgz", ".tar")
 
 
-def expand_shards(spec: str | Sequence[str]) -> list[str]:
-    """A directory (its ``*.tar``, sorted), a glob, a brace pattern, or a list of those.
+@dataclass(frozen=True)
+class JsonFields:
+    """Which ``.json`` keys fill which field (first non-empty wins), and the meta columns."""
 
-    A directory or a glob selects tar files only (``.tar``, ``.tar.gz``, ``.tgz``): the
-    sidecar files img2dataset writes beside its shards (``.parquet``, ``_stats.json``) are
-    not inputs. A file named explicitly (a path, a brace pattern, a list) is taken as given.
-
-    Raises:
-        Q16Error: nothing matches, or a listed local shard does not exist.
-    """
-    specs = [spec] if isinstance(spec, str | os.PathLike) else list(spec)
-    urls: list[str] = []
-    for item in map(str, specs):
-        if is_remote(item):
-            urls.extend(braceexpand(item))
-            continue
-        path = Path(item).expanduser()
-        if path.is_dir():
-            found = sorted(str(p) for p in path.iterdir() if p.name.endswith(TAR_SUFFIXES))
-            if not found:
-                raise Q16Error(f"data.shards={item!r}: directory holds no .tar shards")
-            urls.extend(found)
-            continue
-        for pattern in braceexpand(str(path)):
-            if glob.has_magic(pattern):
-                urls.extend(sorted(p for p in glob.glob(pattern) if p.endswith(TAR_SUFFIXES)))
-            else:
-                urls.append(pattern)
-    urls = list(dict.fromkeys(urls))
-    if not urls:
-        raise Q16Error(f"data.shards={spec!r} matches no shard files")
-    missing = [u for u in urls if not is_remote(u) and not Path(u).is_file()]
-    if missing:
-        raise Q16Error(
-            f"{len(missing)} of {len(urls)} shards do not exist (first: {missing[0]}); "
-            "check data.shards (quote brace patterns: 'data.shards=\"/d/x-{000..009}.tar\"')"
-        )
-    return urls
-
-
-def shard_names(urls: Sequence[str]) -> list[str]:
-    """File names without ``.tar``; path-qualified only where two shards share a name."""
-
-    def strip(name: str) -> str:
-        for suffix in TAR_SUFFIXES:
-            if name.endswith(suffix):
-                return name[: -len(suffix)]
-        return name
-
-    names = [strip(os.path.basename(u.rstrip("/"))) for u in urls]
-    if len(set(names)) < len(names):
-        common = os.path.commonpath([os.path.dirname(u) for u in urls]) if urls else ""
-        names = [strip(os.path.relpath(u, common) if common else u) for u in urls]
-    names = [safe_file_name(n, fallback="shard") for n in names]
-    # sanitising or suffix stripping can still collide (``a b.tar``/``a_b.tar``,
-    # ``x.tar``/``x.tgz``; ``A.tar``/``a.tar`` on case-insensitive filesystems)
-    counts = Counter(n.lower() for n in names)
-    return [
-        f"{n}-{hashlib.sha1(u.encode()).hexdigest()[:8]}" if counts[n.lower()] > 1 else n
-        for n, u in zip(names, urls, strict=True)
-    ]
+    class_id: tuple[str, ...] = CLASS_ID_FIELDS
+    class_name: tuple[str, ...] = CLASS_NAME_FIELDS
+    synset: tuple[str, ...] = SYNSET_FIELDS
+    file_name: tuple[str, ...] = FILE_NAME_FIELDS
+    meta_columns: tuple[str, ...] = ()
 
 
 @dataclass
@@ -116,6 +79,9 @@ class WebDatasetShards:
         class_names: optional JSON/TXT class list mapping ``.cls`` indices to names.
         max_bytes: larger tar members are not read (recorded), judged from the tar header.
         exif_transpose: rotate by EXIF orientation before scoring (off: the reference recipe).
+        meta_columns: ``.json`` keys (and ``txt``) carried into the scores as ``meta_<name>``.
+        class_id_keys, class_name_keys, synset_keys, file_name_keys: the ``.json`` keys that
+            may fill these fields (null: none; the defaults are ``data=imagenet``'s).
     """
 
     shards: Any
@@ -123,16 +89,33 @@ class WebDatasetShards:
     class_names: str | None = None
     max_bytes: int = DEFAULT_MAX_BYTES
     exif_transpose: bool = False
+    meta_columns: Any = ()
+    class_id_keys: Any = CLASS_ID_FIELDS
+    class_name_keys: Any = CLASS_NAME_FIELDS
+    synset_keys: Any = SYNSET_FIELDS
+    file_name_keys: Any = FILE_NAME_FIELDS
     _classes: ClassNames | None = field(default=None, init=False, repr=False)
+    _fields: JsonFields = field(default_factory=JsonFields, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.max_bytes = int(check_int("data.max_bytes", self.max_bytes, 1) or 0)
         self.exif_transpose = check_bool("data.exif_transpose", self.exif_transpose)
+        self._fields = JsonFields(
+            class_id=json_keys("data.class_id_keys", self.class_id_keys),
+            class_name=json_keys("data.class_name_keys", self.class_name_keys),
+            synset=json_keys("data.synset_keys", self.synset_keys),
+            file_name=json_keys("data.file_name_keys", self.file_name_keys),
+            meta_columns=json_keys("data.meta_columns", self.meta_columns),
+        )
 
     def list_shards(self) -> list[Shard]:
         urls = expand_shards(self.shards)
         self.classes()  # a bad data.class_names fails here, in the main process
         return [Shard(n, u) for n, u in zip(shard_names(urls), urls, strict=True)]
+
+    def download_stats(self, shards: Sequence[Shard]) -> dict[str, Any] | None:
+        """What img2dataset's sidecar files say about these shards (None: there are none)."""
+        return download_stats(tar_stems([s.source for s in shards]))
 
     def classes(self) -> ClassNames:
         if self._classes is None:
@@ -142,21 +125,34 @@ class WebDatasetShards:
     def iter_samples(self, shard: Shard, errors: ErrorLog) -> Iterator[RawSample]:
         classes = self.classes()
         for sample in tar_samples(shard.source, errors, self.max_bytes):
+            notes: list[str] = []
             try:
-                yield to_raw_sample(sample, shard, classes)
+                yield to_raw_sample(sample, shard, classes, self._fields, notes)
             except Exception as err:  # any member that cannot be parsed: record the sample
                 reason = f"unreadable sample: {type(err).__name__}: {str(err)[:200]}"
                 yield RawSample(key=str(sample["__key__"]), source=shard.source, error=reason)
+            for note in notes:  # about metadata only: the image was scored (key null)
+                errors.add(None, note)
 
 
-def to_raw_sample(sample: dict[str, Any], shard: Shard, classes: ClassNames) -> RawSample:
-    """One sample's members parsed; raises on a member it cannot parse (the caller records)."""
+def to_raw_sample(
+    sample: dict[str, Any],
+    shard: Shard,
+    classes: ClassNames,
+    fields: JsonFields | None = None,
+    notes: list[str] | None = None,
+) -> RawSample:
+    """One sample's members parsed; raises on a member it cannot parse (the caller records).
+
+    ``notes`` receives why requested metadata could not be read (the image is still scored).
+    """
+    fields = fields or JsonFields()
     key = str(sample["__key__"])
     members = {k.lower(): k for k in sample if not k.startswith("__")}
     image_ext = next((members[e] for e in IMAGE_EXTENSIONS if e in members), None)
-    meta = _json_member(sample.get(members.get("json", ""), b""))
+    record, problem = parse_json_object(sample.get(members.get("json", ""), b""))
     raw = RawSample(key=key, source=str(sample.get("__url__", shard.source)))
-    raw.file_name = next((str(meta[f]) for f in FILE_NAME_FIELDS if meta.get(f)), None)
+    raw.file_name = next((str(record[f]) for f in fields.file_name if record.get(f)), None)
     problems = sample.get(PROBLEMS) or []
     if problems:
         raw.error = "; ".join(problems)
@@ -165,19 +161,13 @@ def to_raw_sample(sample: dict[str, Any], shard: Shard, classes: ClassNames) -> 
     else:
         raw.data = sample[image_ext]
         raw.file_name = raw.file_name or f"{os.path.basename(key)}.{image_ext}"
-    _fill_class(raw, sample, members, meta, classes)
+    _fill_class(raw, sample, members, record, classes, fields)
+    if fields.meta_columns:
+        txt = sample.get(members["txt"]) if "txt" in members else None
+        raw.meta = sample_meta(fields.meta_columns, record, txt)
+        if problem and raw.error is None and notes is not None:
+            notes.append(f"sample {key!r}: .json is {problem}; scored without its metadata")
     return raw
-
-
-def _json_member(data: bytes) -> dict[str, Any]:
-    """A ``.json`` member as a dict (``{}`` if it is none); any other failure propagates."""
-    if not data:
-        return {}
-    try:
-        obj = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
-        return {}
-    return obj if isinstance(obj, dict) else {}
 
 
 def _class_id(value: object) -> int | None:
@@ -201,19 +191,20 @@ def _fill_class(
     members: dict[str, str],
     meta: dict[str, Any],
     classes: ClassNames,
+    fields: JsonFields,
 ) -> None:
     cls_text = _text(sample.get(members.get("cls", ""), b""))
     class_id = _class_id(cls_text) if cls_text is not None else None
     if class_id is None:
-        found = (_class_id(meta.get(f)) for f in CLASS_ID_FIELDS if f in meta)
+        found = (_class_id(meta.get(f)) for f in fields.class_id if f in meta)
         class_id = next((c for c in found if c is not None), None)
     raw.class_id = -1 if class_id is None else class_id
     info = classes.get(raw.class_id) if raw.class_id >= 0 else None
     raw.synset = (info.synset if info else None) or next(
-        (str(meta[f]) for f in SYNSET_FIELDS if meta.get(f)), None
+        (str(meta[f]) for f in fields.synset if meta.get(f)), None
     )
     name = (
-        info.name if info else next((str(meta[f]) for f in CLASS_NAME_FIELDS if meta.get(f)), None)
+        info.name if info else next((str(meta[f]) for f in fields.class_name if meta.get(f)), None)
     )
     if name is None and cls_text is not None:
         name = _text(sample.get(members.get("txt", ""), b""))
