@@ -96,23 +96,34 @@ def assert_same(blocks: Path, rows: Path) -> pd.DataFrame:
     got, got_errors = _outputs(blocks)
     want, want_errors = _outputs(rows)
     assert got_errors == want_errors
-    text = [c for c in want.columns if c != "p_inappropriate"]
+    probs = [c for c in want.columns if c == "p_inappropriate" or c.startswith("p_")]
+    text = [c for c in want.columns if c not in probs]
     pd.testing.assert_frame_equal(got[text], want[text])
-    np.testing.assert_allclose(got["p_inappropriate"], want["p_inappropriate"], atol=1e-6)
+    for column in probs:
+        np.testing.assert_allclose(got[column], want[column], atol=1e-6)
     return got
 
 
+@pytest.mark.parametrize("heads", [False, True])
 def test_blocks_equal_rows_on_hostile_clip_retrieval_files(
-    make_cfg: Callable[..., DictConfig], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    make_cfg: Callable[..., DictConfig],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    heads: bool,
 ) -> None:
     monkeypatch.setattr(collection, "BLOCK_ROWS", 4)
     root = hostile_folder(tmp_path / "laion")
     data = ["data=clip_retrieval", f"data.path={root}", "data.meta_columns=[caption,width,raw,url]"]
+    if heads:  # a second head scores the same cached chunks: p_<name> columns equal too
+        prompt = tmp_path / "other.npy"
+        np.save(prompt, np.random.default_rng(3).standard_normal((2, 768)).astype(np.float32))
+        data.append(f"heads=[{{name:q16,prompt:paper}},{{name:other,prompt:{prompt}}}]")
     blocks = _run(make_cfg, tmp_path / "blocks", *data)
     with monkeypatch.context() as patch:
         _row_path(patch)
         rows = _run(make_cfg, tmp_path / "rows", *data)
     got = assert_same(tmp_path / "blocks", tmp_path / "rows")
+    assert ("p_other" in got.columns) is heads
     assert blocks["images_scored"] == rows["images_scored"] == 20 - 6
     assert "img_emb_0/9" in set(got["key"]) and got["key"].is_unique
     first = got[got["shard"] == "img_emb_0"]
