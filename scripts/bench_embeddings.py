@@ -171,7 +171,8 @@ def image_heads(work: Path, images: int, env: dict) -> dict[str, Any]:
     """The image path (tar shards, random-weight tiny model): four heads against one."""
     shards = work / "shards"
     write_shards(synthetic_images(images), str(shards / "s-%04d.tar"), max(1, images // 4))
-    tiny_dim = 32  # q16-tiny's embed_dim
+    config = REPO / "src" / "q16" / "models" / "model_configs" / "q16-tiny.json"
+    tiny_dim = int(json.loads(config.read_text())["embed_dim"])
     one = q16_run(shards, work / "img-one", "infer.num_workers=1", data="images", env=env)
     four = q16_run(
         shards, work / "img-four", "infer.num_workers=1", heads_override(work, 4, tiny_dim),
