@@ -27,27 +27,32 @@ from q16.report.audit import design_audit
 from q16.report.estimates import estimate
 
 REPO = Path(__file__).resolve().parents[1]
-SETTINGS = [  # (prevalence, audit size)
-    (0.005, 400),
-    (0.02, 400),
-    (0.05, 400),
-    (0.2, 400),
-    (0.005, 1000),
-    (0.05, 200),
+SETTINGS = [  # (prevalence, audit size, separation of the two score components)
+    (0.005, 400, 2.5),
+    (0.02, 400, 2.5),
+    (0.05, 400, 2.5),
+    (0.2, 400, 2.5),
+    (0.005, 1000, 2.5),
+    (0.05, 200, 2.5),
+    (0.05, 400, 0.3),  # a nearly blind classifier (e.g. random weights)
 ]
 THRESHOLD = 0.5
 
 
-def population(n: int, prevalence: float, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
-    """True labels and scores: logit score = 2.5 * (2y - 1) - 1 + N(0, 1.5)."""
+def population(
+    n: int, prevalence: float, separation: float, rng: np.random.Generator
+) -> tuple[np.ndarray, ...]:
+    """True labels and scores: logit score = separation * (2y - 1) - 1 + N(0, 1.5)."""
     y = rng.random(n) < prevalence
-    logit = 2.5 * (2 * y - 1) - 1.0 + rng.normal(0.0, 1.5, n)
+    logit = separation * (2 * y - 1) - 1.0 + rng.normal(0.0, 1.5, n)
     return y, 1 / (1 + np.exp(-logit))
 
 
-def one_setting(prevalence: float, n_audit: int, size: int, reps: int, seed: int) -> dict:
+def one_setting(
+    prevalence: float, n_audit: int, separation: float, size: int, reps: int, seed: int
+) -> dict:
     rng = np.random.default_rng(seed)
-    y, scores = population(size, prevalence, rng)
+    y, scores = population(size, prevalence, separation, rng)
     flagged = scores >= THRESHOLD
     truth = {
         "prevalence": float(y.mean()),
@@ -80,6 +85,7 @@ def one_setting(prevalence: float, n_audit: int, size: int, reps: int, seed: int
     return {
         "prevalence_set": prevalence,
         "audit_size": n_audit,
+        "separation": separation,
         "population": size,
         "flagged": int(flagged.sum()),
         "truth": truth,
@@ -112,14 +118,15 @@ def markdown(record: dict) -> str:
         f"{record['settings'][0]['repetitions']:,} audits per setting, real design and "
         "estimator; no model involved (scores are drawn from a mixture).",
         "",
-        "| prevalence | audit | flagged | coverage prevalence | precision | missed share "
-        "| mean width prevalence | precision | missed share |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| prevalence | audit | separation | flagged | coverage prevalence | precision "
+        "| missed share | mean width prevalence | precision | missed share |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for s in record["settings"]:
         c, w = s["coverage"], s["mean_width"]
         lines.append(
-            f"| {100 * s['truth']['prevalence']:.2f} % | {s['audit_size']} | {s['flagged']:,} "
+            f"| {100 * s['truth']['prevalence']:.2f} % | {s['audit_size']} | {s['separation']} "
+            f"| {s['flagged']:,} "
             f"| {100 * c['prevalence']:.1f} % | {100 * c['precision']:.1f} % "
             f"| {100 * c['missed_share']:.1f} % | {100 * w['prevalence']:.2f} pt "
             f"| {100 * w['precision']:.1f} pt | {100 * w['missed_share']:.2f} pt |"
@@ -137,8 +144,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     start = time.perf_counter()
     settings = [
-        one_setting(p, n, args.population, args.reps, seed=i + 1)
-        for i, (p, n) in enumerate(SETTINGS)
+        one_setting(p, n, sep, args.population, args.reps, seed=i + 1)
+        for i, (p, n, sep) in enumerate(SETTINGS)
     ]
     record = {
         "setup": {

@@ -49,8 +49,8 @@ def estimates_section(est: Estimates | None, top: int = 10) -> list[str]:
             f"We estimate that {_pct(est.prevalence)} of the scored images are inappropriate, "
             f"{_count(est.prevalence)}"
             + (
-                f", of which the threshold missed {_count(est.missed)} "
-                f"({_pct(est.missed)} of the unflagged images)."
+                f", of which the threshold missed {_count(est.missed)}: "
+                f"{_pct(est.missed)} of the unflagged images."
                 if est.missed is not None
                 else "."
             )
@@ -73,7 +73,7 @@ def estimates_section(est: Estimates | None, top: int = 10) -> list[str]:
     )
     lines += [" ".join(parts), ""]
     shown = sorted(est.per_class.items(), key=lambda kv: -kv[1].share)[:top]
-    if shown:
+    if len(est.per_class) > 1:  # one class: the same numbers as above
         lines += [
             f"Per class (classes with at least {MIN_CLASS_DECIDED} decided audit rows):",
             "",

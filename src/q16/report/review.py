@@ -165,7 +165,7 @@ def apply_review(
     )
     if outcome.undecided or outcome.unsure:
         log.warning(
-            "%d flagged images are unsure or not reviewed yet; they stay in keys_keep.csv",
+            "%d reviewed images are unsure or not decided yet; they stay in keys_keep.csv",
             outcome.undecided + outcome.unsure,
         )
     return outcome
