@@ -14,7 +14,7 @@ Design (``design_audit``):
 - strata ``below-1`` ... ``below-K``: the images below the threshold, cut by score rank at the
   quantiles ``1 - 2**-j`` (j = 1..K-1): the lowest half, the next quarter, ..., the top
   ``2**-(K-1)`` twice. Thinner strata near the threshold, where misses concentrate, with
-  equal allocation of the remaining places, oversample high scores ``2**(K-1)``-fold over the
+  equal allocation of the remaining places, oversample high scores ``2**(K-2)``-fold over the
   lowest half. Places a stratum cannot use (too few images) go to the others.
 
 Images without a finite score are outside every stratum (they were not scored). An audit of
