@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--population", type=int, default=100_000)
     parser.add_argument("--out", type=Path, default=REPO / "results" / "audit")
     args = parser.parse_args(argv)
-    start = time.perf_counter()
+    start, commit = time.perf_counter(), _commit()  # the code that ran, not a later HEAD
     settings = [
         one_setting(p, n, sep, args.population, args.reps, seed=i + 1)
         for i, (p, n, sep) in enumerate(SETTINGS)
@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> None:
             "command": f"python scripts/simulate_audit.py --reps {args.reps} "
             f"--population {args.population}",
             "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-            "git_commit": _commit(),
+            "git_commit": commit,
             "machine": f"{platform.machine()}, {platform.python_implementation()} "
             f"{platform.python_version()}",
             "seconds": time.perf_counter() - start,
