@@ -135,3 +135,26 @@ def test_bad_audit_size_is_one_line(run_copy: Path, bad: str, capsys) -> None:
     assert stop.value.code != 0
     message = capsys.readouterr().err.strip().splitlines()
     assert message and "audit" in message[-1]
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        lambda a: "not json {",
+        lambda a: json.dumps([1, 2]),
+        lambda a: json.dumps(
+            {**a, "strata": [{**a["strata"][0], "sampled": -5}, *a["strata"][1:]]}
+        ),
+        lambda a: json.dumps({**a, "sample": {**a["sample"], "stratum": [99] * 40}}),
+    ],
+)
+def test_tampered_audit_json_is_one_line(run_copy: Path, tamper) -> None:
+    write_report(run_copy, audit=40)
+    review = pd.read_csv(run_copy / "review.csv", dtype=str, keep_default_na=False)
+    review["decision"] = "keep"
+    review.to_csv(run_copy / "review.csv", index=False)
+    audit = json.loads((run_copy / "audit.json").read_text())
+    (run_copy / "audit.json").write_text(tamper(audit))
+    with pytest.raises(Q16Error, match="audit") as err:
+        apply_review_files(run_copy, run_copy / "review.csv")
+    assert "\n" not in str(err.value)

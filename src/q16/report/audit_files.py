@@ -169,6 +169,10 @@ def load_audit(path: Path, run: InferenceRun, n_scores: int) -> LoadedAudit:
         )
     if not plan.strata or plan.strata[0].name != FLAGGED or min(strata, default=0) < 0:
         raise Q16Error(f"{path}: strata do not match q16's audit design; write a new audit")
+    if any(not 0 <= st.sampled <= st.size for st in plan.strata) or (
+        sum(st.sampled for st in plan.strata) != len(images)
+    ):
+        raise Q16Error(f"{path}: stratum sizes do not match the sample; write a new audit")
     if max(strata, default=0) >= len(plan.strata) or len(set(images)) != len(images):
         raise Q16Error(f"{path}: sample does not match its strata; write a new audit")
     return LoadedAudit(
