@@ -141,7 +141,8 @@ def stratum_of(scores: np.ndarray, threshold: float, n_strata: int) -> tuple[np.
     below = np.flatnonzero(finite & (scores < threshold))
     order = below[np.argsort(scores[below], kind="stable")]
     cuts = [0, *(round(len(order) * (1 - 2.0**-j)) for j in range(1, n_strata)), len(order)]
-    bounds = [(threshold, 1.0)]
+    top = scores[stratum == 0]
+    bounds = [(float(top.min()), float(top.max())) if top.size else (threshold, threshold)]
     for h in range(n_strata):
         members = order[cuts[h] : cuts[h + 1]]
         stratum[members] = h + 1
