@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 
 from q16.errors import Q16Error
-from q16.report.audit import AuditPlan, allocate, check_audit_size, design_audit
+from q16.report.audit import (
+    AuditPlan,
+    allocate,
+    check_audit_settings,
+    check_audit_size,
+    design_audit,
+)
 
 THRESHOLD = 0.5
 
@@ -88,3 +94,15 @@ def test_bad_audit_sizes_are_one_line_errors(bad: object) -> None:
 def test_nothing_scored_is_a_user_error() -> None:
     with pytest.raises(Q16Error, match="nothing to audit"):
         design_audit(np.array([np.nan, np.nan]), THRESHOLD, 5)
+
+
+@pytest.mark.parametrize(("seed", "strata"), [(-1, 4), (0, 0), (1.5, 4), (0, "4")])
+def test_bad_seed_or_strata_are_one_line_errors(seed: object, strata: object) -> None:
+    with pytest.raises(Q16Error) as err:
+        check_audit_settings(10, seed, strata)
+    assert "\n" not in str(err.value)
+
+
+def test_a_run_without_flags_still_has_an_audit() -> None:
+    sample = design_audit(np.linspace(0.0, 0.4, 1000), THRESHOLD, 50, seed=0)
+    assert sample.plan.strata[0].size == 0 and sample.plan.sampled == 50

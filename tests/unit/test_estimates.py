@@ -108,3 +108,13 @@ def test_per_class_only_with_enough_decided_rows_and_escaped() -> None:
 
 def test_without_audit_the_datasheet_says_so() -> None:
     assert NO_AUDIT in "\n".join(estimates_section(None))
+
+
+def test_no_flags_gives_no_precision_but_a_prevalence() -> None:
+    scores = np.linspace(0.0, 0.4, 1000)
+    y = np.arange(1000) % 50 == 0
+    est = _audit(y, scores, 200, seed=0)
+    assert est.precision is None and est.flagged == 0
+    assert est.prevalence.low <= y.mean() <= est.prevalence.high
+    assert est.missed.share == pytest.approx(est.prevalence.share)
+    assert "judged inappropriate" not in "\n".join(estimates_section(est))

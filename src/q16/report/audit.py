@@ -130,6 +130,15 @@ def check_audit_size(n: object) -> int:
     return int(n)
 
 
+def check_audit_settings(n: object, seed: object, n_strata: object) -> None:
+    """``--audit N --seed S --strata K`` usable, or a one-line error (before any file is
+    written)."""
+    check_audit_size(n)
+    for flag, value, least in (("--seed", seed, 0), ("--strata", n_strata, 1)):
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < least:
+            raise Q16Error(f"{flag} {value!r}: give a whole number ≥ {least}")
+
+
 def stratum_of(scores: np.ndarray, threshold: float, n_strata: int) -> tuple[np.ndarray, list]:
     """Each image's stratum (-1: no finite score) and the strata's score bounds."""
     scores = np.asarray(scores, dtype=np.float64)
@@ -178,7 +187,7 @@ def design_audit(
     flagged_share: float = DEFAULT_FLAGGED_SHARE,
 ) -> AuditSample:
     """Draw the audit sample (see the module docstring); the same seed, the same sample."""
-    n = check_audit_size(n)
+    check_audit_settings(n, seed, n_strata)
     if not 0.0 <= flagged_share <= 1.0:
         raise Q16Error(f"flagged share {flagged_share}: give a fraction between 0 and 1")
     stratum, bounds = stratum_of(scores, threshold, n_strata)

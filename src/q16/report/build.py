@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from q16.report import datasheet, page, review, thumbnails
-from q16.report.audit import DEFAULT_STRATA, check_audit_size
+from q16.report.audit import DEFAULT_STRATA, check_audit_settings
 from q16.report.audit_files import AUDIT_FILE, write_audit
 from q16.report.audit_page import AuditView
 from q16.report.inputs import InferenceRun, coverage, load_run, per_class_table
@@ -55,7 +55,7 @@ def write_report(
 
     run = load_run(out_dir)
     if audit is not None:
-        check_audit_size(audit)
+        check_audit_settings(audit, seed, strata)
     target = Path(report_dir).expanduser() if report_dir else run.out_dir
     review.check_not_filled_in(target / "review.csv")  # before any work, and before any write
     target.mkdir(parents=True, exist_ok=True)
