@@ -9,6 +9,11 @@ column. A curator writes ``keep``, ``remove`` or ``unsure`` per row (blank = not
   allowlist of the filtered dataset. Only a human ``remove`` removes an image; ``unsure`` and
   unreviewed rows stay in and are counted, so the curator sees what is still open.
 
+An audit review (``--audit N``: a stratified sample over every scored image, ``audit.json``
+beside it; see :mod:`q16.report.audit`) is applied the same way and also gives estimates with
+95 % intervals (:mod:`q16.report.estimates`), written to ``estimates.json``; it must belong to
+this run and this audit, and hold at least one keep/remove decision.
+
 Keys are written with their shard because webdataset keys need only be unique within a shard.
 Every file here is meant for spreadsheets: text cells that a spreadsheet would run as a formula
 get a leading quote (``q16.spreadsheet``), and the review is read back to the exact keys: with
