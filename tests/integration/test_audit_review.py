@@ -158,3 +158,28 @@ def test_tampered_audit_json_is_one_line(run_copy: Path, tamper) -> None:
     with pytest.raises(Q16Error, match="audit") as err:
         apply_review_files(run_copy, run_copy / "review.csv")
     assert "\n" not in str(err.value)
+
+
+def test_hostile_run_audit_is_spreadsheet_safe_and_escaped(tmp_path: Path) -> None:
+    """Keys and class names full of formulas, NA-likes, bidi and markup: the audit's
+    review.csv has no formula cell and gives back the exact keys; the page stays text."""
+    from test_report_hostile import FORMULA_KEYS, _assert_no_formula_cells, make_hostile_out_dir
+
+    from q16.spreadsheet import read_text_csv
+
+    out = make_hostile_out_dir(tmp_path)
+    files = write_report(out, audit=10_000)
+    _assert_no_formula_cells(files.review)
+    review = read_text_csv(files.review, restore_cells=["key", "shard"])
+    assert set(FORMULA_KEYS) <= set(review["key"])
+    page = files.html.read_text()
+    assert "<script" not in page and "\u202e" not in page and 'id="audit"' in page
+    review["decision"] = "keep"
+    review.loc[review["key"] == FORMULA_KEYS[0], "decision"] = "remove"
+    from q16.spreadsheet import write_text_csv
+
+    write_text_csv(review, files.review, ["key", "shard", "class_name", "source", "file_name"])
+    outcome = apply_review_files(out, files.review)
+    assert outcome.estimates is not None and outcome.remove == 1
+    sheet = (out / "datasheet_q16.md").read_text()
+    assert "95 % CI" in sheet and "<script>" not in sheet  # markdown-escaped
