@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from q16.report.build import ReportFiles, write_report
+from q16.report.build import ReportFiles, apply_review_files, write_report
 from q16.report.inputs import InferenceRun, load_run
 from q16.report.review import ReviewOutcome, apply_review
 
@@ -15,6 +15,7 @@ __all__ = [
     "ReportFiles",
     "ReviewOutcome",
     "apply_review",
+    "apply_review_files",
     "load_run",
     "write_report",
 ]

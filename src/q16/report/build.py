@@ -7,7 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from q16.report import datasheet, page, review, thumbnails
-from q16.report.inputs import coverage, load_run, per_class_table
+from q16.report.audit import DEFAULT_STRATA, check_audit_settings
+from q16.report.audit_files import AUDIT_FILE, write_audit
+from q16.report.audit_page import AuditView
+from q16.report.inputs import InferenceRun, coverage, load_run, per_class_table
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +30,9 @@ def write_report(
     report_dir: str | Path | None = None,
     max_images: int = 500,
     thumbnail_size: int = 192,
+    audit: int | None = None,
+    seed: int = 0,
+    strata: int = DEFAULT_STRATA,
 ) -> ReportFiles:
     """``report.html``, ``flagged_classes.png``, ``datasheet_q16.md`` and ``review.csv``.
 
@@ -36,6 +42,10 @@ def write_report(
         max_images: thumbnails embedded in the page (highest scores first); every flagged image
             is in ``review.csv`` regardless. Each thumbnail adds about 10 kB to the page.
         thumbnail_size: longest side of a thumbnail in pixels.
+        audit: draw an audit sample of this many images (``q16.report.audit``): review.csv
+            then holds the sample, with ``audit.json`` beside it; None: the flagged images.
+        seed: the audit's random seed (recorded in ``audit.json``).
+        strata: score strata below the threshold.
 
     Raises:
         Q16Error: ``out_dir`` is missing or not a finished inference out_dir, or its
@@ -44,6 +54,8 @@ def write_report(
     from q16.report import charts  # matplotlib and wordcloud: only when drawing
 
     run = load_run(out_dir)
+    if audit is not None:
+        check_audit_settings(audit, seed, strata)
     target = Path(report_dir).expanduser() if report_dir else run.out_dir
     review.check_not_filled_in(target / "review.csv")  # before any work, and before any write
     target.mkdir(parents=True, exist_ok=True)
@@ -56,6 +68,14 @@ def write_report(
     counts = coverage(run, scores)
     if not counts.complete:
         log.warning(counts.warning())
+    audit_view = None
+    for stale in (AUDIT_FILE, "estimates.json"):  # from an earlier audit of this directory
+        (target / stale).unlink(missing_ok=True)
+    if audit is not None:
+        plan, sample = write_audit(run, target, audit, seed, strata)
+        records = sample.head(max_images)[["key", "source", "file_name"]].to_dict("records")
+        sample_uris = thumbnails.collect_thumbnails(records, run.out_dir, thumbnail_size)
+        audit_view = AuditView(plan, sample, sample_uris, max_images)
     inputs = page.PageInputs(
         run=run,
         coverage=counts,
@@ -64,6 +84,7 @@ def write_report(
         class_chart_png=charts.class_bar_chart(per_class),
         histogram_png=charts.score_histogram(scores, run.threshold),
         max_images=max_images,
+        audit=audit_view,
     )
     files = ReportFiles(
         html=target / "report.html",
@@ -76,6 +97,30 @@ def write_report(
     files.datasheet.write_text(
         datasheet.datasheet_markdown(run, counts, per_class), encoding="utf-8"
     )
-    review.write_review(run, files.review)
+    if audit is None:
+        review.write_review(run, files.review)
     log.info("report for %s written to %s", run.out_dir, target)
     return files
+
+
+def apply_review_files(
+    out_dir: str | Path, review_path: str | Path, keys_dir: str | Path | None = None
+) -> review.ReviewOutcome:
+    """Apply a review (key lists); for an audit review also ``estimates.json`` and a
+    ``datasheet_q16.md`` beside the review that states the estimates."""
+    run = load_run(out_dir)
+    outcome = review.apply_review(run, review_path, Path(keys_dir) if keys_dir else None)
+    if outcome.estimates is not None:
+        write_datasheet(run, Path(review_path).expanduser().parent, outcome)
+    return outcome
+
+
+def write_datasheet(run: InferenceRun, target: Path, outcome: review.ReviewOutcome) -> Path:
+    """``datasheet_q16.md`` with the audit's estimates paragraph."""
+    scores = run.scores(("p_inappropriate",))["p_inappropriate"].to_numpy(dtype=float)
+    path = target / "datasheet_q16.md"
+    text = datasheet.datasheet_markdown(
+        run, coverage(run, scores), per_class_table(run), estimates=outcome.estimates
+    )
+    path.write_text(text, encoding="utf-8")
+    return path

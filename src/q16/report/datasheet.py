@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from q16.report.estimates import Estimates
+from q16.report.estimates_text import estimates_section
 from q16.report.heads_table import heads_markdown
 from q16.report.inputs import Coverage, InferenceRun
 from q16.report.source_stats import source_stats_lines
@@ -26,7 +28,11 @@ def _pct(part: float, whole: float) -> str:
 
 
 def datasheet_markdown(
-    run: InferenceRun, counts: Coverage, per_class: pd.DataFrame, top: int = 15
+    run: InferenceRun,
+    counts: Coverage,
+    per_class: pd.DataFrame,
+    top: int = 15,
+    estimates: Estimates | None = None,
 ) -> str:
     """``datasheet_q16.md``: evidence, most affected classes, caveats — a draft, not a verdict.
 
@@ -65,6 +71,7 @@ def datasheet_markdown(
         + " **[Reviewers: state how many flagged images you confirmed, what kinds of content they"
         " show, and what you did about them (removed, kept with a warning, …).]**",
         "",
+        *estimates_section(estimates),
         "## Classes most affected",
         "",
     ]

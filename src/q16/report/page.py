@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 
 from q16.outdir import META_PREFIX
+from q16.report.audit_page import AuditView, audit_section
 from q16.report.heads_table import heads_html
 from q16.report.inputs import Coverage, InferenceRun, meta_columns
 from q16.report.text import html_text
@@ -51,6 +52,7 @@ class PageInputs:
     class_chart_png: bytes
     histogram_png: bytes
     max_images: int
+    audit: AuditView | None = None
 
 
 def _e(value: Any) -> str:
@@ -110,6 +112,7 @@ def render_page(p: PageInputs) -> str:
     ]
     parts += heads_html(s, c.scored)
     parts += _flagged_section(p)
+    parts += audit_section(p.audit)
     parts += _errors_section(p.run)
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"

@@ -9,6 +9,11 @@ column. A curator writes ``keep``, ``remove`` or ``unsure`` per row (blank = not
   allowlist of the filtered dataset. Only a human ``remove`` removes an image; ``unsure`` and
   unreviewed rows stay in and are counted, so the curator sees what is still open.
 
+An audit review (``--audit N``: a stratified sample over every scored image, ``audit.json``
+beside it; see :mod:`q16.report.audit`) is applied the same way and also gives estimates with
+95 % intervals (:mod:`q16.report.estimates`), written to ``estimates.json``; it must belong to
+this run and this audit, and hold at least one keep/remove decision.
+
 Keys are written with their shard because webdataset keys need only be unique within a shard.
 Every file here is meant for spreadsheets: text cells that a spreadsheet would run as a formula
 get a leading quote (``q16.spreadsheet``), and the review is read back to the exact keys: with
@@ -19,6 +24,7 @@ refused with a message that says so.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import Counter
 from dataclasses import dataclass
@@ -28,6 +34,8 @@ import pandas as pd
 
 from q16.errors import Q16Error
 from q16.fileio import atomic_path
+from q16.report.audit_files import estimates_for_review
+from q16.report.estimates import Estimates
 from q16.report.inputs import FLAGGED_COLUMNS, TEXT_COLUMNS, InferenceRun, meta_columns
 from q16.report.review_keys import match_images, one_decision_per_image
 from q16.spreadsheet import read_text_csv, write_text_csv
@@ -81,13 +89,25 @@ class ReviewOutcome:
     keep_path: Path
     remove_path: Path
     n_keep_keys: int
+    estimates: Estimates | None = None
+    """From an audit review (``audit.json`` beside it); None for a review of the flags."""
+    estimates_path: Path | None = None
 
     def describe(self) -> str:
-        return (
-            f"review of {self.reviewed} flagged images: {self.remove} remove, {self.keep} keep, "
+        what = "audit sample" if self.estimates else "flagged"
+        text = (
+            f"review of {self.reviewed} {what} images: {self.remove} remove, {self.keep} keep, "
             f"{self.unsure} unsure, {self.undecided} undecided -> {self.remove_path} "
             f"({self.remove} keys), {self.keep_path} ({self.n_keep_keys} keys)"
         )
+        prevalence = self.estimates.prevalence if self.estimates else None
+        if prevalence is not None:
+            text += (
+                f"\nestimated share inappropriate: {100 * prevalence.share:.2f} % (95 % CI "
+                f"{100 * prevalence.low:.2f}-{100 * prevalence.high:.2f} %) "
+                f"-> {self.estimates_path}"
+            )
+        return text
 
 
 def read_review(path: str | Path) -> pd.DataFrame:
@@ -118,6 +138,9 @@ def apply_review(
     images = list(zip(scored["shard"], scored["key"], strict=True))
     matched = match_images(review, set(images), f"{review_path}", run.out_dir)
     decisions = one_decision_per_image(matched, review["decision"].tolist(), f"{review_path}")
+    estimates = estimates_for_review(
+        run, Path(review_path).expanduser(), list(review.columns), decisions, len(images)
+    )
     removed = {image for image, decision in decisions.items() if decision == "remove"}
     counts = Counter(decisions.values())
     remove = pd.DataFrame(sorted(removed), columns=["shard", "key"])
@@ -128,6 +151,11 @@ def apply_review(
     for frame, path in ((remove, remove_path), (keep, keep_path)):
         with atomic_path(path) as tmp:
             write_text_csv(frame, tmp)
+    estimates_path = None
+    if estimates is not None:
+        estimates_path = target / "estimates.json"
+        with atomic_path(estimates_path) as tmp:
+            tmp.write_text(json.dumps(estimates.to_json(), indent=1) + "\n", encoding="utf-8")
     outcome = ReviewOutcome(
         reviewed=len(decisions),
         keep=counts["keep"],
@@ -137,10 +165,12 @@ def apply_review(
         keep_path=keep_path,
         remove_path=remove_path,
         n_keep_keys=len(keep),
+        estimates=estimates,
+        estimates_path=estimates_path,
     )
     if outcome.undecided or outcome.unsure:
         log.warning(
-            "%d flagged images are unsure or not reviewed yet; they stay in keys_keep.csv",
+            "%d reviewed images are unsure or not decided yet; they stay in keys_keep.csv",
             outcome.undecided + outcome.unsure,
         )
     return outcome

@@ -35,12 +35,12 @@ def match_images(review: pd.DataFrame, known: set[Image], path: str, out_dir: Pa
             matched.append(image)
     if not unknown:
         return matched
-    rows = ", ".join(f"line {row + 2}: {_show(image)}" for row, image in unknown[:SHOWN])
+    rows = ", ".join(f"line {row + 2}: {show(image)}" for row, image in unknown[:SHOWN])
     padded = _lost_zeros([image for _, image in unknown], known)
     if padded:
         raise Q16Error(
             f"{path}: {len(unknown)} row(s) are not images of {out_dir} ({rows}); "
-            f"{_show(padded[0])} is {_show(padded[1])} without its leading zeros: a spreadsheet "
+            f"{show(padded[0])} is {show(padded[1])} without its leading zeros: a spreadsheet "
             "turned the keys into numbers. Import review.csv with the shard and key columns as "
             "text (or edit it in a text editor) and save it again"
         )
@@ -65,7 +65,7 @@ def one_decision_per_image(
         chosen[image] = decision or before
     if conflicts:
         shown = "; ".join(
-            f"{_show(image)} (lines {', '.join(map(str, lines[image]))}: "
+            f"{show(image)} (lines {', '.join(map(str, lines[image]))}: "
             f"{' vs '.join(sorted(found))})"
             for image, found in list(conflicts.items())[:SHOWN]
         )
@@ -94,5 +94,6 @@ def _number(text: str) -> str:
     return (text.lstrip("0") or "0") if text.isdigit() else text
 
 
-def _show(image: Image) -> str:
+def show(image: Image) -> str:
+    """A (shard, key) for a one-line message: cleaned and shortened."""
     return f"{clean(image[0], 60)}/{clean(image[1], 60)}"
