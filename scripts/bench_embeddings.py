@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -203,8 +204,18 @@ def main() -> None:
         import torch
 
         torch.set_num_threads(args.threads)  # the kernel measure in this process too
-    per_file = args.rows // args.files
     work = Path(tempfile.mkdtemp(prefix="q16-emb-"))
+    try:
+        result = measure(args, env, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)  # GBs of synthetic arrays at the default size
+    path = write_result(args.out_dir, "embeddings-cpu.json", result)
+    print(json.dumps(result, indent=2), f"wrote {path}")
+
+
+def measure(args: argparse.Namespace, env: dict[str, str], work: Path) -> dict[str, Any]:
+    """Every measure of the benchmark, with the synthetic data under ``work``."""
+    per_file = args.rows // args.files
     make_folder(work / "many", args.files, per_file)
     make_folder(work / "one", 1, per_file)
     raw_read(work / "many")  # page cache warm, as in the issue's figure
@@ -238,8 +249,7 @@ def main() -> None:
         "image_path_heads": image_heads(work, args.images, env),
         "goals": {"b_ge_0.5a": rate >= 0.5 * raw},
     }
-    path = write_result(args.out_dir, "embeddings-cpu.json", result)
-    print(json.dumps(result, indent=2), f"wrote {path}")
+    return result
 
 
 if __name__ == "__main__":
