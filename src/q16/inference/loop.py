@@ -6,7 +6,8 @@ import time
 
 from tqdm import tqdm
 
-from q16.inference.reader import ImageDecoder, ShardStream, make_loader
+from q16.inference.read_ahead import read_ahead
+from q16.inference.reader import ImageDecoder, ShardStream, make_loader, reads_blocks
 from q16.inference.resume import shard_identity, shard_stamp
 from q16.inference.scorer import Scorer
 from q16.inference.state import LoopStats
@@ -40,7 +41,8 @@ def score_shards(
     keep = writer.save_embeddings
     bar = tqdm(unit="img", disable=not show_progress, dynamic_ncols=True, smoothing=0.1)
     begin = time.perf_counter()
-    batches = iter(loader)
+    # blocks of saved embeddings are read in this process: on a thread, ahead of scoring
+    batches = read_ahead(loader) if num_workers == 0 and reads_blocks(source) else iter(loader)
     while True:
         tick = time.perf_counter()
         batch = next(batches, None)

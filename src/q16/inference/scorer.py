@@ -12,12 +12,14 @@ from dataclasses import dataclass, field
 import torch
 
 from q16.errors import Q16Error
+from q16.inference.cosines import CosineBank
 from q16.models.backbone import Backbone
 from q16.models.prompt_head import PromptHead
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-FEATURE_CHUNK = 2048
-"""Rows of features converted to float32 and scored at a time (6 MB at 768-d: in cache)."""
+FEATURE_CHUNK = 512
+"""Rows of features converted to float32 and scored at a time: 1.5 MB at 768-d, in cache
+(measured 1.8 M rows/s at 512 against 1.0 M at 4096, one thread of this 2-core CPU)."""
 
 
 def resolve_autocast(setting: str, device: torch.device) -> str:
@@ -27,6 +29,14 @@ def resolve_autocast(setting: str, device: torch.device) -> str:
     if setting not in ("off", *AUTOCAST_DTYPES):
         raise Q16Error(f"infer.autocast must be auto, off, bf16 or fp16, not {setting!r}")
     return setting
+
+
+def inappropriate_probability(logits: torch.Tensor) -> torch.Tensor:
+    """softmax(logits)[:, 1]; for two classes as sigmoid(l1 - l0), the same number computed
+    about 30x faster on CPUs (torch's softmax over a dimension of 2 is not vectorised)."""
+    if logits.shape[1] == 2:
+        return torch.sigmoid(logits[:, 1] - logits[:, 0])
+    return logits.softmax(dim=-1)[:, 1]
 
 
 @dataclass
@@ -71,6 +81,7 @@ class Scorer:
             name: h if h is head else h.to(self.device).eval().requires_grad_(False)
             for name, h in (heads or {}).items()
         }
+        self._bank = CosineBank.of(self._order())
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 (N, 3, H, W) -> float32 normalised, exactly as ToTensor + Normalize."""
@@ -89,35 +100,42 @@ class Scorer:
     def score_features(self, features: torch.Tensor, keep: bool = False) -> Scores:
         """Features of any float dtype (a block of float16 embeddings, say): converted to
         float32 ``FEATURE_CHUNK`` rows at a time, so the copy stays in cache, and every head
-        scores the chunk while it is there."""
+        scores the chunk while it is there (cosine heads in one product: ``CosineBank``)."""
+        order = self._order()
+        # float16 rows are converted into one reused buffer: a fresh float32 tensor per chunk
+        # costs a page fault per 4 kB (measured 3x slower than the conversion itself)
+        convert = features.dtype != torch.float32 and not keep and len(features) > 0
+        buffer = (
+            torch.empty((FEATURE_CHUNK, features.shape[1]), device=self.device) if convert else None
+        )
         parts = [
-            self._score_chunk(features[i : i + FEATURE_CHUNK], keep)
+            self._score_chunk(features[i : i + FEATURE_CHUNK], order, buffer)
             for i in range(0, len(features), FEATURE_CHUNK)
-        ] or [self._score_chunk(features, keep)]
-        logits = torch.cat([p[0] for p in parts])
-        probs = logits.softmax(dim=-1)[:, 1]
-        heads = {
-            name: probs if head is self.head else torch.cat([p[1][name] for p in parts])
-            for name, head in self.heads.items()
-        }
+        ] or [self._score_chunk(features, order, None)]
+        logits = [torch.cat([p[0][h] for p in parts]) for h in range(len(order))]
+        probs = [inappropriate_probability(lg) for lg in logits]
         return Scores(
-            p_inappropriate=probs.cpu(),
-            label=logits.argmax(dim=-1).to(torch.int8).cpu(),
-            embeddings=torch.cat([p[2] for p in parts]).cpu() if keep else None,
-            heads={name: p.cpu() for name, p in heads.items()},
+            p_inappropriate=probs[0].cpu(),
+            label=logits[0].argmax(dim=-1).to(torch.int8).cpu(),
+            embeddings=torch.cat([p[1] for p in parts]).cpu() if keep else None,
+            heads={name: probs[order.index(h)].cpu() for name, h in self.heads.items()},
         )
 
+    def _order(self) -> list[PromptHead]:
+        """The primary head first, then every other head once."""
+        return [self.head, *(h for h in self.heads.values() if h is not self.head)]
+
     def _score_chunk(
-        self, features: torch.Tensor, keep: bool
-    ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
-        """Primary logits, the other heads' p(inappropriate), and the float32 features."""
-        features = features.to(self.device).float()
-        heads = {
-            name: head(features).float().softmax(dim=-1)[:, 1]
-            for name, head in self.heads.items()
-            if head is not self.head
-        }
-        return self.head(features).float(), heads, features
+        self, features: torch.Tensor, order: list[PromptHead], buffer: torch.Tensor | None
+    ) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Every head's logits (in ``order``) and the float32 features of one chunk."""
+        if buffer is not None:
+            features = buffer[: len(features)].copy_(features)
+        else:
+            features = features.to(self.device).float()
+        if self._bank is not None:
+            return self._bank.logits(features), features
+        return [head(features).float() for head in order], features
 
     def score_images(self, images: torch.Tensor, keep: bool = False) -> Scores:
         return self.score_features(self.encode(images), keep=keep)

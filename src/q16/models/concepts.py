@@ -140,6 +140,16 @@ class ConceptHead(nn.Module):
         found = torch.stack([_max_cos(image, self.phrases(n)) for n in self.names]).amax(dim=0)
         return self.logit_scale * torch.stack([_max_cos(image, self.neutral), found], dim=-1)
 
+    def unit_vectors(self) -> torch.Tensor:
+        groups = [self.neutral, *(self.phrases(n) for n in self.names)]
+        return F.normalize(torch.cat(groups), dim=-1)
+
+    def logits_from_cosines(self, cosines: torch.Tensor) -> torch.Tensor:
+        sizes = [len(self.neutral), *(len(self.phrases(n)) for n in self.names)]
+        neutral, *categories = (c.amax(dim=-1) for c in cosines.split(sizes, dim=-1))
+        found = torch.stack(categories).amax(dim=0)
+        return self.logit_scale * torch.stack([neutral, found], dim=-1)
+
     def export_tensors(self) -> dict[str, torch.Tensor]:
         tensors = {"neutral": self.neutral.cpu().contiguous()}
         for i, name in enumerate(self.names):  # numbered: safetensors sorts its keys

@@ -58,6 +58,22 @@ class PromptHead(Protocol):
         ...
 
 
+@runtime_checkable
+class CosineHead(Protocol):
+    """A head whose logits see an image only through its cosines with fixed unit vectors
+    (class embeddings, concept phrases): the scorer then computes the cosines of every such
+    head in one matrix product over each chunk of features, instead of one normalise and one
+    product per head (at LAION scale that product, not reading, is the cost)."""
+
+    def unit_vectors(self) -> torch.Tensor:
+        """(K, D): the unit vectors the head compares an image with."""
+        ...
+
+    def logits_from_cosines(self, cosines: torch.Tensor) -> torch.Tensor:
+        """(N, K) cosines with :meth:`unit_vectors` -> (N, C) logits, equal to ``head(x)``."""
+        ...
+
+
 def is_trainable(head: PromptHead) -> bool:
     """Whether tuning could change it (zero-shot heads are frozen)."""
     return any(p.requires_grad for p in head.parameters())

@@ -49,6 +49,12 @@ class ClassEmbeddingHead(nn.Module):
         image = F.normalize(image_features.float(), dim=-1)
         return self.logit_scale * image @ self.normalized_class_embeddings().t()
 
+    def unit_vectors(self) -> torch.Tensor:
+        return self.normalized_class_embeddings()
+
+    def logits_from_cosines(self, cosines: torch.Tensor) -> torch.Tensor:
+        return self.logit_scale * cosines
+
     def export_tensors(self) -> dict[str, torch.Tensor]:
         return {"class_embeddings": self.class_embeddings.detach().float().cpu().contiguous()}
 
