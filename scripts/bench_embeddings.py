@@ -247,7 +247,17 @@ def measure(args: argparse.Namespace, env: dict[str, str], work: Path) -> dict[s
             many.get("peak_rss_mb_main_process", 0.0) / one.get("peak_rss_mb_main_process", 1.0), 3
         ),
         "image_path_heads": image_heads(work, args.images, env),
-        "goals": {"b_ge_0.5a": rate >= 0.5 * raw},
+    }
+    heads = result["image_path_heads"]
+    result["goals"] = {
+        "b_ge_0.5a": rate >= 0.5 * raw,
+        "c_ge_0.8b": isinstance(result["c_over_b_loop"], float) and result["c_over_b_loop"] >= 0.8,
+        "rss_10_files_le_1.1x_1_file": result["peak_rss_ratio_files_vs_1"] <= 1.1,
+        "image_path_4_heads_ge_0.95x_1": bool(
+            isinstance(heads, dict)
+            and isinstance(heads.get("four_over_one_loop"), float)
+            and heads["four_over_one_loop"] >= 0.95
+        ),
     }
     return result
 
