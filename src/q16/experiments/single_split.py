@@ -41,6 +41,14 @@ class SplitSettings:
             raise Q16Error(f"split.train_fraction={self.train_fraction} must lie in (0, 1]")
 
 
+@dataclass(frozen=True)
+class Lineage:
+    """What a new prompt was trained from: the init prompt file and the review (if any)."""
+
+    parent: dict[str, str] | None = None
+    review: dict[str, str | int] | None = None
+
+
 @dataclass
 class SplitResult:
     """Metrics before and after tuning on the same test images, and where the prompt went."""
@@ -67,8 +75,14 @@ def run_single_split(
     config_hash: str | None = None,
     loggers: list[Logger] | bool = False,
     callbacks: list[Callback] | None = None,
+    lineage: Lineage | None = None,
 ) -> SplitResult:
-    """Evaluate the untuned head, tune it, evaluate again; write the prompt and metrics."""
+    """Evaluate the untuned head, tune it, evaluate again; write the prompt and metrics.
+
+    With ``prompt.init`` the untuned head is the init file's prompt, so the two columns are
+    "before" and "after" learning from the data (e.g. a curator's review); ``lineage`` says
+    where the new prompt came from and is saved in its metadata.
+    """
     labels, scores, groups = encoded.data.labels, encoded.data.scores, encoded.data.groups
     # copies of one image (same bytes) stay on one side: a test image is never also trained on
     train_idx, test_idx = train_test_indices(
@@ -107,6 +121,8 @@ def run_single_split(
         logit_scale=float(head.logit_scale),
         config_hash=config_hash,
         extra={"prompt": method.name, "data": encoded.data.name, **head.export_metadata()},
+        parent=lineage.parent if lineage else None,
+        review=lineage.review if lineage else None,
     )
     save_prompt(result.prompt_file, head, meta)
     (out_dir / METRICS_FILE).write_text(json.dumps(result.metrics(), indent=2))

@@ -58,6 +58,10 @@ class PromptMetadata:
     config_hash: str | None = None
     source: str = "q16"
     extra: dict[str, str] = field(default_factory=dict)
+    parent: dict[str, str] | None = None
+    """Lineage: ``path`` and ``sha256`` of the prompt file training started from (``prompt.init``)."""
+    review: dict[str, str | int] | None = None
+    """Lineage: ``path``, ``sha256`` and ``n_decisions`` of the review it learned from."""
 
     def to_strings(self) -> dict[str, str]:
         return {"q16": json.dumps(asdict(self)), "q16_version": __version__}
@@ -80,6 +84,9 @@ class PromptMetadata:
             raise ValueError(
                 f"logit_scale must be a positive finite number, not {meta.logit_scale}"
             )
+        for name in ("parent", "review"):
+            if not isinstance(getattr(meta, name), dict | None):
+                raise ValueError(f"{name} must be a JSON object or null")
         if list(meta.class_names) != list(CLASS_NAMES):
             raise ValueError(
                 f"class_names {meta.class_names!r} are not {list(CLASS_NAMES)} (row 0 "
