@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from review_runs import make_run, write_filled_review, write_init_prompt
 
 from q16.data.review import ReviewDecisions, sha256_file
 from q16.errors import Q16Error
 from q16.models.prompt_io import load_prompt
 from q16.spreadsheet import read_text_csv, write_text_csv
 from q16.train import run
+from review_runs import make_run, write_filled_review, write_init_prompt
 
 FAST = ("model=tiny", "device=cpu", "trainer=cpu", "callbacks=none", "logger=none")
 

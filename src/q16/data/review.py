@@ -152,7 +152,8 @@ def read_decisions(path: Path) -> Decisions:
         )
     images: dict[tuple[str, str], int] = {}
     undecided = []
-    for row, (shard, key, what) in enumerate(zip(review["shard"], review["key"], decision)):
+    cells = zip(review["shard"], review["key"], decision, strict=True)
+    for row, (shard, key, what) in enumerate(cells):
         if what not in LABELS:
             undecided.append(row)
             continue
@@ -241,7 +242,9 @@ def _gather(rows: Located, run: Path, dim: int) -> tuple[np.ndarray, np.ndarray,
     by_shard: dict[str, list[tuple[int, int]]] = {}
     for shard, row, label in rows:
         by_shard.setdefault(shard, []).append((row, label))
-    chunks, labels, names = [], [], []
+    chunks: list[np.ndarray] = []
+    labels: list[int] = []
+    names: list[Path] = []
     for shard, items in sorted(by_shard.items()):
         npy = embeddings_path(run, shard)
         n_rows = int(pq.read_metadata(scores_path(run, shard)).num_rows)
@@ -257,8 +260,8 @@ def _gather(rows: Located, run: Path, dim: int) -> tuple[np.ndarray, np.ndarray,
                 f"{npy}: shape {array.shape} {array.dtype}, expected ({n_rows}, {dim}) floats"
             )
         picked = np.asarray(array[[row for row, _ in items]], dtype=np.float32)
-        finite = np.isfinite(picked).all(axis=1)
-        chunks.append(picked[finite])
+        finite: list[bool] = list(np.isfinite(picked).all(axis=1))
+        chunks.append(picked[np.asarray(finite, dtype=bool)])
         labels.extend(label for (_, label), ok in zip(items, finite, strict=True) if ok)
         names.extend(
             Path(shard) / str(row) for (row, _), ok in zip(items, finite, strict=True) if ok

@@ -59,7 +59,7 @@ class PromptMetadata:
     source: str = "q16"
     extra: dict[str, str] = field(default_factory=dict)
     parent: dict[str, str] | None = None
-    """Lineage: ``path`` and ``sha256`` of the prompt file training started from (``prompt.init``)."""
+    """Lineage: ``path`` and ``sha256`` of the prompt file training started from."""
     review: dict[str, str | int] | None = None
     """Lineage: ``path``, ``sha256`` and ``n_decisions`` of the review it learned from."""
 
