@@ -260,12 +260,11 @@ def _gather(rows: Located, run: Path, dim: int) -> tuple[np.ndarray, np.ndarray,
                 f"{npy}: shape {array.shape} {array.dtype}, expected ({n_rows}, {dim}) floats"
             )
         picked = np.asarray(array[[row for row, _ in items]], dtype=np.float32)
-        finite: list[bool] = list(np.isfinite(picked).all(axis=1))
-        chunks.append(picked[np.asarray(finite, dtype=bool)])
-        labels.extend(label for (_, label), ok in zip(items, finite, strict=True) if ok)
-        names.extend(
-            Path(shard) / str(row) for (row, _), ok in zip(items, finite, strict=True) if ok
-        )
+        finite = np.asarray(np.isfinite(picked).all(axis=1), dtype=bool)
+        chunks.append(picked[finite])
+        kept = [item for item, ok in zip(items, map(bool, finite), strict=True) if ok]
+        labels.extend(label for _, label in kept)
+        names.extend(Path(shard) / str(row) for row, _ in kept)
     return np.concatenate(chunks), np.asarray(labels, dtype=np.int64), names
 
 
