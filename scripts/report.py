@@ -4,6 +4,8 @@
                                                          # datasheet_q16.md, review.csv
     python scripts/report.py OUT_DIR --apply-review OUT_DIR/review.csv
                                                          # keys_remove.csv, keys_keep.csv
+    python scripts/report.py OUT_DIR --next-batch 50     # review_next.csv: unreviewed images
+                                                         # near the threshold, diverse
 
 ``keys_remove.csv`` holds (shard, key) of the images a curator marked ``remove``;
 ``keys_keep.csv`` every other scored image (``unsure`` and blank rows stay in).
@@ -17,6 +19,7 @@ from pathlib import Path
 
 from q16.errors import exit_on_user_error
 from q16.report import apply_review, load_run, write_report
+from q16.report.next_batch import write_next_batch
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -35,12 +38,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--keys-dir", type=Path, help="where the key lists go (default: beside the review)"
     )
+    parser.add_argument(
+        "--next-batch",
+        type=int,
+        metavar="N",
+        help="write review_next.csv: N unreviewed images to review next (uncertain, diverse)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="tie-breaking for --next-batch")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     with exit_on_user_error():
         if args.apply_review:
             outcome = apply_review(load_run(args.out_dir), args.apply_review, args.keys_dir)
             print(outcome.describe())
+            return
+        if args.next_batch is not None:
+            print(write_next_batch(load_run(args.out_dir), args.next_batch, args.seed).describe())
             return
         files = write_report(args.out_dir, args.report_dir, max_images=args.max_images)
         print(f"report: {files.html}\nword cloud: {files.word_cloud}")

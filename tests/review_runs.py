@@ -14,6 +14,7 @@ import torch
 
 from q16.models.prompt_io import PromptMetadata, save_prompt
 from q16.models.prompts import ClassEmbeddingHead
+from q16.outdir import FLAGGED_COLUMNS
 from q16.spreadsheet import write_text_csv
 
 DIM = 64
@@ -57,6 +58,8 @@ def make_run(
         np.save(out / "embeddings" / f"{shard}.npy", emb)
     meta = {"model": model, "pretrained": None, "weights": TINY_WEIGHTS, "embed_dim": DIM}
     (out / "embeddings" / "meta.json").write_text(json.dumps(meta))
+    (out / "summary.json").write_text(json.dumps({"threshold": 0.5, "model": model}))
+    (out / "flagged.csv").write_text(",".join(FLAGGED_COLUMNS) + "\n")
     return out
 
 
