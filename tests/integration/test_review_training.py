@@ -157,3 +157,23 @@ def test_init_settings_checked_first(
     with pytest.raises(Q16Error) as err:
         run(cfg)
     assert expected in _one_line(err)
+
+
+def test_rounds_of_reviews_add_up_and_conflicts_are_refused(tmp_path: Path) -> None:
+    """``data.path=[review.csv, review_next.csv]``: each round's decisions count once; an
+    image decided both ways across rounds is a one-line error; NaN embeddings are dropped."""
+    out = make_run(tmp_path, n_per_shard=6, shards=("shard-a",))
+    emb = np.load(out / "embeddings" / "shard-a.npy")
+    emb[5] = np.nan
+    np.save(out / "embeddings" / "shard-a.npy", emb)
+    first = _review(out, [("keep", "shard-a", "000000"), ("remove", "shard-a", "000001")])
+    rows = [("remove", "shard-a", "000002"), ("keep", "shard-a", "000000")]
+    second = _review(out, [*rows, ("remove", "shard-a", "000005")], "review_next.csv")
+    reviewed = ReviewDecisions([str(first), str(second)]).load_features()
+    assert sorted(reviewed.data.labels.tolist()) == [0, 1, 1]
+    assert reviewed.data.dropped["non_finite_embedding"] == 1
+    assert [f["path"] for f in reviewed.lineage["files"]] == [str(first), str(second)]
+    clash = _review(out, [("remove", "shard-a", "000000")], "review_clash.csv")
+    with pytest.raises(Q16Error) as err:
+        ReviewDecisions([str(first), str(clash)]).load_features()
+    assert "contradicts" in _one_line(err)

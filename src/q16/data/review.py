@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,9 +78,10 @@ class ReviewedFeatures:
 @dataclass
 class ReviewDecisions:
     """``data=review``: ``path`` = a filled-in review.csv; ``run_dir`` = the inference out_dir
-    it was made from (default: the review's folder)."""
+    it was made from (default: the review's folder). ``path`` may list several reviews of one
+    run (``'data.path=[OUT/review.csv,OUT/review_next.csv]'``): rounds of the loop add up."""
 
-    path: str
+    path: str | Sequence[str]
     run_dir: str | None = None
     name: str = "review"
 
@@ -88,8 +90,12 @@ class ReviewDecisions:
         raise Q16Error("data=review trains with task=single_split only (not experiment=smid_cv)")
 
     def load_features(self) -> ReviewedFeatures:
-        review_path = Path(self.path).expanduser()
-        decisions = read_decisions(review_path)
+        listed = [self.path] if isinstance(self.path, str) else list(self.path)
+        paths = [Path(str(p)).expanduser() for p in listed]
+        if not paths:
+            raise Q16Error("data.path=[]: name at least one review.csv")
+        review_path = paths[0]
+        decisions = merge([read_decisions(path) for path in paths], paths)
         run = Path(self.run_dir).expanduser() if self.run_dir else review_path.parent
         space = read_space(run)
         known = _run_shards(run)
@@ -111,9 +117,9 @@ class ReviewDecisions:
             dropped=dropped,
             groups=np.arange(len(labels)),
         )
-        lineage = {
-            "path": str(review_path.resolve()),
-            "sha256": sha256_file(review_path),
+        files = [{"path": str(p.resolve()), "sha256": sha256_file(p)} for p in paths]
+        lineage: dict[str, Any] = {
+            **(files[0] if len(files) == 1 else {"files": files}),
             "n_decisions": len(labels),
         }
         log.info(
@@ -167,6 +173,19 @@ def read_decisions(path: Path) -> Decisions:
             "fill in the decision column before training on it"
         )
     return Decisions(images, undecided)
+
+
+def merge(reviews: list[Decisions], paths: list[Path]) -> Decisions:
+    """Decisions of several reviews of one run; an image decided both ways is an error."""
+    images: dict[tuple[str, str], int] = {}
+    for review, path in zip(reviews, paths, strict=True):
+        for image, label in review.images.items():
+            if images.setdefault(image, label) != label:
+                raise Q16Error(
+                    f"{path}: shard {image[0][:60]!r} key {image[1][:60]!r} contradicts its "
+                    "decision in an earlier review; give each image one decision"
+                )
+    return Decisions(images, [row for review in reviews for row in review.undecided])
 
 
 def read_space(run: Path) -> dict[str, Any]:

@@ -6,6 +6,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from lightning.pytorch.callbacks import Callback
@@ -46,7 +47,7 @@ class Lineage:
     """What a new prompt was trained from: the init prompt file and the review (if any)."""
 
     parent: dict[str, str] | None = None
-    review: dict[str, str | int] | None = None
+    review: dict[str, Any] | None = None
 
 
 @dataclass

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 import numpy as np
 import torch
@@ -60,8 +61,9 @@ class PromptMetadata:
     extra: dict[str, str] = field(default_factory=dict)
     parent: dict[str, str] | None = None
     """Lineage: ``path`` and ``sha256`` of the prompt file training started from."""
-    review: dict[str, str | int] | None = None
-    """Lineage: ``path``, ``sha256`` and ``n_decisions`` of the review it learned from."""
+    review: dict[str, Any] | None = None
+    """Lineage: ``path``, ``sha256`` (or ``files``: several) and ``n_decisions`` of the review
+    it learned from."""
 
     def to_strings(self) -> dict[str, str]:
         return {"q16": json.dumps(asdict(self)), "q16_version": __version__}
