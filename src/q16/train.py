@@ -90,7 +90,7 @@ def run_split(cfg: DictConfig) -> SplitResult:
         **({"prompt_init": lineage.parent} if lineage.parent else {}),
         **({"review": lineage.review} if lineage.review else {}),
     )
-    log_table(result, backbone.spec.random_weights, encoded.data.name)
+    log_table(result, backbone.spec.random_weights, encoded.data.name, method.init)
     return result
 
 

@@ -130,14 +130,18 @@ def run_single_split(
     return result
 
 
-def log_table(result: SplitResult, random_weights: bool, data: str) -> None:
+def log_table(
+    result: SplitResult, random_weights: bool, data: str, started_from: str | None = None
+) -> None:
+    """The before/after table; with ``prompt.init`` "before" is that file's prompt."""
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"zero-shot vs tuned ({data} test split)")
+    before, after = ("before (prompt.init)", "after") if started_from else ("zero-shot", "tuned")
+    table = Table(title=f"{before} vs {after} ({data} test split)")
     table.add_column("metric")
-    table.add_column("zero-shot", justify="right")
-    table.add_column("tuned", justify="right")
+    table.add_column(before, justify="right")
+    table.add_column(after, justify="right")
     for name, before in result.zeroshot.items():
         table.add_row(name, _fmt(before), _fmt(result.tuned[name]))
     console = Console(stderr=False)
