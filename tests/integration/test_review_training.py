@@ -177,3 +177,49 @@ def test_rounds_of_reviews_add_up_and_conflicts_are_refused(tmp_path: Path) -> N
     with pytest.raises(Q16Error) as err:
         ReviewDecisions([str(first), str(clash)]).load_features()
     assert "contradicts" in _one_line(err)
+
+
+@pytest.mark.slow
+def test_review_of_a_real_infer_run(tmp_path: Path, make_cfg, tiny_backbone) -> None:
+    """infer.py with saved embeddings -> a review decided by a rule the init prompt does not
+    follow -> train.py data=review: held-out AUROC rises; report's --next-batch skips it."""
+    from conftest import infer_overrides
+    from q16 import infer
+    from q16.models.prompt_io import PromptMetadata, save_prompt
+    from q16.models.prompts import class_embedding_prompt
+    from q16.report import load_run
+    from q16.report.next_batch import write_next_batch
+    from q16.sources.wds import synthetic_images, write_shards
+
+    head = class_embedding_prompt(tiny_backbone, trainable=False)
+    meta = PromptMetadata(kind=head.kind, embed_dim=64, model="q16-tiny", pretrained=None)
+    init = save_prompt(tmp_path / "init.safetensors", head, meta)
+    shards = write_shards(synthetic_images(160, seed=3), str(tmp_path / "s" / "s-%03d.tar"), 80)
+    out = tmp_path / "scored"
+    infer.run(
+        make_cfg(
+            *infer_overrides(out, f"data.shards=[{','.join(map(str, shards))}]"),
+            "infer.save_embeddings=true",
+            f"prompt.path={init}",
+            config_name="infer",
+        )
+    )
+    rows = []
+    for parquet in sorted((out / "scores").glob("*.parquet")):
+        keys = pd.read_parquet(parquet)["key"]
+        emb = np.load(out / "embeddings" / f"{parquet.stem}.npy")
+        rows += [(parquet.stem, k, e) for k, e in zip(keys, emb, strict=True)]
+    emb = np.stack([e for *_, e in rows])
+    centred = emb - emb.mean(axis=0)
+    direction = np.linalg.svd(centred, full_matrices=False)[2][0]  # the main axis of variation
+    side = centred @ direction > np.median(centred @ direction)
+    decided = [
+        ("remove" if s else "keep", shard, key)
+        for (shard, key, _), s in zip(rows, side, strict=True)
+    ]
+    review = _review(out, decided)
+    result = run(_review_cfg(make_cfg, review, init))
+    assert result.tuned["auroc"] > result.zeroshot["auroc"]
+    assert result.n_train + result.n_test == len(rows)
+    batch = write_next_batch(load_run(out), 10)
+    assert batch.candidates == 0 and batch.picked == 0  # everything is decided
