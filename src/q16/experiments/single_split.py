@@ -142,8 +142,8 @@ def log_table(
     table.add_column("metric")
     table.add_column(before, justify="right")
     table.add_column(after, justify="right")
-    for name, before in result.zeroshot.items():
-        table.add_row(name, _fmt(before), _fmt(result.tuned[name]))
+    for name, value in result.zeroshot.items():
+        table.add_row(name, _fmt(value), _fmt(result.tuned[name]))
     console = Console(stderr=False)
     console.print(table)
     if random_weights:
