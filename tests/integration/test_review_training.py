@@ -223,3 +223,20 @@ def test_review_of_a_real_infer_run(tmp_path: Path, make_cfg, tiny_backbone) -> 
     assert result.n_train + result.n_test == len(rows)
     batch = write_next_batch(load_run(out), 10)
     assert batch.candidates == 0 and batch.picked == 0  # everything is decided
+
+
+def test_cli_review_without_decisions_is_one_line(tmp_path: Path, launch_env) -> None:
+    import subprocess
+    import sys
+
+    out = make_run(tmp_path, n_per_shard=4, shards=("shard-a",))
+    review = _review(out, [("", "shard-a", "000000"), ("unsure", "shard-a", "000001")])
+    result = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve().parents[2] / "train.py"), *FAST,
+         "data=review", f"data.path={review}", f"paths.root_dir={tmp_path}"],
+        cwd=tmp_path, env={**launch_env(), "PROJECT_ROOT": str(tmp_path)},
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("q16: error:")]
+    assert len(errors) == 1 and "no keep or remove decisions" in errors[0], result.stderr[-2000:]
