@@ -28,7 +28,7 @@ from bench_infer import REPO, write_result  # scripts/ is on sys.path when run a
 from sklearn.metrics import precision_score
 
 from q16.models.prompts import ClassEmbeddingHead
-from q16.report.next_batch import pick
+from q16.report.next_batch import POOL_FACTOR, pick
 from q16.training.fit import evaluate, fit_head
 from q16.training.settings import FitSettings
 from q16.training.tuner import predict_proba
@@ -85,7 +85,14 @@ def run_strategy(strategy: str, args: argparse.Namespace, seed: int) -> list[dic
             with torch.no_grad():
                 probs = torch.softmax(head(x[open_rows]), dim=-1)[:, 1].numpy()
             vectors = x[open_rows].numpy()
-            chosen = pick(probs, THRESHOLD, args.batch, rng, embeddings=vectors.__getitem__)
+            chosen = pick(
+                probs,
+                THRESHOLD,
+                args.batch,
+                rng,
+                embeddings=vectors.__getitem__,
+                pool_factor=args.pool_factor,
+            )
             new = open_rows[chosen.rows]
         reviewed = np.concatenate([reviewed, new])
         if len(np.unique(y[reviewed])) == 2:  # as data=review: both classes needed to train
@@ -157,6 +164,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument(
+        "--pool-factor", type=int, default=POOL_FACTOR, help="as report.py --next-batch"
+    )
     parser.add_argument("--out", type=Path, default=REPO / "results" / "audit")
     args = parser.parse_args()
     logging.getLogger("lightning").setLevel(logging.ERROR)
