@@ -52,7 +52,18 @@ infer-demo: install ## offline: demo prompts (make demo) flag the synthetic imag
 	rm -rf outputs/demo/infer
 	$(PY) infer.py model=tiny data=folder data.path=data/synthetic_smid/img \
 		prompt.path=outputs/demo/train/prompts.safetensors infer.out_dir=outputs/demo/infer \
-		infer.report=true
+		infer.report=true $(INFER_EXTRA)
+
+REVIEW_RUN := outputs/demo/infer
+review-demo: install ## offline: learn from a (scripted) reviewer: audit sample, decisions, soft prompts retrained from the demo's, AUROC before/after
+	$(MAKE) infer-demo INFER_EXTRA=infer.save_embeddings=true
+	$(PY) scripts/report.py $(REVIEW_RUN) --audit 200
+	$(PY) scripts/simulate_review.py $(REVIEW_RUN)/review.csv --from-synthetic data/synthetic_smid
+	$(PY) scripts/report.py $(REVIEW_RUN) --apply-review $(REVIEW_RUN)/review.csv
+	$(PY) train.py data=review data.path=$(REVIEW_RUN)/review.csv prompt=soft \
+		prompt.init=outputs/demo/train/prompts.safetensors model=tiny device=cpu \
+		split.test_fraction=0.3 hydra.run.dir=outputs/demo/review
+	$(PY) scripts/report.py $(REVIEW_RUN) --next-batch 50
 
 COMPARE_RUNS := outputs/demo/compare
 compare-demo: install ## offline: zero-shot vs trained soft/linear/coop prompts, with intervals -> results/compare/synthetic-q16-tiny/
@@ -79,4 +90,4 @@ format: install ## ruff format + autofix
 	$(VENV)/bin/ruff format src tests scripts *.py
 	$(VENV)/bin/ruff check --fix src tests scripts *.py
 
-.PHONY: help install browser test test-fast test-full demo smid-demo reproduce infer-demo compare-demo bench bench-gpu test-gpu lint format
+.PHONY: help install browser test test-fast test-full demo smid-demo reproduce infer-demo review-demo compare-demo bench bench-gpu test-gpu lint format

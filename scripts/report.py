@@ -9,6 +9,8 @@
                                                          # keys_remove.csv, keys_keep.csv; for an
                                                          # audit also estimates.json and the
                                                          # datasheet paragraph with intervals
+    python scripts/report.py OUT_DIR --next-batch 50     # review_next.csv: unreviewed images
+                                                         # near the threshold, diverse
 
 ``keys_remove.csv`` holds (shard, key) of the images a curator marked ``remove``;
 ``keys_keep.csv`` every other scored image (``unsure`` and blank rows stay in).
@@ -21,8 +23,9 @@ import logging
 from pathlib import Path
 
 from q16.errors import exit_on_user_error
-from q16.report import apply_review_files, write_report
+from q16.report import apply_review_files, load_run, write_report
 from q16.report.audit import DEFAULT_STRATA
+from q16.report.next_batch import write_next_batch
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,7 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="review.csv holds a stratified random sample of N scored images (the flagged "
         "stratum and score strata below the threshold) for estimates with intervals",
     )
-    parser.add_argument("--seed", type=int, default=0, help="the audit's random seed")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="the audit's random seed; --next-batch's tie-break"
+    )
     parser.add_argument(
         "--strata", type=int, default=DEFAULT_STRATA, help="audit strata below the threshold"
     )
@@ -54,6 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--keys-dir", type=Path, help="where the key lists go (default: beside the review)"
     )
+    parser.add_argument(
+        "--next-batch",
+        type=int,
+        metavar="N",
+        help="write review_next.csv: N unreviewed images to review next (uncertain, diverse)",
+    )
     return parser
 
 
@@ -64,6 +75,9 @@ def main(argv: list[str] | None = None) -> None:
         if args.apply_review:
             outcome = apply_review_files(args.out_dir, args.apply_review, args.keys_dir)
             print(outcome.describe())
+            return
+        if args.next_batch is not None:
+            print(write_next_batch(load_run(args.out_dir), args.next_batch, args.seed).describe())
             return
         files = write_report(
             args.out_dir,

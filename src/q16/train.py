@@ -15,12 +15,13 @@ from omegaconf import DictConfig
 from q16 import train_config
 from q16.data.labeled import LabeledImages, mark_duplicates
 from q16.errors import Q16Error
-from q16.experiments.single_split import SplitResult, log_table, run_single_split
+from q16.experiments.single_split import Lineage, SplitResult, log_table, run_single_split
 from q16.experiments.smid_cv import Grid, ProtocolResult, ProtocolSettings, run_protocol
 from q16.models import paper_assets
 from q16.models.paper_assets import PAPER
 from q16.runinfo import config_hash, write_run_info
-from q16.training.fit import encode, require_both_classes
+from q16.training.fit import encode, precomputed, require_both_classes
+from q16.training.prompt_init import parent_lineage
 
 log = logging.getLogger(__name__)
 
@@ -46,13 +47,22 @@ def run_split(cfg: DictConfig) -> SplitResult:
     train_config.check_values(cfg)
     split = train_config.split_settings(cfg)
     method = train_config.method(cfg, cfg.prompt)
-    data = load_training_data(cfg)
+    reviewed = train_config.load_reviewed(cfg)
+    data = reviewed.data if reviewed else load_training_data(cfg)
     allow_deterministic_cublas(cfg)
     train_config.seed_everything(cfg)
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     backbone = train_config.build_backbone(cfg)
-    encoded = encode(backbone, data, train_config.feature_settings(cfg))
+    if reviewed:  # a curator's review: the run's saved embeddings, no image encoded
+        reviewed.check_backbone(backbone.spec.weights_id, backbone.embed_dim)
+        encoded = precomputed(reviewed.data, reviewed.features)
+    else:
+        encoded = encode(backbone, data, train_config.feature_settings(cfg))
+    lineage = Lineage(
+        parent=parent_lineage(method.init, backbone) if method.init else None,
+        review=reviewed.lineage if reviewed else None,
+    )
     result = run_single_split(
         backbone,
         encoded,
@@ -63,6 +73,7 @@ def run_split(cfg: DictConfig) -> SplitResult:
         config_hash=config_hash(cfg),
         loggers=train_config.build_loggers(cfg),
         callbacks=train_config.build_callbacks(cfg),
+        lineage=lineage,
     )
     write_run_info(
         out,
@@ -75,8 +86,11 @@ def run_split(cfg: DictConfig) -> SplitResult:
         random_weights=backbone.spec.random_weights,
         data=encoded.data.name,
         n_duplicate_images=data.n_duplicates,
+        dropped=data.dropped,
+        **({"prompt_init": lineage.parent} if lineage.parent else {}),
+        **({"review": lineage.review} if lineage.review else {}),
     )
-    log_table(result, backbone.spec.random_weights, encoded.data.name)
+    log_table(result, backbone.spec.random_weights, encoded.data.name, method.init)
     return result
 
 

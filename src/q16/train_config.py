@@ -13,9 +13,11 @@ from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 
 from q16.data.labeled import LabeledImages
+from q16.data.review import ReviewDecisions, ReviewedFeatures
 from q16.errors import Q16Error
 from q16.experiments.single_split import SplitSettings
 from q16.models.backbone import Backbone, BackboneSpec, load_backbone, pick_device
+from q16.training.prompt_init import check_init, with_init
 from q16.training.settings import FeatureSettings, FitSettings, Method
 
 
@@ -91,6 +93,16 @@ def load_labeled(cfg: DictConfig) -> LabeledImages:
     return data
 
 
+def load_reviewed(cfg: DictConfig) -> ReviewedFeatures | None:
+    """``data=review``: the decided images with the run's saved embeddings; else ``None``."""
+    source = instantiate(cfg.data)
+    if not isinstance(source, ReviewDecisions):
+        return None
+    reviewed = source.load_features()
+    reviewed.check_model(str(cfg.model.name))
+    return reviewed
+
+
 def feature_settings(cfg: DictConfig) -> FeatureSettings:
     cache_dir = cfg.features.cache_dir
     return FeatureSettings(
@@ -120,7 +132,11 @@ def method(cfg: DictConfig, prompt: DictConfig, name: str | None = None) -> Meth
             trainer=instantiate(cfg.trainer, _partial_=True),
             seed=int(cfg.seed),
         )
-    return Method(name or str(prompt.name), instantiate(prompt.head), fit)
+    build, init = instantiate(prompt.head), prompt.get("init")
+    if init:
+        check_init(str(init), str(prompt.name))
+        build = with_init(build, str(init))
+    return Method(name or str(prompt.name), build, fit, init=str(init) if init else None)
 
 
 def build_loggers(cfg: DictConfig) -> list[Logger] | bool:

@@ -31,3 +31,21 @@ def test_bench_infer_writes_every_measure(tmp_path: Path) -> None:
     assert result["peak_rss"]["1x"]["images"] == 4 and result["peak_rss"]["10x"]["images"] == 40
     assert set(result["targets_met"]) == {"b_ge_0.9a", "b_ge_2c", "rss_10x_le_1.1x"}
     assert result["machine"] and result["git_commit"] and result["date"]
+
+
+@pytest.mark.slow
+def test_bench_active_review_records_goal_and_setup(tmp_path: Path) -> None:
+    run = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "bench_active_review.py"), "--rounds", "2",
+         "--seeds", "1", "--pool", "300", "--test", "200", "--epochs", "3",
+         "--out", str(tmp_path)],
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": ""},
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    result = json.loads((tmp_path / "active_review.json").read_text())
+    assert set(result["runs"]) == {"random", "active"}
+    assert [p["reviews"] for p in result["runs"]["active"][0]] == [0, 50, 100]
+    assert isinstance(result["summary"]["goal_met"], bool)
+    assert result["git_commit"] and result["date"] and "synthetic" in result["setup"]["model"]
+    assert (tmp_path / "active_review.png").stat().st_size > 0

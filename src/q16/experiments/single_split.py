@@ -6,6 +6,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from lightning.pytorch.callbacks import Callback
@@ -41,6 +42,14 @@ class SplitSettings:
             raise Q16Error(f"split.train_fraction={self.train_fraction} must lie in (0, 1]")
 
 
+@dataclass(frozen=True)
+class Lineage:
+    """What a new prompt was trained from: the init prompt file and the review (if any)."""
+
+    parent: dict[str, str] | None = None
+    review: dict[str, Any] | None = None
+
+
 @dataclass
 class SplitResult:
     """Metrics before and after tuning on the same test images, and where the prompt went."""
@@ -67,8 +76,14 @@ def run_single_split(
     config_hash: str | None = None,
     loggers: list[Logger] | bool = False,
     callbacks: list[Callback] | None = None,
+    lineage: Lineage | None = None,
 ) -> SplitResult:
-    """Evaluate the untuned head, tune it, evaluate again; write the prompt and metrics."""
+    """Evaluate the untuned head, tune it, evaluate again; write the prompt and metrics.
+
+    With ``prompt.init`` the untuned head is the init file's prompt, so the two columns are
+    "before" and "after" learning from the data (e.g. a curator's review); ``lineage`` says
+    where the new prompt came from and is saved in its metadata.
+    """
     labels, scores, groups = encoded.data.labels, encoded.data.scores, encoded.data.groups
     # copies of one image (same bytes) stay on one side: a test image is never also trained on
     train_idx, test_idx = train_test_indices(
@@ -107,22 +122,28 @@ def run_single_split(
         logit_scale=float(head.logit_scale),
         config_hash=config_hash,
         extra={"prompt": method.name, "data": encoded.data.name, **head.export_metadata()},
+        parent=lineage.parent if lineage else None,
+        review=lineage.review if lineage else None,
     )
     save_prompt(result.prompt_file, head, meta)
     (out_dir / METRICS_FILE).write_text(json.dumps(result.metrics(), indent=2))
     return result
 
 
-def log_table(result: SplitResult, random_weights: bool, data: str) -> None:
+def log_table(
+    result: SplitResult, random_weights: bool, data: str, started_from: str | None = None
+) -> None:
+    """The before/after table; with ``prompt.init`` "before" is that file's prompt."""
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"zero-shot vs tuned ({data} test split)")
+    before, after = ("before (prompt.init)", "after") if started_from else ("zero-shot", "tuned")
+    table = Table(title=f"{before} vs {after} ({data} test split)")
     table.add_column("metric")
-    table.add_column("zero-shot", justify="right")
-    table.add_column("tuned", justify="right")
-    for name, before in result.zeroshot.items():
-        table.add_row(name, _fmt(before), _fmt(result.tuned[name]))
+    table.add_column(before, justify="right")
+    table.add_column(after, justify="right")
+    for name, value in result.zeroshot.items():
+        table.add_row(name, _fmt(value), _fmt(result.tuned[name]))
     console = Console(stderr=False)
     console.print(table)
     if random_weights:

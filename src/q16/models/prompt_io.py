@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 import numpy as np
 import torch
@@ -65,6 +66,11 @@ class PromptMetadata:
     ``heads:`` entry without its own threshold scores with it."""
     threshold_from: str | None = None
     """How ``threshold`` was chosen (e.g. target precision 0.9 in a thresholds.json)."""
+    parent: dict[str, str] | None = None
+    """Lineage: ``path`` and ``sha256`` of the prompt file training started from."""
+    review: dict[str, Any] | None = None
+    """Lineage: ``path``, ``sha256`` (or ``files``: several) and ``n_decisions`` of the review
+    it learned from."""
 
     def to_strings(self) -> dict[str, str]:
         return {"q16": json.dumps(asdict(self)), "q16_version": __version__}
@@ -95,6 +101,9 @@ class PromptMetadata:
             raise ValueError(f"threshold must be a number in [0, 1], not {meta.threshold!r}")
         if meta.threshold_from is not None and not isinstance(meta.threshold_from, str):
             raise ValueError(f"threshold_from must be text, not {meta.threshold_from!r}")
+        for name in ("parent", "review"):
+            if not isinstance(getattr(meta, name), dict | None):
+                raise ValueError(f"{name} must be a JSON object or null")
         if list(meta.class_names) != list(CLASS_NAMES):
             raise ValueError(
                 f"class_names {meta.class_names!r} are not {list(CLASS_NAMES)} (row 0 "

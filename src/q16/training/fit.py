@@ -56,6 +56,12 @@ def encode(backbone: Backbone, data: LabeledImages, settings: FeatureSettings) -
     return EncodedData(data.subset(valid), cache.features[cache.valid], cache)
 
 
+def precomputed(data: LabeledImages, features: torch.Tensor) -> EncodedData:
+    """Features that need no encoding (a run's saved embeddings) in the form training takes."""
+    valid = torch.ones(len(data), dtype=torch.bool)
+    return EncodedData(data, features, FeatureSet(features, valid, None, cache_hit=False))
+
+
 def evaluate(
     head: PromptHead, features: torch.Tensor, labels: np.ndarray, threshold: float = 0.5
 ) -> dict[str, float]:

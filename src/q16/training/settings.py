@@ -37,6 +37,8 @@ class Method:
     build_head: HeadFactory
     fit: FitSettings | None
     """``None`` for heads that are never tuned (zero-shot)."""
+    init: str | None = None
+    """``prompt.init``: the prompt file the head starts from (``build_head`` loads it)."""
 
 
 @dataclass(frozen=True)

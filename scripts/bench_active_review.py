@@ -1,0 +1,196 @@
+"""Active versus random selection of images to review, on synthetic embeddings.
+
+    python scripts/bench_active_review.py            # -> results/audit/active_review.{json,png}
+
+A simulated curator labels images by a rule that differs from the one the initial prompts
+learned (the reviewer's decision direction is the training direction rotated by ``--angle``
+degrees), so there is something to learn from the review. Embeddings are Gaussian clusters in
+``--dim`` dimensions (no CLIP model, no images). Each round the curator decides ``--batch``
+more images, picked either at random or by ``q16.report.next_batch.pick`` (uncertainty near the
+threshold + k-center diversity, what ``scripts/report.py --next-batch`` does); the soft prompt
+is then re-trained from the initial prompts on all decisions so far with ``fit_head`` and scored
+by ``evaluate`` (the functions ``train.py data=review`` runs) on a fixed held-out labelled set.
+Goal (issue 13): active selection reaches random selection's final AUROC with at most half the
+reviews. The JSON says whether it did.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import logging
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from bench_infer import REPO, write_result  # scripts/ is on sys.path when run as a script
+from sklearn.metrics import precision_score
+
+from q16.models.prompts import ClassEmbeddingHead
+from q16.report.next_batch import POOL_FACTOR, pick
+from q16.training.fit import evaluate, fit_head
+from q16.training.settings import FitSettings
+from q16.training.tuner import predict_proba
+
+THRESHOLD = 0.5
+LOGIT_SCALE = 100.0
+
+
+def make_data(dim: int, clusters: int, n: int, angle: float, seed: int):
+    """Clustered embeddings, reviewer labels, and the training rule's direction."""
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(scale=2.0, size=(clusters, dim))
+    x = centers[rng.integers(clusters, size=n)] + rng.normal(size=(n, dim))
+    reviewer = np.zeros(dim)
+    reviewer[0] = 1.0
+    other = np.zeros(dim)
+    other[1] = 1.0
+    rad = np.deg2rad(angle)
+    trained = np.cos(rad) * reviewer + np.sin(rad) * other
+    y = (x @ reviewer > 0).astype(np.int64)
+    return torch.tensor(x, dtype=torch.float32), y, trained
+
+
+def initial_head(direction: np.ndarray) -> ClassEmbeddingHead:
+    rows = torch.tensor(np.stack([-direction, direction]), dtype=torch.float32)
+    return ClassEmbeddingHead(rows, LOGIT_SCALE, trainable=True)
+
+
+def fit_settings(epochs: int, seed: int) -> FitSettings:
+    trainer = functools.partial(
+        L.Trainer,
+        max_epochs=epochs,
+        accelerator="cpu",
+        devices=1,
+        enable_checkpointing=False,
+        deterministic=True,
+    )
+    optimizer = functools.partial(torch.optim.AdamW, lr=0.01, weight_decay=0.0)
+    return FitSettings(optimizer=optimizer, batch_size=32, trainer=trainer, seed=seed)
+
+
+def run_strategy(strategy: str, args: argparse.Namespace, seed: int) -> list[dict[str, float]]:
+    x, y, trained = make_data(args.dim, args.clusters, args.pool + args.test, args.angle, seed)
+    pool, test = np.arange(args.pool), np.arange(args.pool, args.pool + args.test)
+    rng = np.random.default_rng(seed + 1000)
+    head = initial_head(trained)
+    reviewed = np.array([], dtype=np.int64)
+    curve = [_point(0, head, x[test], y[test])]
+    for _ in range(args.rounds):
+        open_rows = np.setdiff1d(pool, reviewed)
+        if strategy == "random":
+            new = rng.choice(open_rows, size=args.batch, replace=False)
+        else:
+            with torch.no_grad():
+                probs = torch.softmax(head(x[open_rows]), dim=-1)[:, 1].numpy()
+            vectors = x[open_rows].numpy()
+            chosen = pick(
+                probs,
+                THRESHOLD,
+                args.batch,
+                rng,
+                embeddings=vectors.__getitem__,
+                pool_factor=args.pool_factor,
+            )
+            new = open_rows[chosen.rows]
+        reviewed = np.concatenate([reviewed, new])
+        if len(np.unique(y[reviewed])) == 2:  # as data=review: both classes needed to train
+            head = fit_head(
+                initial_head(trained),
+                x[reviewed],
+                y[reviewed],
+                fit_settings(args.epochs, seed),
+                quiet=True,
+            )
+        curve.append(_point(len(reviewed), head, x[test], y[test]))
+    return curve
+
+
+def _point(n: int, head: ClassEmbeddingHead, x: torch.Tensor, y: np.ndarray) -> dict[str, float]:
+    metrics = evaluate(head, x, y, THRESHOLD)
+    flagged = predict_proba(head, x).numpy() >= THRESHOLD
+    precision = precision_score(y, flagged, zero_division=0)
+    return {"reviews": n, "auroc": metrics["auroc"], "precision": float(precision)}
+
+
+def summarise(runs: dict[str, list[list[dict[str, float]]]]) -> dict[str, object]:
+    mean = {
+        s: {m: np.mean([[p[m] for p in c] for c in curves], axis=0).tolist() for m in ("auroc",)}
+        for s, curves in runs.items()
+    }
+    reviews = [p["reviews"] for p in runs["random"][0]]
+    target = mean["random"]["auroc"][-1]
+    reached = [n for n, a in zip(reviews, mean["active"]["auroc"], strict=True) if a >= target]
+    needed = reached[0] if reached else None
+    return {
+        "random_final_auroc": target,
+        "active_reviews_to_reach_it": needed,
+        "random_reviews": reviews[-1],
+        "goal": "active reaches random's final AUROC with at most half the reviews",
+        "goal_met": needed is not None and needed <= reviews[-1] / 2,
+    }
+
+
+def plot(runs: dict[str, list[list[dict[str, float]]]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for strategy, curves in runs.items():
+        reviews = [p["reviews"] for p in curves[0]]
+        for ax, metric in zip(axes, ("auroc", "precision"), strict=True):
+            values = np.array([[p[metric] for p in c] for c in curves])
+            ax.plot(reviews, values.mean(axis=0), marker="o", label=strategy)
+            ax.fill_between(reviews, values.min(axis=0), values.max(axis=0), alpha=0.2)
+            ax.set_xlabel("reviewed images")
+            ax.set_ylabel(f"held-out {metric}" + (" at threshold" if metric == "precision" else ""))
+    axes[0].legend()
+    fig.suptitle("learning from reviews: active vs random selection (synthetic embeddings)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--dim", type=int, default=32)
+    parser.add_argument("--clusters", type=int, default=12)
+    parser.add_argument("--pool", type=int, default=3000)
+    parser.add_argument("--test", type=int, default=2000)
+    parser.add_argument("--angle", type=float, default=60.0)
+    parser.add_argument("--batch", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument(
+        "--pool-factor", type=int, default=POOL_FACTOR, help="as report.py --next-batch"
+    )
+    parser.add_argument("--out", type=Path, default=REPO / "results" / "audit")
+    args = parser.parse_args()
+    logging.getLogger("lightning").setLevel(logging.ERROR)
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    runs = {
+        strategy: [run_strategy(strategy, args, seed) for seed in range(args.seeds)]
+        for strategy in ("random", "active")
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    plot(runs, args.out / "active_review.png")
+    setup = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    result = {
+        "setup": {
+            **setup,
+            "model": "none: synthetic Gaussian-cluster embeddings, no CLIP, no images",
+            "head": "soft prompt (class embeddings, logit scale 100) trained with fit_head",
+            "reviewer_rule": f"training rule rotated by {args.angle} degrees",
+        },
+        "summary": summarise(runs),
+        "runs": runs,
+    }
+    path = write_result(args.out, "active_review.json", result)
+    print(path, result["summary"])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,110 @@
+"""``scripts/report.py OUT --next-batch N``: the next images a curator should review."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from q16.errors import Q16Error
+from q16.report import load_run
+from q16.report.next_batch import NEXT_FILE, k_center, pick, write_next_batch
+from q16.report.review import REVIEW_COLUMNS
+from q16.spreadsheet import read_text_csv, write_text_csv
+from review_runs import make_run
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _set_scores(out: Path, shard: str, probs: np.ndarray) -> None:
+    path = out / "scores" / f"{shard}.parquet"
+    table = pq.read_table(path)
+    column = table.schema.get_field_index("p_inappropriate")
+    pq.write_table(table.set_column(column, "p_inappropriate", pa.array(probs)), path)
+
+
+def _next(out: Path, n: int, seed: int = 0) -> pd.DataFrame:
+    batch = write_next_batch(load_run(out), n, seed)
+    return read_text_csv(batch.path)
+
+
+def test_picks_near_threshold_and_writes_review_columns(tmp_path: Path) -> None:
+    out = make_run(tmp_path, n_per_shard=100, shards=("shard-a",))
+    probs = np.linspace(0.0, 1.0, 100)
+    _set_scores(out, "shard-a", probs)
+    picked = _next(out, 5)
+    assert list(picked.columns[: len(REVIEW_COLUMNS) - 1]) == list(REVIEW_COLUMNS[:-1])
+    assert picked.columns[-1] == "note" and (picked["decision"] == "").all()
+    chosen = picked["p_inappropriate"].astype(float)
+    # 5 of the 50 nearest to 0.5 (the pool), far closer than a random pick would be
+    assert (np.abs(chosen - 0.5) <= 0.26).all()
+
+
+def test_skips_images_decided_in_any_review(tmp_path: Path) -> None:
+    out = make_run(tmp_path, n_per_shard=20, shards=("shard-a",))
+    _set_scores(out, "shard-a", np.full(20, 0.5))
+    decided = [(d, "shard-a", f"{i:06d}") for i, d in enumerate(["keep", "remove", "unsure"] * 6)]
+    write_text_csv(pd.DataFrame(decided, columns=["decision", "shard", "key"]), out / "review.csv")
+    picked = _next(out, 10)
+    assert set(picked["key"]) == {"000018", "000019"}  # the only two never decided
+
+
+def test_duplicated_embeddings_are_not_picked_twice(tmp_path: Path) -> None:
+    """Ten copies each of three images, all equally uncertain: a batch of three is the three
+    distinct images, whatever the seed."""
+    out = make_run(tmp_path, n_per_shard=30, shards=("shard-a",))
+    _set_scores(out, "shard-a", np.full(30, 0.5))
+    base = np.random.default_rng(1).normal(size=(3, 64)).astype(np.float32)
+    np.save(out / "embeddings" / "shard-a.npy", np.repeat(base, 10, axis=0))
+    for seed in range(3):
+        groups = {int(k) // 10 for k in _next(out, 3, seed)["key"]}
+        assert groups == {0, 1, 2}
+
+
+def test_seeded(tmp_path: Path) -> None:
+    out = make_run(tmp_path, n_per_shard=60, shards=("shard-a", "shard-b"))
+    first = _next(out, 8, seed=3)
+    (out / NEXT_FILE).unlink()
+    assert _next(out, 8, seed=3).equals(first)
+
+
+def test_without_embeddings_uncertainty_only(tmp_path: Path) -> None:
+    out = make_run(tmp_path, n_per_shard=40, shards=("shard-a",))
+    (out / "embeddings" / "shard-a.npy").unlink()
+    batch = write_next_batch(load_run(out), 4)
+    assert not batch.diverse and "uncertainty only" in batch.describe()
+
+
+def test_k_center_spreads_and_pick_orders_nan_last() -> None:
+    vectors = np.array([[1, 0], [1, 0.01], [0, 1], [-1, 0]], dtype=float)
+    assert sorted(k_center(vectors, 3).tolist()) == [0, 2, 3]
+    rng = np.random.default_rng(0)
+    got = pick(np.array([np.nan, 0.9, 0.5, 0.1]), 0.5, 2, rng, pool_factor=1)
+    assert got.rows.tolist()[0] == 2 and 0 not in got.rows.tolist()
+
+
+def test_filled_in_next_batch_is_not_overwritten(tmp_path: Path) -> None:
+    out = make_run(tmp_path, n_per_shard=20, shards=("shard-a",))
+    _next(out, 3)
+    sheet = read_text_csv(out / NEXT_FILE)
+    sheet.loc[0, "decision"] = "keep"
+    write_text_csv(sheet, out / NEXT_FILE)
+    with pytest.raises(Q16Error, match="filled-in"):
+        write_next_batch(load_run(out), 3)
+
+
+def test_cli_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = importlib.util.spec_from_file_location("report_script", REPO / "scripts/report.py")
+    assert spec and spec.loader
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    out = make_run(tmp_path, n_per_shard=20, shards=("shard-a",))
+    script.main([str(out), "--next-batch", "4"])
+    assert "next batch: 4 of 20" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        script.main([str(out), "--next-batch", "0"])
