@@ -58,7 +58,8 @@ REVIEW_RUN := outputs/demo/infer
 review-demo: install ## offline: learn from a (scripted) reviewer: audit sample, decisions, soft prompts retrained from the demo's, AUROC before/after
 	$(MAKE) infer-demo INFER_EXTRA=infer.save_embeddings=true
 	$(PY) scripts/report.py $(REVIEW_RUN) --audit 200
-	$(PY) scripts/simulate_review.py $(REVIEW_RUN)/review.csv --from-synthetic data/synthetic_smid
+	$(PY) scripts/simulate_review.py $(REVIEW_RUN)/review.csv --from-synthetic data/synthetic_smid \
+		--curator smid+green
 	$(PY) scripts/report.py $(REVIEW_RUN) --apply-review $(REVIEW_RUN)/review.csv
 	$(PY) train.py data=review data.path=$(REVIEW_RUN)/review.csv prompt=soft \
 		prompt.init=outputs/demo/train/prompts.safetensors model=tiny device=cpu \
