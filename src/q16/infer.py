@@ -26,7 +26,7 @@ from q16.inference.guard import check_out_dir, out_dir_lock, run_log
 from q16.inference.head import RunHeads, check_embeddings, load_head, needs_text_tower
 from q16.inference.loop import score_shards
 from q16.inference.reader import ImageDecoder, UInt8Preprocess, partition, reads_blocks
-from q16.inference.resume import fingerprint, prepare_out_dir
+from q16.inference.resume import fingerprint, prepare_out_dir, reading_settings
 from q16.inference.scorer import Scorer, resolve_autocast
 from q16.inference.settings import InferSettings, auto_batch_size, auto_workers
 from q16.inference.state import LoopStats, wait_for_ranks, write_embeddings_meta, write_rank
@@ -178,6 +178,7 @@ def _score(
         shards=shards,
         meta_columns=meta_columns,
         heads=heads.fingerprint(),
+        reading=reading_settings(cfg.data),
     )
     mine = partition(shards, rank, world)
     todo = prepare_out_dir(out, current, mine, record=rank == 0)

@@ -146,6 +146,9 @@ def test_bad_audit_size_is_one_line(run_copy: Path, bad: str, capsys) -> None:
             {**a, "strata": [{**a["strata"][0], "sampled": -5}, *a["strata"][1:]]}
         ),
         lambda a: json.dumps({**a, "sample": {**a["sample"], "stratum": [99] * 40}}),
+        # a size no integer holds, and nesting no parser survives
+        lambda a: json.dumps(a).replace('"size": ', '"size": 1e400, "was": ', 1),
+        lambda a: "[" * 100_000 + "]" * 100_000,
     ],
 )
 def test_tampered_audit_json_is_one_line(run_copy: Path, tamper) -> None:

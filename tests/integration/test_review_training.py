@@ -105,6 +105,25 @@ def test_bad_reviews_are_one_line(tmp_path: Path, rows, expected: str) -> None:
     assert expected in _one_line(err)
 
 
+def test_one_image_quoted_and_unquoted_with_two_decisions_is_refused(tmp_path: Path) -> None:
+    """A spreadsheet may drop the quote q16 put before a formula-like cell: '=evil and =evil
+    are one image, so keep in one row and remove in the other is a contradiction."""
+    out = make_run(tmp_path, n_per_shard=4, shards=("=evil",))
+    rows = [("keep", "'=evil", "000000"), ("remove", "=evil", "000000")]
+    rows.append(("remove", "=evil", "000001"))
+    review = out / "review.csv"
+
+    def write() -> str:  # cells exactly as a spreadsheet saved them (no quoting added)
+        pd.DataFrame(rows, columns=["decision", "shard", "key"]).to_csv(review, index=False)
+        return str(review)
+
+    with pytest.raises(Q16Error) as err:
+        ReviewDecisions(write()).load_features()
+    assert "decide it once" in _one_line(err)
+    rows[1] = ("keep", "=evil", "000000")  # the same decision twice: that image once
+    assert len(ReviewDecisions(write()).load_features().data) == 2
+
+
 def test_run_without_saved_embeddings_says_how_to_make_them(tmp_path: Path) -> None:
     out = make_run(tmp_path, n_per_shard=4, shards=("shard-a",))
     (out / "embeddings" / "meta.json").unlink()

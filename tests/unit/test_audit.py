@@ -106,3 +106,24 @@ def test_bad_seed_or_strata_are_one_line_errors(seed: object, strata: object) ->
 def test_a_run_without_flags_still_has_an_audit() -> None:
     sample = design_audit(np.linspace(0.0, 0.4, 1000), THRESHOLD, 50, seed=0)
     assert sample.plan.strata[0].size == 0 and sample.plan.sampled == 50
+
+
+def test_a_small_audit_samples_every_stratum_it_keeps() -> None:
+    """Fewer places below the threshold than strata: fewer strata, each sampled, so the
+    prevalence can be estimated once the rows are decided (a stratum without a place could
+    never be)."""
+    scores = np.random.default_rng(0).random(100_000)
+    sample = design_audit(scores, 0.99, 10, n_strata=8)
+    assert sample.plan.sampled == 10
+    assert all(s.sampled >= 1 for s in sample.plan.strata if s.size)
+    with pytest.raises(Q16Error, match="--audit 1"):
+        design_audit(scores, 0.5, 1)
+
+
+def test_flagged_stratum_is_the_runs_flagged_images_at_the_threshold() -> None:
+    """The writer flags float32(p) >= float32(threshold): a score equal to the threshold is
+    flagged there, so it is in the flagged stratum here too."""
+    scores = np.float32([0.9, 0.95, 0.5, 0.1])
+    sample = design_audit(scores, 0.9, 4)
+    assert sample.plan.strata[0].size == 2
+    assert set(sample.index[sample.stratum == 0]) == {0, 1}

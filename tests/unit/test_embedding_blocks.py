@@ -60,6 +60,9 @@ def hostile_folder(root: Path) -> Path:
     other = pd.read_parquet(root / "metadata" / "metadata_1.parquet")
     other["width"], other["raw"] = 320, "plain"
     other.to_parquet(root / "metadata" / "metadata_1.parquet")
+    second = np.load(root / "img_emb" / "img_emb_1.npy").astype(np.float32)
+    second[2] *= 1e25  # finite, but its length overflows float32: recorded, never scored as 0.5
+    np.save(root / "img_emb" / "img_emb_1.npy", second)
     return root
 
 
@@ -124,7 +127,7 @@ def test_blocks_equal_rows_on_hostile_clip_retrieval_files(
         rows = _run(make_cfg, tmp_path / "rows", *data)
     got = assert_same(tmp_path / "blocks", tmp_path / "rows")
     assert ("p_other" in got.columns) is heads
-    assert blocks["images_scored"] == rows["images_scored"] == 20 - 6
+    assert blocks["images_scored"] == rows["images_scored"] == 20 - 7
     assert "img_emb_0/9" in set(got["key"]) and got["key"].is_unique
     first = got[got["shard"] == "img_emb_0"]
     captions = set(first["meta_caption"])
@@ -135,6 +138,7 @@ def test_blocks_equal_rows_on_hostile_clip_retrieval_files(
     assert reasons["000000000"].startswith("key seen before")
     assert reasons[""] == "sample without a key"
     assert "NaN" in reasons["img_emb_0/2"] and "all zeros" in reasons["000000003"]
+    assert "too large to normalise" in reasons["000010002"]
 
 
 def test_blocks_equal_rows_for_datacomp_and_saved_embeddings(

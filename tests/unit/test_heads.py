@@ -78,6 +78,7 @@ def test_heads_parse_in_order() -> None:
         ("neutral: [a]\ncategories: {v: [b]}\nextra: 1\n", "unknown key"),
         ("neutral: [a\n", "not a readable YAML"),
         ("!!python/object/apply:os.system ['echo hi']", "not a readable YAML"),
+        ("categories: " + "[" * 20_000 + "]" * 20_000, "nested too deeply"),
     ],
 )
 def test_hostile_concept_files_are_one_line(tmp_path: Path, text: str, says: str) -> None:

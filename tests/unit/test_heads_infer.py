@@ -129,6 +129,10 @@ def test_two_heads_in_one_pass_equal_single_head_runs(
         assert "## Heads" in sheet
         assert f"| other | {str(other.resolve()).replace('_', chr(92) + '_')} |" in sheet
         assert f"| 0 (heads) | {len(scores):,} | 100.00 % |" in sheet
+        # an image listed for another head than the first says so, on the sheet and the page
+        review = read_text_csv(files.review)
+        assert {"p_q16", "flagged_q16", "p_other", "flagged_other"} <= set(review.columns)
+        assert "Flagged images by any head" in page and "flagged by other" in page
         plain = write_report(tmp_path / "paper")
         assert 'id="heads"' not in plain.html.read_text()
         assert "## Heads" not in plain.datasheet.read_text()
@@ -280,3 +284,15 @@ def test_datacomp_two_heads_by_one_command(tmp_path: Path, launch_env) -> None:
     )  # fmt: skip
     assert bad.returncode != 0 and bad.stderr.strip().splitlines()[-1].startswith("q16: error:")
     assert "used twice" in bad.stderr
+
+
+def test_resume_refuses_another_key_column(make_cfg: MakeCfg, tmp_path: Path) -> None:
+    """Rows named by another column are other rows: one out_dir never mixes two namings."""
+    root = clip_retrieval_folder(tmp_path / "laion", [3], dim=768)
+    data = ["data=clip_retrieval", f"data.path={root}"]
+    out = tmp_path / "out"
+    _run(make_cfg, out, *data, "data.key_column=key")
+    again = _run(make_cfg, out, *data, "data.key_column=key")
+    assert again["images_scored_this_run"] == 0
+    with pytest.raises(Q16Error):
+        _run(make_cfg, out, *data, "data.key_column=url")

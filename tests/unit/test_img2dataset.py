@@ -234,3 +234,28 @@ def test_files_layout_carries_sidecar_text_and_counts(make_cfg: MakeCfg, tmp_pat
     assert [r["key"] for r in records] == [None] and "000010000.json" in records[0]["reason"]
     stats = folder.download_stats(shards)
     assert stats is not None and (stats["urls_listed"], stats["successes"]) == (3, 2)
+
+
+def test_deeply_nested_sidecar_json_costs_only_its_metadata(
+    make_cfg: MakeCfg, tmp_path: Path
+) -> None:
+    """A ``<stem>.json`` nested past the parser's limit: recorded for its image, which is still
+    scored, and the images after it in the folder chunk are read as usual."""
+    root = tmp_path / "out"
+    written = write_img2dataset(root, [[Url("a"), Url("b"), Url("c")]], output_format="files")
+    (root / "00000" / "000000000.json").write_text("[" * 200_000 + "]" * 200_000)
+    cfg = make_cfg(
+        "data=folder",
+        f"data.path={root}",
+        "data.class_from_dirs=false",
+        "data.meta_columns=[url]",
+        config_name="infer",
+    )
+    folder = instantiate(cfg.data)
+    raws, records = [], []
+    for shard in folder.list_shards():
+        errors = ErrorLog(shard.name)
+        raws += list(folder.iter_samples(shard, errors))
+        records += errors.records
+    assert len(raws) == len(written) == 3 and all(r.data and r.error is None for r in raws)
+    assert [r["key"] for r in records] == [None] and "nested too deeply" in records[0]["reason"]

@@ -232,6 +232,7 @@ def _locate(
 ) -> Located:
     found: Located = []
     unknown = []
+    labels: dict[tuple[str, int], int] = {}
     for (shard, key), label in decisions.images.items():
         spot = next(
             (
@@ -245,7 +246,10 @@ def _locate(
         )
         if spot is None:
             unknown.append((shard, key))
-        else:
+        elif labels.setdefault(spot, label) != label:  # '=x' and =x: one image, two decisions
+            where = f"shard {restore(shard)[:60]!r} key {restore(key)[:60]!r}"
+            raise Q16Error(f"{path}: {where} is decided both keep and remove; decide it once")
+        elif len(labels) > len(found):  # the same image again (quoted, unquoted): once
             found.append((spot[0], spot[1], label))
     if unknown:
         raise Q16Error(

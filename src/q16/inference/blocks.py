@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 import torch
 
 from q16.sources.base import ErrorLog, FeatureBlock
-from q16.sources.collection import UNIT_TOLERANCE
+from q16.sources.collection import TOO_LARGE, UNIT_TOLERANCE
 
 log = logging.getLogger(__name__)
 
@@ -79,18 +79,21 @@ class BlockChecks:
                 if block.unit
                 else "saved embedding holds NaN or infinite values"
             )
-        zero = np.zeros(n, bool)
+        zero = huge = np.zeros(n, bool)
         if block.unit:
+            huge = finite.numpy() & ~torch.isfinite(norms).numpy() & ~empty
+            for i in np.flatnonzero(huge):
+                reasons[int(i)] = f"row {block.start + int(i)}: {TOO_LARGE}"
             zero = finite.numpy() & (norms.numpy() == 0) & ~empty
             for i in np.flatnonzero(zero):
                 reasons[int(i)] = f"row {block.start + int(i)}: embedding is all zeros"
-        valid = ~(empty | bad | zero)
+        valid = ~(empty | bad | zero | huge)
         kept = self._unique(keys, valid, reasons)
         for row in sorted(reasons):
             key = keys[row].as_py()
             self.errors.add("" if key is None else key, reasons[row])
         if block.unit:
-            features = self._normalised(features, norms, finite.numpy() & ~zero)
+            features = self._normalised(features, norms, finite.numpy() & ~zero & ~huge)
         columns = {"key": keys, "source": pa.repeat(pa.scalar(block.source), n), **block.fields}
         meta = dict(block.meta)
         if not kept.all():

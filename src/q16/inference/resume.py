@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +60,33 @@ def data_identity(shards: Sequence[Shard]) -> str:
     return f"{len(shards)} shards, sha256 {digest.hexdigest()[:16]}"
 
 
+READING_KEYS = (
+    "key_column",
+    "array",
+    "class_id_keys",
+    "class_name_keys",
+    "synset_keys",
+    "file_name_keys",
+    "class_from_dirs",
+    "class_names",
+    "shard_size",
+)
+"""``data.*`` settings that change which rows are read or what they are called (the column
+naming rows, the npz array, where classes come from, how a folder is chunked)."""
+
+
+def reading_settings(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``READING_KEYS`` a data config sets (null ones left out), as plain values."""
+    found = {}
+    for name in READING_KEYS:
+        value = data.get(name)
+        if value is not None:
+            found[name] = (
+                list(value) if isinstance(value, Sequence) and not isinstance(value, str) else value
+            )
+    return found
+
+
 def fingerprint(
     *,
     model: str,
@@ -75,13 +102,14 @@ def fingerprint(
     exif_transpose: bool = False,
     meta_columns: tuple[str, ...] = (),
     heads: Sequence[tuple[str, str, str | None, float]] | None = None,
+    reading: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """What makes two runs' scores the same; resume refuses an out_dir made differently.
 
     ``heads`` (name, prompt source, category, threshold) per ``heads:`` entry; without
     ``heads:`` the fingerprint has no such key, so today's out_dirs resume as before.
     """
-    extra: dict[str, Any] = {}
+    extra: dict[str, Any] = {"reading": dict(reading)} if reading else {}
     if heads is not None:
         extra["heads"] = [
             {"name": n, "prompt": _prompt_id(s), "category": c, "threshold": t}

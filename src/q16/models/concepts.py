@@ -70,8 +70,9 @@ def read_concept_set(path: str | Path) -> ConceptSet:
         raise Q16Error(f"{path}: over {MAX_FILE_BYTES // 1_000_000} MB; not a concept set")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
-        first = " ".join(str(err).split())[:200]
+    except (yaml.YAMLError, UnicodeDecodeError, RecursionError) as err:
+        first = "nested too deeply" if isinstance(err, RecursionError) else str(err)
+        first = " ".join(first.split())[:200]
         raise Q16Error(f"{path}: not a readable YAML concept set ({first})") from None
     if not isinstance(data, dict):
         raise Q16Error(f"{path}: a concept set is a mapping with neutral: and categories:")

@@ -23,6 +23,7 @@ at least as many images as were scored takes every image (``AuditPlan.all_taken`
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -34,6 +35,8 @@ from q16.errors import Q16Error
 FLAGGED = "flagged"
 DEFAULT_STRATA = 4
 DEFAULT_FLAGGED_SHARE = 0.5
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -146,8 +149,11 @@ def stratum_of(scores: np.ndarray, threshold: float, n_strata: int) -> tuple[np.
         raise Q16Error(f"--strata {n_strata}: give at least 1 stratum below the threshold")
     finite = np.isfinite(scores)
     stratum = np.full(scores.size, -1, dtype=np.int64)
-    stratum[finite & (scores >= threshold)] = 0
-    below = np.flatnonzero(finite & (scores < threshold))
+    # compared as the writer flags them (float32 scores and threshold), so the flagged stratum
+    # is exactly the run's flagged images, also for a score equal to the threshold
+    flagged = scores.astype(np.float32) >= np.float32(threshold)
+    stratum[finite & flagged] = 0
+    below = np.flatnonzero(finite & ~flagged)
     order = below[np.argsort(scores[below], kind="stable")]
     cuts = [0, *(round(len(order) * (1 - 2.0**-j)) for j in range(1, n_strata)), len(order)]
     top = scores[stratum == 0]
@@ -168,7 +174,7 @@ def allocate(sizes: list[int], n: int, flagged_share: float) -> list[int]:
     open_ = [h for h in range(1, len(sizes)) if sizes[h] > 0]
     while left > 0 and open_:
         share, extra = divmod(left, len(open_))
-        for rank, h in enumerate(open_):
+        for rank, h in enumerate(reversed(open_)):  # a spare place goes nearer the threshold
             taken[h] += share + (1 if rank < extra else 0)
         left = sum(max(0, taken[h] - sizes[h]) for h in open_)
         taken = [min(t, s) for t, s in zip(taken, sizes, strict=True)]
@@ -197,6 +203,20 @@ def design_audit(
     if not sum(sizes):
         raise Q16Error("no image of this run has a finite score: there is nothing to audit")
     taken = allocate(sizes, min(n, sum(sizes)), flagged_share)
+    unsampled = [h for h in range(1, len(sizes)) if sizes[h] > 0 and taken[h] == 0]
+    if unsampled:  # a stratum without a place would leave prevalence inestimable for good
+        places = sum(taken[1:])
+        if places < 1:
+            raise Q16Error(
+                f"--audit {n}: too small to sample the images below the threshold as well as "
+                "the flagged ones; give a larger N"
+            )
+        log.warning(
+            "--audit %d leaves %d place(s) below the threshold, fewer than --strata %d: "
+            "using %d strata there, so each one is sampled",
+            *(n, places, n_strata, places),
+        )
+        return design_audit(scores, threshold, n, seed, places, flagged_share)
     rng = np.random.default_rng(seed)
     picked = [rng.choice(m, size=k, replace=False) for m, k in zip(members, taken, strict=True)]
     index = np.concatenate(picked).astype(np.int64)

@@ -24,7 +24,7 @@ from q16.fileio import atomic_path
 from q16.outdir import FINGERPRINT_FILE, FLAGGED_COLUMNS, META_PREFIX, UNKNOWN_CLASS
 from q16.report.audit import FLAGGED, AuditPlan, AuditSample, design_audit
 from q16.report.estimates import Estimates, estimate
-from q16.report.inputs import TEXT_COLUMNS, InferenceRun
+from q16.report.inputs import TEXT_COLUMNS, InferenceRun, carried_columns, is_head_column
 from q16.report.review_keys import Image, show
 from q16.spreadsheet import write_text_csv
 
@@ -75,14 +75,18 @@ def sampled_rows(run: InferenceRun, index: np.ndarray) -> pd.DataFrame:
         if not mine.size:
             continue
         names = pq.read_schema(path).names
-        columns = [c for c in names if c in FLAGGED_COLUMNS or c.startswith(META_PREFIX)]
+        columns = [
+            c
+            for c in names
+            if c in FLAGGED_COLUMNS or c.startswith(META_PREFIX) or is_head_column(c)
+        ]
         table = pq.read_table(path, columns=columns)
         parts.append(table.take(pa.array(index[mine] - starts[f])).to_pandas())
         order.append(mine)
     frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
     frame.index = np.concatenate(order) if order else []
     frame = frame.sort_index().reset_index(drop=True)
-    frame = frame.reindex(columns=[*FLAGGED_COLUMNS, *_meta(frame)])
+    frame = frame.reindex(columns=[*FLAGGED_COLUMNS, *carried_columns(frame)])
     frame["class_name"] = frame["class_name"].where(frame["class_name"].notna(), UNKNOWN_CLASS)
     return frame
 
@@ -151,7 +155,7 @@ def load_audit(path: Path, run: InferenceRun, n_scores: int) -> LoadedAudit:
         images = list(zip(map(str, sample["shard"]), map(str, sample["key"]), strict=True))
         strata = [int(h) for h in sample["stratum"]]
         classes = [str(c) for c in sample["class_name"]]
-    except (OSError, ValueError, KeyError, TypeError) as err:
+    except (OSError, ValueError, KeyError, TypeError, OverflowError, RecursionError) as err:
         raise Q16Error(
             f"{path}: not an audit.json q16 wrote ({type(err).__name__}: {err})"
             "; write a new audit with --audit N"

@@ -183,6 +183,19 @@ def meta_columns(frame: pd.DataFrame) -> list[str]:
     return [str(c) for c in frame.columns if str(c).startswith(META_PREFIX)]
 
 
+def is_head_column(name: str) -> bool:
+    """``p_<head>`` / ``flagged_<head>`` of a ``heads:`` run (``p_inappropriate`` is the
+    primary head's own column, already among the flagged columns)."""
+    return (name.startswith("p_") and name != "p_inappropriate") or name.startswith("flagged_")
+
+
+def carried_columns(frame: pd.DataFrame) -> list[str]:
+    """What a review shows beside the flagged columns: every head's score and flag (so an
+    image flagged by another head than the first says which), then the dataset's fields."""
+    heads = [str(c) for c in frame.columns if is_head_column(str(c))]
+    return [*heads, *meta_columns(frame)]
+
+
 def _read_flagged(path: Path) -> pd.DataFrame:
     """Keys and names as the exact strings written (``NA``, ``null``, ``000123`` included)."""
     if not path.is_file():

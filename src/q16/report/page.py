@@ -127,7 +127,9 @@ def _float(value: object) -> float:
 
 def _flagged_section(p: PageInputs) -> list[str]:
     rows = p.run.flagged.head(p.max_images)
-    out = [f"<h2>Flagged images, highest score first ({len(p.run.flagged):,})</h2>"]
+    heads = [str(c) for c in rows.columns if str(c).startswith("flagged_")]
+    which = " by any head" if heads else ""
+    out = [f"<h2>Flagged images{which}, highest score first ({len(p.run.flagged):,})</h2>"]
     if len(p.run.flagged) > len(rows):
         out.append(
             f'<p class="note">Showing the top {len(rows):,}; all {len(p.run.flagged):,} are in '
@@ -152,13 +154,20 @@ def _flagged_section(p: PageInputs) -> list[str]:
             for name, value in zip(meta, meta_values[rank - 1], strict=True)
             if isinstance(value, str) and value
         )
+        by = [h.removeprefix("flagged_") for h in heads if _true(rows[h].iloc[rank - 1])]
+        flagged_by = f"<br>flagged by {_e(', '.join(by))}" if heads else ""
         out.append(
             f'<div class="item">{image}<div class="score">#{rank} &nbsp; '
             f"{float(row.p_inappropriate):.3f}</div>class {_e(row.class_name)}"
-            f"<br>key {key}<br>shard {_e(row.shard)}{file_name}{fields}</div>"
+            f"<br>key {key}<br>shard {_e(row.shard)}{file_name}{flagged_by}{fields}</div>"
         )
     out.append("</div>")
     return out
+
+
+def _true(value: object) -> bool:
+    """A flag as stored (bool) or as read back from flagged.csv (text)."""
+    return value is True or str(value).strip().lower() in ("true", "1")
 
 
 def _errors_section(run: InferenceRun, limit: int = 50) -> list[str]:

@@ -36,7 +36,13 @@ from q16.errors import Q16Error
 from q16.fileio import atomic_path
 from q16.report.audit_files import estimates_for_review
 from q16.report.estimates import Estimates
-from q16.report.inputs import FLAGGED_COLUMNS, TEXT_COLUMNS, InferenceRun, meta_columns
+from q16.report.inputs import (
+    FLAGGED_COLUMNS,
+    TEXT_COLUMNS,
+    InferenceRun,
+    carried_columns,
+    meta_columns,
+)
 from q16.report.review_keys import match_images, one_decision_per_image
 from q16.spreadsheet import read_text_csv, write_text_csv
 
@@ -51,7 +57,8 @@ def write_review(run: InferenceRun, path: Path) -> Path:
     dataset's own fields (``meta_*``: caption, url ...) so the text that came with an image is
     reviewed with it."""
     meta = meta_columns(run.flagged)
-    review = run.flagged.reindex(columns=[*FLAGGED_COLUMNS, *meta]).copy()
+    review = run.flagged.reindex(columns=[*FLAGGED_COLUMNS, *carried_columns(run.flagged)])
+    review = review.copy()
     review.insert(0, "decision", "")
     review["note"] = ""
     with atomic_path(path) as tmp:

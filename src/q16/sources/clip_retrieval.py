@@ -23,7 +23,7 @@ from q16.sources.base import EmbeddingSpace, ErrorLog, FeatureBlock, RawSample, 
 from q16.sources.collection import (
     RowReader,
     check_matrix,
-    key_column,
+    collection_key_column,
     npy_header,
     parquet_rows,
     same_width,
@@ -83,16 +83,16 @@ class ClipRetrievalEmbeddings:
 
     def list_shards(self) -> list[Shard]:
         same_width(self._widths())
+        files = [self.metadata_file(f) for f in self._files()]
+        collection_key_column(files, self.key_column, KEY_CANDIDATES)  # one line, up front
         return [Shard(npy.stem, str(npy)) for npy in self._files()]
 
     def _open(self, shard: Shard) -> tuple[RowReader, np.ndarray, Path]:
         npy = Path(shard.source)
         metadata = self.metadata_file(npy)
         if self._reader is None:
-            import pyarrow.parquet as pq
-
-            names = pq.read_schema(metadata).names
-            key = key_column(names, self.key_column, KEY_CANDIDATES)
+            files = [self.metadata_file(f) for f in self._files()]
+            key = collection_key_column(files, self.key_column, KEY_CANDIDATES)
             self._reader = RowReader(tuple(self.meta_columns), key)
         return self._reader, np.load(npy, mmap_mode="r", allow_pickle=False), metadata
 

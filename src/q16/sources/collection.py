@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 UNIT_TOLERANCE = 1e-2
 """A row whose L2 norm is further than this from 1 is normalised (float16 rounding stays within)."""
+TOO_LARGE = "embedding too large to normalise (its length overflows float32)"
 CHUNK_ROWS = 65536
 """Rows converted to float32 and checked at a time: memory does not grow with the file."""
 BLOCK_ROWS = 16384
@@ -113,6 +114,30 @@ def key_column(names: Sequence[str], chosen: str | None, candidates: Sequence[st
     return next((c for c in candidates if c in names), None)
 
 
+def collection_key_column(
+    metadata_files: Sequence[Path], chosen: str | None, candidates: Sequence[str]
+) -> str | None:
+    """The one column that names the rows of every metadata file: chosen from all files, not
+    the first one opened (which depends on resume and on the worker), and the same for all, so
+    a shard is never read with a column its parquet lacks."""
+    found: dict[str | None, Path] = {}
+    for path in metadata_files:
+        try:
+            names = pq.read_schema(path).names
+            found.setdefault(key_column(names, chosen, candidates), path)
+        except Q16Error as err:
+            raise Q16Error(f"{path}: {err}") from None
+        except Exception as err:  # ArrowInvalid, OSError: a cut or foreign file
+            raise Q16Error(f"{path}: not a readable parquet ({type(err).__name__})") from err
+    if len(found) > 1:
+        shown = ", ".join(f"{k or '<none>'} in {v.name}" for k, v in found.items())
+        raise Q16Error(
+            f"metadata files name their rows by different columns ({shown}); "
+            "pass data.key_column=<a column every file has>"
+        )
+    return next(iter(found), None)
+
+
 @dataclass
 class RowReader:
     """Turns one shard's embedding array and metadata parquet into RawSamples."""
@@ -164,7 +189,8 @@ class RowReader:
             chunk = np.array(array[start : start + CHUNK_ROWS], dtype=np.float32)
             finite: np.ndarray = np.asarray(np.isfinite(chunk).all(axis=1))
             norms = np.linalg.norm(np.where(finite[:, None], chunk, 0.0), axis=1)
-            off = finite & (np.abs(norms - 1.0) > UNIT_TOLERANCE) & (norms > 0)
+            sized = np.isfinite(norms)  # huge float32 values: the length overflows
+            off = finite & sized & (np.abs(norms - 1.0) > UNIT_TOLERANCE) & (norms > 0)
             if off.any():
                 if not self.warned:
                     log.warning(
@@ -186,6 +212,8 @@ class RowReader:
                 )
                 if not finite[i]:
                     sample.error = f"row {row}: embedding holds NaN or infinite values"
+                elif not sized[i]:
+                    sample.error = f"row {row}: {TOO_LARGE}"
                 elif norms[i] == 0:
                     sample.error = f"row {row}: embedding is all zeros"
                 else:

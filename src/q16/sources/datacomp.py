@@ -20,7 +20,7 @@ from q16.sources.base import EmbeddingSpace, ErrorLog, FeatureBlock, RawSample, 
 from q16.sources.collection import (
     RowReader,
     check_matrix,
-    key_column,
+    collection_key_column,
     npz_header,
     parquet_rows,
     same_width,
@@ -90,16 +90,16 @@ class DataCompShards:
 
     def list_shards(self) -> list[Shard]:
         same_width(self._widths())
+        files = [f.with_suffix(".parquet") for f in self._files()]
+        collection_key_column(files, self.key_column, KEY_CANDIDATES)  # one line, up front
         return [Shard(npz.stem, str(npz)) for npz in self._files()]
 
     def _open(self, shard: Shard) -> tuple[RowReader, np.ndarray, Path]:
         npz = Path(shard.source)
         metadata = npz.with_suffix(".parquet")
         if self._reader is None:
-            import pyarrow.parquet as pq
-
-            names = pq.read_schema(metadata).names
-            key = key_column(names, self.key_column, KEY_CANDIDATES)
+            files = [f.with_suffix(".parquet") for f in self._files()]
+            key = collection_key_column(files, self.key_column, KEY_CANDIDATES)
             self._reader = RowReader(tuple(self.meta_columns), key)
         # an .npz member cannot be memory-mapped: one shard's array is read whole (DataComp
         # shards hold about 10k rows: 15 MB at 768-d)

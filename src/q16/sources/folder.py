@@ -212,7 +212,10 @@ def sidecar_meta(
         except (OSError, ValueError) as err:  # unreadable, not a regular file, too large
             errors.add(None, f"{key}: {side.name} not read ({err}); scored without it")
             found[suffix] = None
-    record, problem = parse_json_object(found["json"] or b"")
+    try:
+        record, problem = parse_json_object(found["json"] or b"")
+    except RecursionError:  # hostile nesting: a reason for this image, never the shard's end
+        record, problem = {}, "nested too deeply to parse"
     if problem:
         errors.add(
             None, f"{key}: {image.with_suffix('.json').name} is {problem}; scored without it"
