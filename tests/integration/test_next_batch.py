@@ -13,7 +13,14 @@ import pytest
 
 from q16.errors import Q16Error
 from q16.report import load_run
-from q16.report.next_batch import NEXT_FILE, k_center, pick, write_next_batch
+from q16.report.next_batch import (
+    NEXT_FILE,
+    explore_count,
+    k_center,
+    k_means_pp,
+    pick,
+    write_next_batch,
+)
 from q16.report.review import REVIEW_COLUMNS
 from q16.spreadsheet import read_text_csv, write_text_csv
 from review_runs import make_run
@@ -33,16 +40,46 @@ def _next(out: Path, n: int, seed: int = 0) -> pd.DataFrame:
     return read_text_csv(batch.path)
 
 
+def _decide(out: Path, keys: list[int], shard: str = "shard-a") -> None:
+    rows = [("keep", shard, f"{i:06d}") for i in keys]
+    write_text_csv(pd.DataFrame(rows, columns=["decision", "shard", "key"]), out / "review.csv")
+
+
 def test_picks_near_threshold_and_writes_review_columns(tmp_path: Path) -> None:
-    out = make_run(tmp_path, n_per_shard=100, shards=("shard-a",))
-    probs = np.linspace(0.0, 1.0, 100)
+    out = make_run(tmp_path, n_per_shard=200, shards=("shard-a",))
+    probs = np.linspace(0.0, 1.0, 200)
     _set_scores(out, "shard-a", probs)
+    _decide(out, [*range(50), *range(150, 200)])  # 100 decided: explore 25 / 105 -> none of 5
     picked = _next(out, 5)
     assert list(picked.columns[: len(REVIEW_COLUMNS) - 1]) == list(REVIEW_COLUMNS[:-1])
     assert picked.columns[-1] == "note" and (picked["decision"] == "").all()
     chosen = picked["p_inappropriate"].astype(float)
-    # 5 of the 50 nearest to 0.5 (the pool), far closer than a random pick would be
-    assert (np.abs(chosen - 0.5) <= 0.26).all()
+    # 5 of the 50 undecided nearest to 0.5 (the pool), far closer than a random pick would be
+    assert (np.abs(chosen - 0.5) <= 0.13).all()
+
+
+def test_exploring_share_shrinks_as_reviews_accumulate() -> None:
+    assert [explore_count(50, r) for r in (0, 50, 100, 150, 450)] == [50, 25, 17, 12, 5]
+    assert explore_count(0, 0) == 0
+    probs = np.linspace(0.0, 1.0, 1000)
+    rng = np.random.default_rng(0)
+    first = pick(probs, 0.5, 20, rng, reviewed=0).rows  # no review yet: a random draw
+    assert np.abs(probs[first] - 0.5).max() > 0.2
+    later = pick(probs, 0.5, 20, rng, reviewed=380).rows  # 1 explorer, 19 most uncertain
+    assert len(set(later.tolist())) == 20
+    assert (np.abs(probs[later] - 0.5) <= 0.011).sum() >= 19
+
+
+def test_explorers_are_not_copies_and_exploiters_keep_away(tmp_path: Path) -> None:
+    """First batch, nothing reviewed: every pick explores; copies are drawn once. Later, the
+    exploiting picks are not copies of the exploring ones."""
+    base = np.random.default_rng(1).normal(size=(4, 16))
+    vectors = np.repeat(base, 25, axis=0)
+    for seed in range(5):
+        rng = np.random.default_rng(seed)
+        assert sorted(k_means_pp(vectors, 4, rng) // 25) == [0, 1, 2, 3]
+        got = pick(np.full(100, 0.5), 0.5, 4, rng, vectors.__getitem__, reviewed=4).rows
+        assert sorted(got // 25) == [0, 1, 2, 3] and len(got) == 4
 
 
 def test_skips_images_decided_in_any_review(tmp_path: Path) -> None:

@@ -2,11 +2,17 @@
 
 Active learning for the review loop: an image helps the next prompt most when the current one
 is unsure about it (its score near the threshold) and when it is unlike the others picked (a
-batch of near-copies teaches one thing). Candidates are the scored images without a decision
-in any ``review*.csv`` of the run; the ``pool`` most uncertain (by distance of the logit from
-the threshold's) are thinned to ``n`` by greedy k-center selection on the saved embeddings
-(cosine distance), starting from the most uncertain. A run without saved embeddings is picked
-by uncertainty alone, and says so. Ties are broken by a seeded shuffle.
+batch of near-copies teaches one thing). But the current prompt's uncertainty is only as good
+as the prompt: when the curator's standard differs from the one it was trained on, the images
+near its threshold sit on the wrong boundary. So a share of each batch explores: ``m = n * n
+/ (n + reviewed)`` images (all of the first batch, half once ``n`` are decided, a third after
+``2n``, ...) are drawn by k-means++ seeding (cosine distance on the saved embeddings) among
+``POOL_FACTOR * m`` random candidates, which follows the data but skips near-copies. The rest
+exploit: the ``POOL_FACTOR * (n - m)`` most uncertain (distance of the logit from the
+threshold's) thinned by greedy k-center selection, far from the explored and from each other.
+Candidates are the scored images without a decision in any ``review*.csv`` of the run. A run
+without saved embeddings draws its explorers uniformly and picks the rest by uncertainty alone,
+and says so. Draws and ties are seeded.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ log = logging.getLogger(__name__)
 
 NEXT_FILE = "review_next.csv"
 POOL_FACTOR = 10
-"""Diversity is sought among the ``POOL_FACTOR * n`` most uncertain candidates."""
+"""Each part of a batch is chosen among ``POOL_FACTOR`` times as many candidates."""
 EPS = 1e-6
 
 
@@ -93,6 +99,7 @@ def write_next_batch(
         rng,
         embeddings=lambda rows: _embeddings(run, table, open_rows[rows]),
         pool_factor=pool_factor,
+        reviewed=len(done),
     )
     batch = table.iloc[open_rows[order.rows]]
     review = batch.reindex(columns=[*FLAGGED_COLUMNS, *meta_columns(batch)]).copy()
@@ -101,7 +108,7 @@ def write_next_batch(
     with atomic_path(path) as tmp:
         write_text_csv(review, tmp, [*TEXT_COLUMNS, *meta_columns(review)], float_format="%.6f")
     if not order.diverse:
-        log.warning("the run saved no embeddings: next batch picked by uncertainty only")
+        log.warning("the run saved no embeddings: next batch by uncertainty and random draws only")
     return NextBatch(path, len(order.rows), len(open_rows), len(done), order.diverse)
 
 
@@ -114,6 +121,15 @@ class Picked:
     diverse: bool
 
 
+def explore_count(n: int, reviewed: int) -> int:
+    """How many of a batch of ``n`` explore: ``n * n / (n + reviewed)``, so the share is one
+    over (1 + batches' worth already decided): trust in the current scores grows as evidence
+    accumulates, without a knob."""
+    if n < 1:
+        return 0
+    return round(n * n / (n + max(reviewed, 0)))
+
+
 def pick(
     probs: np.ndarray,
     threshold: float,
@@ -121,34 +137,81 @@ def pick(
     rng: np.random.Generator,
     embeddings: Callable[[np.ndarray], np.ndarray | None] | None = None,
     pool_factor: int = POOL_FACTOR,
+    reviewed: int | None = None,
 ) -> Picked:
-    """``n`` candidates: the most uncertain ``pool_factor * n``, thinned by k-center on their
-    embeddings (``embeddings(rows) -> (len(rows), D)`` or ``None``)."""
+    """``n`` candidates: ``m = explore_count(n, reviewed)`` explore (k-means++ draws among
+    ``pool_factor * m`` random candidates), the other ``k`` exploit (the ``pool_factor * k`` most
+    uncertain thinned by k-center, away from the explored). Embeddings come from
+    ``embeddings(rows) -> (len(rows), D)`` or ``None`` (random draws and uncertainty alone).
+    ``reviewed=None``: no exploration."""
+    n = min(n, len(probs))
+    m = explore_count(n, reviewed) if reviewed is not None else 0
+    k = n - m
     shuffled = rng.permutation(len(probs))
     margin = np.abs(_logit(probs[shuffled]) - _logit(np.asarray(threshold)))
     margin = np.where(np.isfinite(margin), margin, np.inf)  # NaN scores go last
     by_uncertainty = shuffled[np.argsort(margin, kind="stable")]
-    pool = by_uncertainty[: max(n, pool_factor * n)]
-    vectors = embeddings(pool) if embeddings is not None else None
-    if vectors is None or len(pool) <= n:
-        return Picked(pool[:n], diverse=vectors is not None)
-    return Picked(pool[k_center(vectors, n)], diverse=True)
+    wide = shuffled[: max(m, pool_factor * m)]
+    narrow = by_uncertainty[: max(k, pool_factor * k) + m]
+    rows = np.unique(np.concatenate([wide, narrow]))
+    vectors = embeddings(rows) if embeddings is not None and n else None
+    if vectors is None:
+        explore = wide[:m]
+        rest = by_uncertainty[~np.isin(by_uncertainty, explore)]
+        return Picked(np.concatenate([explore, rest[:k]]), diverse=False)
+    explore = wide[k_means_pp(vectors[np.searchsorted(rows, wide)], m, rng)]
+    pool = narrow[~np.isin(narrow, explore)][: max(k, pool_factor * k)]
+    if len(pool) <= k:
+        return Picked(np.concatenate([explore, pool]), diverse=True)
+    both = vectors[np.searchsorted(rows, np.concatenate([explore, pool]))]
+    exploit = pool[k_center(both, k, fixed=m) - m]
+    return Picked(np.concatenate([explore, exploit]), diverse=True)
 
 
-def k_center(vectors: np.ndarray, n: int) -> np.ndarray:
-    """Greedy k-center (farthest-first) on cosine distance, from row 0 (the most uncertain):
-    each pick is the row farthest from everything picked, so copies are never picked twice
-    while distinct rows remain."""
-    unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), EPS)
-    unit = np.nan_to_num(unit)
-    chosen = [0]
-    nearest = 1.0 - unit @ unit[0]
+def k_means_pp(vectors: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """k-means++ seeding on cosine distance: ``n`` rows drawn at random, each with probability
+    proportional to its squared distance from the nearest row drawn before (the first
+    uniformly), so the draws follow the data but copies are never drawn twice while distinct
+    rows remain."""
+    unit = _unit(vectors)
+    if n < 1 or not len(unit):
+        return np.zeros(0, dtype=np.int64)
+    chosen = [int(rng.integers(len(unit)))]
+    nearest = np.maximum(1.0 - unit @ unit[chosen[0]], 0.0)
     for _ in range(1, min(n, len(unit))):
-        nearest[chosen] = -np.inf
+        weight = nearest**2
+        weight[chosen] = 0.0
+        if weight.sum() > 0:
+            nxt = int(rng.choice(len(unit), p=weight / weight.sum()))
+        else:  # only copies of the drawn rows are left
+            nxt = int(rng.choice(np.setdiff1d(np.arange(len(unit)), chosen)))
+        chosen.append(nxt)
+        nearest = np.minimum(nearest, np.maximum(1.0 - unit @ unit[nxt], 0.0))
+    return np.asarray(chosen, dtype=np.int64)
+
+
+def k_center(vectors: np.ndarray, n: int, fixed: int = 0) -> np.ndarray:
+    """Greedy k-center (farthest-first) on cosine distance: ``n`` new rows, each the one
+    farthest from everything picked so far, starting from the first ``fixed`` rows (picked
+    already, not returned) or, without them, from row ``0`` (the most uncertain). Copies are
+    never picked twice while distinct rows remain."""
+    unit = _unit(vectors)
+    if n < 1 or fixed >= len(unit):
+        return np.zeros(0, dtype=np.int64)
+    start = list(range(fixed)) if fixed else [0]
+    nearest = (1.0 - unit @ unit[start].T).min(axis=1)
+    chosen = [] if fixed else [0]
+    for _ in range(len(chosen), min(n, len(unit) - fixed)):
+        nearest[start + chosen] = -np.inf
         nxt = int(np.argmax(nearest))
         chosen.append(nxt)
         nearest = np.minimum(nearest, 1.0 - unit @ unit[nxt])
-    return np.asarray(chosen)
+    return np.asarray(chosen, dtype=np.int64)
+
+
+def _unit(vectors: np.ndarray) -> np.ndarray:
+    unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), EPS)
+    return np.nan_to_num(unit.astype(float))
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
