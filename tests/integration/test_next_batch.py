@@ -125,14 +125,23 @@ def test_k_center_spreads_and_pick_orders_nan_last() -> None:
     assert got.rows.tolist()[0] == 2 and 0 not in got.rows.tolist()
 
 
-def test_filled_in_next_batch_is_not_overwritten(tmp_path: Path) -> None:
+def test_filled_in_next_batch_is_kept_and_the_next_round_gets_its_own_sheet(
+    tmp_path: Path,
+) -> None:
+    """Round 2 of the loop: review_next.csv holds decisions, so the next batch goes to
+    review_next-2.csv (never over it), and skips what round 1 decided."""
     out = make_run(tmp_path, n_per_shard=20, shards=("shard-a",))
     _next(out, 3)
     sheet = read_text_csv(out / NEXT_FILE)
-    sheet.loc[0, "decision"] = "keep"
+    sheet["decision"] = "keep"
     write_text_csv(sheet, out / NEXT_FILE)
-    with pytest.raises(Q16Error, match="filled-in"):
-        write_next_batch(load_run(out), 3)
+    outcome = write_next_batch(load_run(out), 3)
+    assert outcome.path.name == "review_next-2.csv"
+    assert read_text_csv(out / NEXT_FILE)["decision"].tolist() == ["keep"] * 3  # kept
+    second = read_text_csv(outcome.path)
+    assert not set(second["key"]) & set(sheet["key"])
+    with pytest.raises(Q16Error, match="filled-in"):  # an explicit target is never overwritten
+        write_next_batch(load_run(out), 3, out=out / NEXT_FILE)
 
 
 def test_cli_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

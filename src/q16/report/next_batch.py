@@ -17,6 +17,7 @@ and says so. Draws and ties are seeded.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 from collections.abc import Callable
@@ -71,6 +72,20 @@ def reviewed_images(run: InferenceRun, known: set[tuple[str, str]]) -> set[tuple
     return done
 
 
+def next_free_sheet(out_dir: Path) -> Path:
+    """``review_next.csv``, or once that one holds decisions (the last round's, still to be
+    read by ``review*.csv``), ``review_next-2.csv``, ``-3`` ...: rounds of the loop never stall
+    on, nor overwrite, a filled-in sheet."""
+    for round_ in itertools.count(1):
+        path = out_dir / (NEXT_FILE if round_ == 1 else f"review_next-{round_}.csv")
+        try:
+            check_not_filled_in(path)
+        except Q16Error:
+            continue
+        return path
+    raise AssertionError("unreachable")
+
+
 def write_next_batch(
     run: InferenceRun,
     n: int,
@@ -81,7 +96,7 @@ def write_next_batch(
     """Pick ``n`` images to review next and write them as ``review_next.csv``."""
     if n < 1:
         raise Q16Error(f"--next-batch {n}: must be at least 1")
-    path = out or run.out_dir / NEXT_FILE
+    path = out or next_free_sheet(run.out_dir)
     check_not_filled_in(path)
     frames = [_scores(file) for file in run.score_files]
     table = pd.concat(frames, ignore_index=True)
