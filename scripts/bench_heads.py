@@ -13,6 +13,7 @@ median of ``--repeats`` turns are reported. Writes ``results/bench/heads-cpu.jso
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
@@ -73,7 +74,8 @@ def main() -> None:
         "torch_threads": torch.get_num_threads(),
         "ms_per_batch_min": {k: round(min(v), 3) for k, v in times.items()},
         "ms_per_batch_median": {k: round(statistics.median(v), 3) for k, v in times.items()},
-        "note": "shared CPU (other jobs ran beside it): compare rows of this file only",
+        "note": "compare rows of this file only (one run, side by side)",
+        "load_1m": round(os.getloadavg()[0], 2),
     }
     path = write_result(REPO / "results" / "bench", "heads-cpu.json", result)
     print(path.read_text())
