@@ -34,13 +34,13 @@ from q16.outdir import (
     embeddings_path,
     scores_path,
 )
-from q16.spreadsheet import read_text_csv, restore
+from q16.review_file import read_review
+from q16.spreadsheet import restore
 
 log = logging.getLogger(__name__)
 
 LABELS = {"remove": 1, "keep": 0}
 """Decisions that train; ``unsure`` and blank ones are dropped."""
-DECISIONS = (*LABELS, "unsure", "")
 
 
 @dataclass
@@ -143,19 +143,8 @@ class Decisions:
 
 def read_decisions(path: Path) -> Decisions:
     """keep/remove rows of a review, one decision per image, or a one-line error."""
-    if not path.is_file():
-        raise Q16Error(f"data.path={str(path)!r}: review file not found")
-    review = read_text_csv(path)
-    missing = {"decision", "shard", "key"} - set(review.columns)
-    if missing:
-        raise Q16Error(f"{path}: missing column(s) {', '.join(sorted(missing))}; not a review.csv")
-    decision = review["decision"].str.strip().str.lower()
-    bad = decision[~decision.isin(DECISIONS)]
-    if not bad.empty:
-        raise Q16Error(
-            f"{path}: {len(bad)} invalid decision(s) (first on line {int(bad.index[0]) + 2}); "
-            "use keep, remove, unsure or blank"
-        )
+    review = read_review(path)
+    decision = review["decision"]
     images: dict[tuple[str, str], int] = {}
     undecided = []
     cells = zip(review["shard"], review["key"], decision, strict=True)

@@ -32,8 +32,9 @@ from q16.errors import Q16Error
 from q16.fileio import atomic_path
 from q16.outdir import FLAGGED_COLUMNS, embeddings_path
 from q16.report.inputs import TEXT_COLUMNS, InferenceRun, meta_columns
-from q16.report.review import check_not_filled_in, read_review
+from q16.report.review import check_not_filled_in
 from q16.report.review_keys import match_images
+from q16.review_file import read_review
 from q16.spreadsheet import write_text_csv
 
 log = logging.getLogger(__name__)

@@ -44,11 +44,11 @@ from q16.report.inputs import (
     meta_columns,
 )
 from q16.report.review_keys import match_images, one_decision_per_image
+from q16.review_file import read_review
 from q16.spreadsheet import read_text_csv, write_text_csv
 
 log = logging.getLogger(__name__)
 
-DECISIONS = ("keep", "remove", "unsure")
 REVIEW_COLUMNS = ("decision", *FLAGGED_COLUMNS, "note")
 
 
@@ -115,25 +115,6 @@ class ReviewOutcome:
                 f"-> {self.estimates_path}"
             )
         return text
-
-
-def read_review(path: str | Path) -> pd.DataFrame:
-    """A filled-in review, all cells exact strings, decisions normalised to lower case."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise Q16Error(f"{path}: review file not found")
-    review = read_text_csv(path)
-    missing = {"decision", "key", "shard"} - set(review.columns)
-    if missing:
-        raise Q16Error(f"{path}: missing column(s) {', '.join(sorted(missing))}")
-    review["decision"] = review["decision"].str.strip().str.lower()
-    bad = review[~review["decision"].isin([*DECISIONS, ""])]
-    if not bad.empty:
-        lines = ", ".join(f"line {i + 2}: {d!r}" for i, d in bad["decision"].head(3).items())
-        raise Q16Error(
-            f"{path}: {len(bad)} invalid decision(s) ({lines}); use keep, remove, unsure or blank"
-        )
-    return review
 
 
 def apply_review(
