@@ -3,6 +3,7 @@ checked as one line, bad rows recorded, scored without an image tower or weights
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -156,3 +157,34 @@ def test_datacomp_run_and_model_mismatch(
             make_cfg, tmp_path / "b", "data=datacomp", f"data.path={root}",
             "data.array=l14_img", "model.name=ViT-B-32",
         )  # fmt: skip
+
+
+def test_rows_too_large_to_normalise_are_records_in_datacomp_too(
+    make_cfg: Callable[..., DictConfig], tmp_path: Path
+) -> None:
+    """The overflow rule holds for every layout and size, not one example: float32 rows whose
+    length overflows (a unit row times 1e20 .. 3e38 per value) are recorded, never scored as a zero vector,
+    while a long row that still fits is normalised and scored like its unit version."""
+    root = datacomp_folder(tmp_path / "dc", [6])
+    with np.load(root / "00000000.npz") as arrays:
+        kept = {name: arrays[name] for name in arrays.files}
+    unit = kept["l14_img"].astype(np.float32)
+    big = unit.copy()
+    big[1] *= 1e20
+    big[2] *= 1e25
+    big[3] = np.float32(3e38)
+    big[4] *= 1e3  # long, but its length fits in float32
+    np.savez(root / "00000000.npz", **{**kept, "l14_img": big})
+    summary = _run(make_cfg, tmp_path, "data=datacomp", f"data.path={root}")
+    assert summary["images_scored"] == 3
+    lines = (tmp_path / "out" / "errors.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines if line.strip()]
+    assert sum("too large to normalise" in r["reason"] for r in records) == 3
+    scores = pd.read_parquet(next((tmp_path / "out" / "scores").glob("*.parquet")))
+    assert scores["p_inappropriate"].between(0, 1).all() and len(scores) == 3
+    np.savez(root / "00000000.npz", **{**kept, "l14_img": unit})
+    again = _run(make_cfg, tmp_path / "unit", "data=datacomp", f"data.path={root}")
+    assert again["images_scored"] == 6
+    plain = pd.read_parquet(next((tmp_path / "unit" / "out" / "scores").glob("*.parquet")))
+    long_row = scores.set_index("key").loc[plain["key"][4], "p_inappropriate"]
+    assert abs(long_row - plain["p_inappropriate"][4]) < 1e-4
