@@ -163,8 +163,8 @@ def test_rows_too_large_to_normalise_are_records_in_datacomp_too(
     make_cfg: Callable[..., DictConfig], tmp_path: Path
 ) -> None:
     """The overflow rule holds for every layout and size, not one example: float32 rows whose
-    length overflows (a unit row times 1e20 .. 3e38 per value) are recorded, never scored as a zero vector,
-    while a long row that still fits is normalised and scored like its unit version."""
+    length overflows (a unit row times 1e20, 1e25, every value 3e38) are recorded, never scored
+    as a zero vector, while a long row that still fits is normalised and scored as before."""
     root = datacomp_folder(tmp_path / "dc", [6])
     with np.load(root / "00000000.npz") as arrays:
         kept = {name: arrays[name] for name in arrays.files}
