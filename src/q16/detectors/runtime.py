@@ -8,13 +8,12 @@ A missing package is a user error that names the extra to install.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import importlib.util
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from q16.errors import Q16Error
+from q16.errors import Q16Error, require_package
 
 CUDA_PROVIDER = "CUDAExecutionProvider"
 CPU_PROVIDER = "CPUExecutionProvider"
@@ -22,12 +21,7 @@ CPU_PROVIDER = "CPUExecutionProvider"
 
 def require(module: str, detector: str, extra: str) -> ModuleType:
     """Import ``module`` or say in one line how to install it."""
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise Q16Error(
-            f"detector {detector} needs the package {module!r}: pip install q16[{extra}]"
-        ) from None
+    return require_package(module, f"detector {detector}", extra)
 
 
 def package_file(package: str, name: str, detector: str, extra: str) -> Path:
