@@ -119,10 +119,11 @@ def originals() -> list[tuple[str, str, Image.Image]]:
     import skimage.data
     from sklearn.datasets import load_sample_images
 
-    names = (
-        "astronaut coffee rocket chelsea camera hubble_deep_field immunohistochemistry retina "
-        "colorwheel coins page text moon clock brick grass gravel logo"
-    ).split()
+    names = [
+        *("astronaut", "coffee", "rocket", "chelsea", "camera", "hubble_deep_field"),
+        *("immunohistochemistry", "retina", "colorwheel", "coins", "page", "text", "moon"),
+        *("clock", "brick", "grass", "gravel", "logo"),
+    ]
     photos = {n: np.asarray(getattr(skimage.data, n)()) for n in names}
     china, flower = load_sample_images().images
     photos.update(china=china, flower=flower)
@@ -150,7 +151,7 @@ def main() -> None:
     images = originals()
     started = time.perf_counter()
     requests, plain, dihedral, qualities, sources = [], [], [], [], []
-    for name, source, image in images:
+    for _, source, image in images:
         data = _png(image)
         pixels = decode(data)
         h, quality = pdq(pixels)
@@ -238,7 +239,7 @@ def main() -> None:
         wrong = np.argwhere((distance <= chosen) & valid & unrelated)
         result[method] = {
             "chosen_threshold": chosen,
-            "chosen_by": f"largest threshold with false matches <= {MAX_FALSE_RATE:g} x unrelated pairs",
+            "chosen_by": f"largest threshold, false matches <= {MAX_FALSE_RATE:g} x unrelated",
             "false_matches_at_chosen": [
                 f"{images[r][0]} ~ {copy_kind[c]} of {images[of[c]][0]}" for r, c in wrong
             ],
