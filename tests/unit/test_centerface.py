@@ -171,3 +171,16 @@ def test_a_missing_extra_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setitem(__import__("sys").modules, "onnxruntime", None)
     with pytest.raises(Q16Error, match=r"onnxruntime.*pip install q16\[privacy\]"):
         CenterFace()
+
+
+def test_a_view_made_in_a_worker_gives_what_the_image_gives(detector: CenterFace) -> None:
+    import pickle
+
+    view = pickle.loads(pickle.dumps(detector.viewer()))  # travels to reader workers
+    for photo in (photos.tiled(4), photos.scaled()):
+        small = view(photo.pixels)
+        assert max(small.shape[:2]) == 640 and small.dtype == np.uint8
+        a, b = detector.detect([small])[0], detector.detect([photo.pixels])[0]
+        np.testing.assert_array_equal(a.boxes, b.boxes)
+    assert detector.score(Detections.empty()) == 0.0
+    assert detector.score(detector.detect([photos.tiled(2).pixels])[0]) > 0.8

@@ -16,9 +16,10 @@ the original image's normalised coordinates because the resize maps one onto the
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,6 +71,7 @@ class CenterFace:
     config: CenterFaceSettings = field(default_factory=CenterFaceSettings)
     device: str = "cpu"
     name: str = NAME
+    noun: str = "face"
     label: str = "face"
 
     def __post_init__(self) -> None:
@@ -92,6 +94,12 @@ class CenterFace:
     def providers(self) -> list[str]:
         return list(self._session.get_providers())
 
+    def viewer(self) -> Callable[[np.ndarray], np.ndarray]:
+        return functools.partial(network_view, longest=self.config.input_size)
+
+    def score(self, found: Detections) -> float:
+        return float(found.scores.max()) if len(found) else 0.0
+
     def detect(self, images: Sequence[np.ndarray]) -> list[Detections]:
         found: list[Detections] = [Detections.empty()] * len(images)
         groups: dict[tuple[int, int], list[int]] = defaultdict(list)
@@ -100,7 +108,7 @@ class CenterFace:
         for (height, width), members in groups.items():
             for start in range(0, len(members), self.config.batch_size):
                 chunk = members[start : start + self.config.batch_size]
-                blob = np.stack([_blob(images[i], width, height) for i in chunk])
+                blob = np.stack([_blob(images[i], self.config.input_size) for i in chunk])
                 heat, scale, offset = self._session.run(list(_OUTPUTS), {_INPUT: blob})
                 for row, index in enumerate(chunk):
                     found[index] = decode(
@@ -127,11 +135,19 @@ def input_shape(size: tuple[int, int], longest: int) -> tuple[int, int]:
     )
 
 
-def _blob(image: np.ndarray, width: int, height: int) -> np.ndarray:
+def network_view(image: np.ndarray, longest: int) -> np.ndarray:
+    """The image resized to the network's input shape (uint8); already that shape: itself."""
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"expected uint8 (H, W, 3) RGB, got {image.dtype} {image.shape}")
+    height, width = input_shape(image.shape[:2], longest)
+    if image.shape[:2] == (height, width):
+        return image
     resized = Image.fromarray(image).resize((width, height), Image.Resampling.BILINEAR)
-    return np.asarray(resized, dtype=np.float32).transpose(2, 0, 1)
+    return np.asarray(resized)
+
+
+def _blob(image: np.ndarray, longest: int) -> np.ndarray:
+    return network_view(image, longest).astype(np.float32).transpose(2, 0, 1)
 
 
 def decode(

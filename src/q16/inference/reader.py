@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -91,9 +91,20 @@ class ImageDecoder:
     exif_transpose: bool = False
 
     def __call__(self, data: bytes) -> torch.Tensor:
+        return self.decode(data)[0]
+
+    def decode(
+        self, data: bytes, extractors: Sequence[Callable[[bytes, np.ndarray], Any]] = ()
+    ) -> tuple[torch.Tensor, tuple[Any, ...]]:
+        """The model's input and, from the same decode, each extractor's result (a pixel
+        head's view of the full-resolution image, the image's hashes)."""
         image = load_rgb(data, max_pixels=self.max_pixels, exif_transpose=self.exif_transpose)
         try:
-            return self.preprocess(image)
+            tensor = self.preprocess(image)
+            if not extractors:
+                return tensor, ()
+            pixels = np.asarray(image)
+            return tensor, tuple(extract(data, pixels) for extract in extractors)
         except Exception as err:  # a resize of a degenerate image, say: never stops a run
             raise DecodeError(f"unprocessable image: {type(err).__name__}: {err}") from err
 
@@ -121,6 +132,8 @@ class Batch:
     ``class_id``, ``class_name``, ``synset`` as arrays, instead of the lists above."""
     meta_arrays: dict[str, pa.Array] | None = None
     """With ``columns``: ``data.meta_columns`` as string arrays."""
+    extracted: list[tuple[Any, ...]] | None = None
+    """Per image, the pixel extractors' results (``q16.inference.pixel_heads``); None without."""
 
     def __len__(self) -> int:
         return len(self.columns["key"]) if self.columns is not None else len(self.keys)
@@ -147,12 +160,14 @@ class ShardStream(IterableDataset):
         decoder: ImageDecoder,
         batch_size: int,
         blocks: bool = True,
+        extractors: Sequence[Callable[[bytes, np.ndarray], Any]] = (),
     ) -> None:
         super().__init__()
         self.source = source
         self.shards = list(shards)
         self.decoder = decoder
         self.batch_size = batch_size
+        self.extractors = tuple(extractors)
         self.blocks = blocks and isinstance(source, BlockSource)
         self._warn = [True]
 
@@ -167,7 +182,7 @@ class ShardStream(IterableDataset):
             yield from self._read_blocks(shard)
             return
         errors = ErrorLog(shard.name)
-        pending: list[tuple[RawSample, torch.Tensor]] = []
+        pending: list[tuple[RawSample, tuple[torch.Tensor, tuple[Any, ...]]]] = []
         n_samples = 0
         seen: set[str] = set()
         samples = self.source.iter_samples(shard, errors)
@@ -230,7 +245,9 @@ class ShardStream(IterableDataset):
             errors.add(None, "empty shard: no samples")
         yield Batch(shard=shard.name, errors=errors.records, done=True, unread=errors.io_errors > 0)
 
-    def _decode(self, raw: RawSample, errors: ErrorLog, seen: set[str]) -> torch.Tensor | None:
+    def _decode(
+        self, raw: RawSample, errors: ErrorLog, seen: set[str]
+    ) -> tuple[torch.Tensor, tuple[Any, ...]] | None:
         try:
             raw = checked(raw)
         except ValueError as err:
@@ -248,19 +265,22 @@ class ShardStream(IterableDataset):
             if not np.isfinite(features).all():
                 errors.add(raw.key, "saved embedding holds NaN or infinite values")
                 return None
-            return torch.from_numpy(features)
+            return torch.from_numpy(features), ()
         if raw.data is None:
             errors.add(raw.key, "no image data")
             return None
         try:
-            return self.decoder(raw.data)
+            return self.decoder.decode(raw.data, self.extractors)
         except DecodeError as err:
             errors.add(raw.key, str(err))
             return None
 
-    @staticmethod
-    def _collate(name: str, items: list[tuple[RawSample, torch.Tensor]]) -> Batch:
+    def _collate(
+        self, name: str, items: list[tuple[RawSample, tuple[torch.Tensor, tuple[Any, ...]]]]
+    ) -> Batch:
         batch = Batch(shard=name)
+        if self.extractors:
+            batch.extracted = [extras for _, (_, extras) in items]
         for raw, _ in items:
             batch.keys.append(raw.key)
             batch.sources.append(raw.source)
@@ -270,7 +290,7 @@ class ShardStream(IterableDataset):
             batch.synsets.append(raw.synset)
             batch.metas.append(raw.meta)
         if items:
-            stacked = torch.stack([t for _, t in items])
+            stacked = torch.stack([t for _, (t, _) in items])
             if items[0][0].features is not None:
                 batch.features = stacked
             else:
