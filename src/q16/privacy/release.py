@@ -17,7 +17,6 @@ import io
 import json
 import logging
 import tarfile
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -30,7 +29,7 @@ from q16.imagefiles import IMAGE_EXTENSIONS
 from q16.imageload import DEFAULT_MAX_BYTES, ImageLoadError, load_rgb
 from q16.privacy.blur import blur_boxes
 from q16.privacy.boxes import RunBoxes, boxes_by_key, run_boxes
-from q16.sources.tars import split_name
+from q16.privacy.members import scored_member, tar_samples
 from q16.spreadsheet import neutralise
 
 log = logging.getLogger(__name__)
@@ -105,24 +104,6 @@ def write_release(
     return counts
 
 
-def _samples(path: Path) -> Iterator[tuple[str, list[tuple[tarfile.TarInfo, bytes]]]]:
-    """Consecutive members sharing a key, as webdataset groups them (others are skipped)."""
-    key, members = None, []
-    with tarfile.open(path, "r|*") as tar:
-        for info in tar:
-            parts = split_name(info.name) if info.isreg() else None
-            if parts is None:
-                continue
-            if parts[0] != key and members:
-                yield str(key), members
-                members = []
-            key = parts[0]
-            handle = tar.extractfile(info)
-            members.append((info, handle.read() if handle is not None else b""))
-    if members:
-        yield str(key), members
-
-
 def _copy_tar(
     path: Path,
     out: tarfile.TarFile,
@@ -131,9 +112,9 @@ def _copy_tar(
     keep_unscored: bool,
     counts: ReleaseCounts,
 ) -> None:
-    for key, members in _samples(path):
-        extensions = {split_name(i.name)[1].lower(): i for i, _ in members}  # type: ignore[index]
-        image = next((extensions[e] for e in IMAGE_EXTENSIONS if e in extensions), None)
+    for key, members in tar_samples(path, boxes.max_bytes or DEFAULT_MAX_BYTES):
+        scored = scored_member(members)
+        image = scored[0] if scored is not None else None
         if image is not None and key not in found:
             counts.omitted.append((path.name, key, "image not scored by the run"))
             counts.samples_omitted += 1
