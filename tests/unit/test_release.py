@@ -14,8 +14,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image
-from privacy_runs import add_member, encode, score
 
+from privacy_runs import add_member, encode, score
 from q16.errors import Q16Error
 from q16.models.backbone import Backbone
 from q16.privacy import photos
@@ -53,7 +53,9 @@ def scored_tars(tmp_path_factory: pytest.TempPathFactory, tiny_backbone: Backbon
 
 
 def test_tar_release_blurs_faces_and_copies_the_rest(scored_tars: Path, tmp_path: Path) -> None:
+    inputs = {p: p.read_bytes() for p in (scored_tars.parent / "in").iterdir()}
     counts = write_release(scored_tars, tmp_path / "rel")
+    assert all(p.read_bytes() == data for p, data in inputs.items())  # originals untouched
     assert (counts.shards_written, counts.images_blurred, counts.boxes_blurred) == (2, 2, 3)
     original = _members(scored_tars.parent / "in" / "part-000.tar")
     released = _members(tmp_path / "rel" / "part-000.tar")
@@ -71,7 +73,6 @@ def test_tar_release_blurs_faces_and_copies_the_rest(scored_tars: Path, tmp_path
     pair = _members(tmp_path / "rel" / "part-001.tar")
     assert list(pair) == ["p2.jpg", "p2.cls"] and pair["p2.cls"] == b"3"
     assert Image.open(io.BytesIO(pair["p2.jpg"])).format == "JPEG"
-    assert not (scored_tars.parent / "in" / "part-000.tar").read_bytes() == b""  # untouched
 
 
 def test_release_resumes_per_shard_and_refuses_other_folders(

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 from PIL import Image, ImageOps
-from privacy_runs import score
 
+from privacy_runs import score
 from q16.errors import Q16Error
 from q16.models.backbone import Backbone
 from q16.privacy import photos
