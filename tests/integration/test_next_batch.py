@@ -1,8 +1,7 @@
-"""``scripts/report.py OUT --next-batch N``: the next images a curator should review."""
+"""``q16 next OUT -n N``: the next images a curator should review."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -11,9 +10,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from q16 import cli
 from q16.errors import Q16Error
-from q16.report import load_run
-from q16.report.next_batch import (
+from q16.review import load_run
+from q16.review.next_batch import (
     NEXT_FILE,
     explore_count,
     k_center,
@@ -21,7 +21,7 @@ from q16.report.next_batch import (
     pick,
     write_next_batch,
 )
-from q16.report.review import REVIEW_COLUMNS
+from q16.review.sheet import REVIEW_COLUMNS
 from q16.spreadsheet import read_text_csv, write_text_csv
 from review_runs import make_run
 
@@ -144,13 +144,10 @@ def test_filled_in_next_batch_is_kept_and_the_next_round_gets_its_own_sheet(
         write_next_batch(load_run(out), 3, out=out / NEXT_FILE)
 
 
-def test_cli_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    spec = importlib.util.spec_from_file_location("report_script", REPO / "scripts/report.py")
-    assert spec and spec.loader
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+def test_cli_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = make_run(tmp_path, n_per_shard=20, shards=("shard-a",))
-    script.main([str(out), "--next-batch", "4"])
+    cli.main(["next", str(out), "-n", "4"])
     assert "next batch: 4 of 20" in capsys.readouterr().out
-    with pytest.raises(SystemExit):
-        script.main([str(out), "--next-batch", "0"])
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["next", str(out), "-n", "0"])
+    assert stop.value.code == 2 and "q16 next -n 0" in capsys.readouterr().err
