@@ -66,7 +66,7 @@ def _print_report(files: object) -> None:
 
 def _page_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--report-dir", type=Path, help="write the files here instead of OUT (a new folder)"
+        "--report-dir", type=Path, help="write the files here instead of into OUT"
     )
     parser.add_argument(
         "--max-images", type=int, default=500, help="thumbnails in the page (default 500)"
@@ -83,8 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
     steps = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def step(name: str, handler: Handler, summary: str, writes: str) -> argparse.ArgumentParser:
-        sub = steps.add_parser(name, help=summary, description=f"{summary}. Writes {writes}")
-        sub.add_argument("out_dir", type=Path, help="an inference out_dir (holds summary.json)")
+        sub = steps.add_parser(
+            name, help=summary, description=f"{summary[0].upper()}{summary[1:]}. Writes {writes}"
+        )
+        sub.add_argument(
+            "out_dir", metavar="OUT", type=Path, help="an inference out_dir (holds summary.json)"
+        )
         sub.set_defaults(handler=handler)
         return sub
 
@@ -101,9 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
         "audit",
         _audit,
         "an audit sample for estimates with confidence intervals",
-        "the report's files with review.csv holding a stratified random sample of -n scored "
-        "images (the flagged stratum and --strata score strata below the threshold) and "
-        "audit.json (the design) beside it.",
+        "report.html (with the audit's design), flagged_classes.png, datasheet_q16.md and "
+        "review.csv holding a stratified random sample of -n scored images (the flagged "
+        "stratum and --strata score strata below the threshold), with audit.json (the design) "
+        "beside it, into OUT or --report-dir.",
     )
     audit.add_argument("-n", type=int, required=True, help="images in the audit sample")
     audit.add_argument("--seed", type=int, default=0, help="the sample's random seed (default 0)")

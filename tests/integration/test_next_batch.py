@@ -45,12 +45,13 @@ def _decide(out: Path, keys: list[int], shard: str = "shard-a") -> None:
     write_text_csv(pd.DataFrame(rows, columns=["decision", "shard", "key"]), out / "review.csv")
 
 
-def test_picks_near_threshold_and_writes_review_columns(tmp_path: Path) -> None:
+@pytest.mark.parametrize("seed", [0, 7])
+def test_picks_near_threshold_and_writes_review_columns(tmp_path: Path, seed: int) -> None:
     out = make_run(tmp_path, n_per_shard=200, shards=("shard-a",))
     probs = np.linspace(0.0, 1.0, 200)
     _set_scores(out, "shard-a", probs)
     _decide(out, [*range(50), *range(150, 200)])  # 100 decided: explore 25 / 105 -> none of 5
-    picked = _next(out, 5)
+    picked = _next(out, 5, seed)
     assert list(picked.columns[: len(REVIEW_COLUMNS) - 1]) == list(REVIEW_COLUMNS[:-1])
     assert picked.columns[-1] == "note" and (picked["decision"] == "").all()
     chosen = picked["p_inappropriate"].astype(float)
@@ -104,10 +105,18 @@ def test_duplicated_embeddings_are_not_picked_twice(tmp_path: Path) -> None:
 
 
 def test_seeded(tmp_path: Path) -> None:
+    """A seed gives the same batch again; another seed another batch (the draws are seeded,
+    not fixed)."""
     out = make_run(tmp_path, n_per_shard=60, shards=("shard-a", "shard-b"))
-    first = _next(out, 8, seed=3)
-    (out / NEXT_FILE).unlink()
-    assert _next(out, 8, seed=3).equals(first)
+    batches = {}
+    for seed in (3, 4):
+        batches[seed] = _next(out, 8, seed=seed)
+        (out / NEXT_FILE).unlink()
+        assert _next(out, 8, seed=seed).equals(batches[seed])
+        (out / NEXT_FILE).unlink()
+    assert set(batches[3]["key"] + batches[3]["shard"]) != set(
+        batches[4]["key"] + batches[4]["shard"]
+    )
 
 
 def test_without_embeddings_uncertainty_only(tmp_path: Path) -> None:
