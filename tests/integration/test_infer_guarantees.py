@@ -18,10 +18,10 @@ import pytest
 from omegaconf import DictConfig
 
 from conftest import infer_overrides
+from helpers.hostile import hostile_members, hostile_samples, write_hostile_folder, write_tar
 from q16 import infer
 from q16.errors import Q16Error
 from q16.inference.guard import out_dir_lock
-from q16.sources.hostile import hostile_members, hostile_samples, write_hostile_folder, write_tar
 from q16.sources.wds import synthetic_images, write_shards
 
 MakeCfg = Callable[..., DictConfig]
