@@ -38,17 +38,20 @@ def test_train_cli_soft_prompt_on_synthetic(tmp_path) -> None:
     assert "RANDOM weights" in result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_missing_smid_exits_with_one_line(tmp_path) -> None:
     result = _train(tmp_path, "model=tiny", f"data.root={tmp_path}/no_smid")
     one_line(result, "SMID not found")
     assert "data=synthetic" in result.stderr
 
 
+@pytest.mark.slow
 def test_offline_weights_exit_with_one_line(tmp_path) -> None:
     result = _train(tmp_path, "model=ViT-B-32", "data=synthetic", f"model.cache_dir={tmp_path}/hf")
     one_line(result, "could not load weights ViT-B-32-quickgelu")
 
 
+@pytest.mark.slow
 def test_missing_mandatory_value_exits_with_one_line(tmp_path) -> None:
     result = _train(tmp_path, "model=tiny", "data=csv")
     one_line(result, "data.path must be set")

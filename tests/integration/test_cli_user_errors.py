@@ -33,6 +33,7 @@ def _run(tmp_path: Path, env: dict[str, str], *argv: str) -> subprocess.Complete
     )
 
 
+@pytest.mark.slow
 def test_missing_smid_is_reported_before_the_weights(tmp_path: Path, launch_env) -> None:
     """The default model (ViT-L-14, not downloadable offline) is never reached."""
     result = _run(
@@ -172,6 +173,7 @@ def test_report_cli_refuses_conflicting_decisions(tmp_path: Path, capsys) -> Non
     assert not (tmp_path / "keys_remove.csv").exists()
 
 
+@pytest.mark.slow
 def test_infer_with_a_nan_prompt_exits_with_one_line(tmp_path: Path, launch_env) -> None:
     """Refused at load, before any image is read."""
     (tmp_path / "images").mkdir()

@@ -34,6 +34,7 @@ def _review_cfg(make_cfg, review: Path, init: Path, *extra: str):
     )
 
 
+@pytest.mark.slow
 def test_one_round_raises_held_out_auroc_and_records_lineage(tmp_path: Path, make_cfg) -> None:
     """The reviewer's rule differs from the init prompt's: training on the review must raise
     AUROC on held-out reviewed images, and the new file must say where it came from."""
@@ -93,7 +94,7 @@ def _review(out: Path, rows: list[tuple[str, str, str]], name: str = "review.csv
         ([("keep", "shard-a", "000000"), ("remove", "shard-a", "000000")], "contradicts"),
     ],
 )
-def test_bad_reviews_areone_line(tmp_path: Path, rows, expected: str) -> None:
+def test_bad_reviews_are_one_line(tmp_path: Path, rows, expected: str) -> None:
     out = make_run(tmp_path, n_per_shard=4, shards=("shard-a",))
     with pytest.raises(Q16Error) as err:
         ReviewDecisions(str(_review(out, rows))).load_features()
@@ -150,7 +151,7 @@ def test_embeddings_of_another_model_are_refused_before_the_weights(
     assert "model=ViT-L-14" in one_line(err)
 
 
-def test_init_for_another_model_isone_line(tmp_path: Path, make_cfg) -> None:
+def test_init_for_another_model_is_one_line(tmp_path: Path, make_cfg) -> None:
     out = make_run(tmp_path)
     review = write_filled_review(out)
     wide = write_init_prompt(tmp_path / "wide.safetensors", model="ViT-B-32", dim=512)
@@ -239,7 +240,8 @@ def test_review_of_a_real_infer_run(tmp_path: Path, make_cfg, tiny_backbone) -> 
     assert batch.candidates == 0 and batch.picked == 0  # everything is decided
 
 
-def test_cli_review_without_decisions_isone_line(tmp_path: Path, launch_env) -> None:
+@pytest.mark.slow
+def test_cli_review_without_decisions_is_one_line(tmp_path: Path, launch_env) -> None:
     import subprocess
     import sys
 

@@ -47,7 +47,7 @@ categories:
         ({"name": "x"}, "non-empty list"),
     ],
 )
-def test_bad_heads_areone_line(value: object, says: str) -> None:
+def test_bad_heads_are_one_line(value: object, says: str) -> None:
     with pytest.raises(Q16Error) as err:
         parse_heads(value)
     assert says in one_line(err)
@@ -76,7 +76,7 @@ def test_heads_parse_in_order() -> None:
         ("categories: " + "[" * 20_000 + "]" * 20_000, "nested too deeply"),
     ],
 )
-def test_hostile_concept_files_areone_line(tmp_path: Path, text: str, says: str) -> None:
+def test_hostile_concept_files_are_one_line(tmp_path: Path, text: str, says: str) -> None:
     path = tmp_path / "c.yaml"
     path.write_text(text)
     with pytest.raises(Q16Error) as err:
@@ -165,7 +165,7 @@ def test_threshold_in_prompt_file(tmp_path: Path) -> None:
         ([1, 2], "expected thresholds per method"),
     ],
 )
-def test_bad_thresholds_json_isone_line(tmp_path: Path, points: object, says: str) -> None:
+def test_bad_thresholds_json_is_one_line(tmp_path: Path, points: object, says: str) -> None:
     (tmp_path / "t.json").write_text(json.dumps(points))
     with pytest.raises(Q16Error) as err:
         threshold_from_json(tmp_path / "t.json")

@@ -46,7 +46,7 @@ def _images(folder: Path, n: int) -> list[str]:
         (b"path,label\n\xff\xfe.png,1\n", "not a readable CSV"),
     ],
 )
-def test_bad_training_csv_isone_line(tmp_path: Path, content: str | bytes, expected: str) -> None:
+def test_bad_training_csv_is_one_line(tmp_path: Path, content: str | bytes, expected: str) -> None:
     _images(tmp_path, 2)
     path = tmp_path / "labels.csv"
     path.write_bytes(content if isinstance(content, bytes) else content.encode())
