@@ -120,10 +120,10 @@ def text_array(values: pa.Array | pa.ChunkedArray) -> pa.Array:
 
 @dataclass
 class FeatureBlock:
-    """Consecutive rows of a shard of precomputed embeddings, as arrays (the fast path).
+    """Consecutive rows of a shard of precomputed embeddings, as arrays.
 
-    The reader checks them, vectorised, by the rules of the row path (``checked``, NaN and
-    zero rows recorded, duplicate keys recorded, long rows normalised), so a source only reads.
+    The reader checks them, vectorised (``q16.inference.blocks``: NaN and zero rows recorded,
+    duplicate keys recorded, long rows normalised), so a source only reads.
 
     Args:
         start: the shard row of the first row (error records say ``row <n>``).

@@ -135,7 +135,7 @@ class SavedEmbeddings:
         n = table.num_rows
         meta = self._meta_sources(scores_path(Path(shard.source).parent.parent, shard.name))
         fields = {c: text_array(table.column(c)) for c in TEXT_FIELDS if c in table.column_names}
-        if "source" in fields:  # an empty source is this file, as in the row path
+        if "source" in fields:  # an empty source is this file
             empty = pc.or_kleene(pc.is_null(fields["source"]), pc.equal(fields["source"], ""))
             fields["source"] = pc.if_else(empty, shard.source, fields["source"])
         if "class_id" in table.column_names:
