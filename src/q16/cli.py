@@ -65,9 +65,7 @@ def _print_report(files: object) -> None:
 
 
 def _page_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--report-dir", type=Path, help="write the files here instead of into OUT"
-    )
+    parser.add_argument("--report-dir", type=Path, help="write the files here instead of into OUT")
     parser.add_argument(
         "--max-images", type=int, default=500, help="thumbnails in the page (default 500)"
     )
