@@ -10,6 +10,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from helpers.hostile import hostile_members, hostile_samples, write_tar
 from q16.errors import Q16Error
 from q16.inference.loop import score_shards
 from q16.inference.pixel_heads import PixelHeads
@@ -22,7 +23,6 @@ from q16.models.prompts import class_embedding_prompt
 from q16.outdir import scores_path
 from q16.privacy import photos
 from q16.sources.folder import ImageFolder
-from q16.sources.hostile import hostile_members, hostile_samples, write_tar
 from q16.sources.wds import WebDatasetShards
 
 FACES = [{"name": "q16", "prompt": "zeroshot"}, {"name": "faces", "detector": "centerface"}]

@@ -26,12 +26,10 @@ def score_shards(
     batch_size: int,
     num_workers: int,
     show_progress: bool = False,
-    blocks: bool = True,
     pixel: PixelHeads | None = None,
 ) -> LoopStats:
     """The loop: wait for a batch, score it, hand it to the writer; commit finished shards.
 
-    ``blocks``: read embedding sources a block at a time (False: the row path, for tests).
     ``pixel``: detector heads and hashes, from the views the reader workers made."""
     stats = LoopStats()
     if not shards:
@@ -40,7 +38,7 @@ def score_shards(
     # stamped before reading: a file that changes while it is read is scored again next time
     identities = {s.name: (shard_identity(s), shard_stamp(s)) for s in shards}
     extractors = pixel.extractors() if pixel else ()
-    stream = ShardStream(source, shards, decoder, batch_size, blocks=blocks, extractors=extractors)
+    stream = ShardStream(source, shards, decoder, batch_size, extractors=extractors)
     loader = make_loader(stream, num_workers, pin_memory=scorer.device.type == "cuda")
     keep = writer.save_embeddings
     bar = tqdm(unit="img", disable=not show_progress, dynamic_ncols=True, smoothing=0.1)
