@@ -78,4 +78,6 @@ def require_package(module: str, needed_by: str, extra: str) -> ModuleType:
     try:
         return importlib.import_module(module)
     except ImportError:
-        raise Q16Error(f"{needed_by} needs the package {module!r}: pip install q16[{extra}]") from None
+        raise Q16Error(
+            f"{needed_by} needs the package {module!r}: pip install q16[{extra}]"
+        ) from None

@@ -23,6 +23,20 @@ class DetectorKind:
     options: tuple[str, ...]
     build: Callable[[Mapping[str, Any], str], PixelDetector]
     default_threshold: float
+    limits: tuple[str, ...] = ()
+    """What it is known to miss, stated beside its counts (summary, report, datasheet)."""
+
+
+CENTERFACE_LIMITS = (
+    "small faces: under about 10 pixels wide in the network input (1.5 % of the image's "
+    "longest side at input_size 640) are rarely found; raise input_size for crowds",
+    "occluded, profile, blurred and badly lit faces, and faces in drawings, are found less "
+    "often (the authors' WIDER FACE AP: 0.939 easy, 0.929 medium, 0.880 hard)",
+    "skin tone: face detectors have been shown to miss darker-skinned faces more often; q16 "
+    "has not measured CenterFace by skin tone, so the count is a lower bound",
+    "people without a visible face (from behind, far away) are not counted; statues, masks "
+    "and printed faces may be",
+)
 
 
 def _centerface(options: Mapping[str, Any], device: str) -> PixelDetector:
@@ -34,7 +48,10 @@ def _centerface(options: Mapping[str, Any], device: str) -> PixelDetector:
 DETECTORS: Mapping[str, DetectorKind] = MappingProxyType(
     {
         "centerface": DetectorKind(
-            ("threshold", "input_size", "nms_iou", "batch_size", "threads"), _centerface, 0.5
+            ("threshold", "input_size", "nms_iou", "batch_size", "threads"),
+            _centerface,
+            0.5,
+            CENTERFACE_LIMITS,
         ),
     }
 )

@@ -73,6 +73,7 @@ class PixelHead:
     threshold: float
     columns: PixelColumns
     threshold_from: str = "detector"
+    limits: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,7 @@ class PixelHeads:
             nouns[detector.noun] = spec.name
             columns = PixelColumns.of(spec.name, detector.noun)
             threshold = float(options["threshold"])
-            heads.append(PixelHead(spec.name, detector, threshold, columns, origin))
+            heads.append(PixelHead(spec.name, detector, threshold, columns, origin, kind.limits))
         return cls(tuple(heads), hashes)
 
     def __bool__(self) -> bool:
@@ -170,6 +171,7 @@ class PixelHeads:
                 "threshold": h.threshold,
                 "threshold_from": h.threshold_from,
                 "settings": h.detector.settings(),
+                "known_limits": list(h.limits),
                 "columns": {
                     "count": h.columns.count,
                     "boxes": h.columns.boxes,

@@ -65,6 +65,16 @@ class InferSettings:
         for name, value in checked.items():
             object.__setattr__(self, name, value)
 
+    @property
+    def prompt_heads(self) -> tuple[HeadSpec, ...] | None:
+        """The ``heads:`` entries scored on CLIP features (None without ``heads:``)."""
+        return None if self.heads is None else tuple(h for h in self.heads if h.detector is None)
+
+    @property
+    def detector_heads(self) -> tuple[HeadSpec, ...]:
+        """The ``heads:`` entries that run a detector on the pixels."""
+        return tuple(h for h in self.heads or () if h.detector is not None)
+
 
 def auto_workers(setting: int | None, local_processes: int) -> int:
     """Workers per rank: the machine's cores shared between ranks, one left for the model."""
