@@ -25,6 +25,8 @@ class DetectorKind:
     default_threshold: float
     limits: tuple[str, ...] = ()
     """What it is known to miss, stated beside its counts (summary, report, datasheet)."""
+    topic: str = ""
+    """What its counts answer: ``faces`` (the datasheet's questions about people), ..."""
 
 
 CENTERFACE_LIMITS = (
@@ -52,6 +54,7 @@ DETECTORS: Mapping[str, DetectorKind] = MappingProxyType(
             _centerface,
             0.5,
             CENTERFACE_LIMITS,
+            "faces",
         ),
     }
 )

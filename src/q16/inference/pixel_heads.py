@@ -74,6 +74,7 @@ class PixelHead:
     columns: PixelColumns
     threshold_from: str = "detector"
     limits: tuple[str, ...] = ()
+    topic: str = ""
 
 
 @dataclass(frozen=True)
@@ -172,6 +173,7 @@ class PixelHeads:
                 "threshold_from": h.threshold_from,
                 "settings": h.detector.settings(),
                 "known_limits": list(h.limits),
+                "topic": h.topic,
                 "columns": {
                     "count": h.columns.count,
                     "boxes": h.columns.boxes,

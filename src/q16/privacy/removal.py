@@ -24,13 +24,13 @@ import pyarrow.parquet as pq
 from q16.imagehash import PDQ_MIN_QUALITY, hamming, pdq, pdq_matrix, sha256_hex, valid_pdq
 from q16.imageload import ImageLoadError, load_rgb
 from q16.outdir import SCORES_DIR, embeddings_path
+from q16.privacy import COSINE_THRESHOLD, PDQ_THRESHOLD
 from q16.privacy.members import scored_images
 from q16.privacy.requests import RequestItem
 
 log = logging.getLogger(__name__)
 
-PDQ_THRESHOLD = 24
-COSINE_THRESHOLD = 0.95
+
 METHODS = ("sha256", "key", "pdq", "cosine")
 """In the order a candidate's best match is named."""
 

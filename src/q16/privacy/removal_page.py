@@ -18,8 +18,9 @@ from PIL import Image
 
 from q16.fileio import atomic_path, atomic_write_text
 from q16.imageload import ImageLoadError, load_rgb
+from q16.privacy import COSINE_THRESHOLD, PDQ_THRESHOLD
 from q16.privacy.members import scored_images
-from q16.privacy.removal import COSINE_THRESHOLD, PDQ_THRESHOLD, SearchResult
+from q16.privacy.removal import SearchResult
 from q16.privacy.requests import RequestItem
 from q16.spreadsheet import neutralise
 
