@@ -118,7 +118,9 @@ class PixelHeads:
             nouns[detector.noun] = spec.name
             columns = PixelColumns.of(spec.name, detector.noun)
             threshold = float(options["threshold"])
-            heads.append(PixelHead(spec.name, detector, threshold, columns, origin, kind.limits))
+            heads.append(
+                PixelHead(spec.name, detector, threshold, columns, origin, kind.limits, kind.topic)
+            )
         return cls(tuple(heads), hashes)
 
     def __bool__(self) -> bool:
