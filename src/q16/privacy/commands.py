@@ -72,8 +72,12 @@ def _summary(out_dir: Path) -> dict[str, object]:
 
 
 def _embedder(out_dir: Path, summary: dict[str, object]) -> Embed | None:
-    """CLIP image embeddings of the request photos in the run's space, where it saved some."""
+    """CLIP image embeddings of the request photos in the run's space, where it saved some
+    with real weights (a random-weight model's cosines say nothing about likeness)."""
     if not (out_dir / EMBEDDINGS_DIR).is_dir():
+        return None
+    if summary.get("random_weights"):
+        log.warning("the run used RANDOM weights: no CLIP likeness search, hashes only")
         return None
     import torch
     from PIL import Image

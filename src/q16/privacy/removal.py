@@ -104,7 +104,13 @@ def find_copies(
     result.candidates = sorted(
         best.values(), key=lambda c: (c.request, METHODS.index(c.method), c.distance, c.key)
     )
-    result.methods = [m for m in METHODS if m != "cosine" or vectors is not None]
+    used = {
+        "sha256": any(i.sha256 for i in items),
+        "key": any(i.key for i in items),
+        "pdq": bool(photos),
+        "cosine": vectors is not None,
+    }
+    result.methods = [m for m in METHODS if used[m]]
     return result
 
 

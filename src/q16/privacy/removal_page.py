@@ -111,12 +111,9 @@ def _page(items: list[RequestItem], result: SearchResult, random_weights: bool) 
     if "cosine" in result.methods:
         notes.append(
             f"CLIP cosine &ge; {COSINE_THRESHOLD} (not measured on real weights: check it)."
-            + (
-                " This run used RANDOM weights: cosine matches say nothing."
-                if random_weights
-                else ""
-            )
         )
+    elif random_weights:
+        notes.append("The run used RANDOM CLIP weights: no likeness search, hashes only.")
     cells = []
     for c in result.candidates:
         left = (
