@@ -161,7 +161,7 @@ class PixelHeads:
 
     def fingerprint(self) -> list[tuple[str, str, str | None, float]]:
         """In the shape of the prompt heads' entries: (name, what it is, None, threshold)."""
-        entries = [
+        entries: list[tuple[str, str, str | None, float]] = [
             (h.name, _settings_text(h.detector.settings()), None, h.threshold) for h in self.heads
         ]
         return entries + ([("hashes", "sha256+pdq", None, 0.0)] if self.hashes else [])

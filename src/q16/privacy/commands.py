@@ -85,9 +85,11 @@ def _embedder(out_dir: Path, summary: dict[str, object]) -> Embed | None:
     from q16.models.backbone import BackboneSpec, load_backbone
 
     torch.manual_seed(0)  # infer.py's seed: a random-weight model is the run's own
-    backbone = load_backbone(
-        BackboneSpec(str(summary.get("model")), pretrained=summary.get("pretrained")), "cpu"
+    pretrained = summary.get("pretrained")
+    spec = BackboneSpec(
+        str(summary.get("model")), pretrained=None if pretrained is None else str(pretrained)
     )
+    backbone = load_backbone(spec, "cpu")
 
     def embed(images: list[np.ndarray]) -> np.ndarray:
         with torch.inference_mode():

@@ -71,7 +71,8 @@ def find_copies(
     photos = [i for i in items if i.pdq]
     queries = pdq_matrix([h for i in photos for h in i.pdq]) if photos else None
     with_pixels = [i for i in items if i.pixels is not None]
-    vectors = _unit(embed([i.pixels for i in with_pixels])) if embed and with_pixels else None
+    pixels = [i.pixels for i in with_pixels if i.pixels is not None]
+    vectors = _unit(embed(pixels)) if embed and pixels else None
     best: dict[tuple[str, str], Candidate] = {}
     for path in sorted((out_dir / SCORES_DIR).glob("*.parquet")):
         table = pq.read_table(path)
@@ -80,7 +81,7 @@ def find_copies(
         if queries is not None or any(i.sha256 for i in items):
             sha, codes = _hashes(table, result)
             found += [
-                (i.label, row, "sha256", 0.0)
+                (i.label, int(row), "sha256", 0.0)
                 for i in items
                 if i.sha256
                 for row in np.flatnonzero(sha == i.sha256)
@@ -132,11 +133,11 @@ def _hashes(table: pa.Table, result: SearchResult) -> tuple[np.ndarray, list[str
     """sha256 and PDQ per row: stored by the run, or read back and computed now."""
     if "sha256" in table.column_names and "pdq" in table.column_names:
         quality = table["pdq_quality"].to_numpy(zero_copy_only=False)
-        codes = [
+        stored: list[str | None] = [
             c if q >= PDQ_MIN_QUALITY else None
             for c, q in zip(table["pdq"].to_pylist(), quality, strict=True)
         ]
-        return np.asarray(table["sha256"].to_pylist(), dtype=object), codes
+        return np.asarray(table["sha256"].to_pylist(), dtype=object), stored
     keys = table["key"].to_pylist()
     index = {k: i for i, k in enumerate(keys)}
     sha: list[str | None] = [None] * len(keys)
@@ -161,10 +162,10 @@ def _near(
     rows = [i for i, c in enumerate(codes) if c is not None and valid_pdq(c)]
     if not rows:
         return []
-    distance = hamming(queries, pdq_matrix([codes[i] for i in rows]))
+    distance = hamming(queries, pdq_matrix([str(codes[i]) for i in rows]))
     per_photo = distance.reshape(len(photos), 8, len(rows)).min(axis=1)
     return [
-        (photos[q].label, rows[r], "pdq", float(per_photo[q, r]))
+        (photos[q].label, int(rows[r]), "pdq", float(per_photo[q, r]))
         for q, r in zip(*np.nonzero(per_photo <= threshold), strict=True)
     ]
 

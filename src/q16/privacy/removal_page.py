@@ -48,13 +48,13 @@ def write_removal(
         writer.writeheader()
         writer.writerows([{k: neutralise(str(v)) for k, v in row.items()} for row in rows])
     with atomic_path(files.keys_remove) as tmp, tmp.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["shard", "key"])
+        keys = csv.writer(handle)
+        keys.writerow(["shard", "key"])
         seen = set()
         for c in result.candidates:
             if (c.shard, c.key) not in seen:
                 seen.add((c.shard, c.key))
-                writer.writerow([neutralise(c.shard), neutralise(c.key)])
+                keys.writerow([neutralise(c.shard), neutralise(c.key)])
     atomic_write_text(files.page, _page(items, result, random_weights))
     atomic_write_text(
         dest / "removal.json",
