@@ -27,6 +27,9 @@ class DetectorKind:
     """What it is known to miss, stated beside its counts (summary, report, datasheet)."""
     topic: str = ""
     """What its counts answer: ``faces`` (the datasheet's questions about people), ..."""
+    review_flags: bool = True
+    """Whether its flags add images to ``flagged.csv`` and the review sheet (nudity: yes;
+    faces: no, a face is counted and blurred, not content to remove)."""
 
 
 CENTERFACE_LIMITS = (
@@ -55,6 +58,7 @@ DETECTORS: Mapping[str, DetectorKind] = MappingProxyType(
             0.5,
             CENTERFACE_LIMITS,
             "faces",
+            review_flags=False,
         ),
     }
 )

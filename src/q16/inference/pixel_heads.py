@@ -75,6 +75,7 @@ class PixelHead:
     threshold_from: str = "detector"
     limits: tuple[str, ...] = ()
     topic: str = ""
+    review_flags: bool = True
 
 
 @dataclass(frozen=True)
@@ -119,7 +120,16 @@ class PixelHeads:
             columns = PixelColumns.of(spec.name, detector.noun)
             threshold = float(options["threshold"])
             heads.append(
-                PixelHead(spec.name, detector, threshold, columns, origin, kind.limits, kind.topic)
+                PixelHead(
+                    spec.name,
+                    detector,
+                    threshold,
+                    columns,
+                    origin,
+                    kind.limits,
+                    kind.topic,
+                    kind.review_flags,
+                )
             )
         return cls(tuple(heads), hashes)
 
@@ -158,6 +168,10 @@ class PixelHeads:
 
     def thresholds(self) -> tuple[tuple[str, float], ...]:
         return tuple((h.name, h.threshold) for h in self.heads)
+
+    def unlisted(self) -> frozenset[str]:
+        """Heads whose flags are counted but add no row to ``flagged.csv`` (faces)."""
+        return frozenset(h.name for h in self.heads if not h.review_flags)
 
     def fingerprint(self) -> list[tuple[str, str, str | None, float]]:
         """In the shape of the prompt heads' entries: (name, what it is, None, threshold)."""
