@@ -54,9 +54,10 @@ def test_faces_report_audit_release_and_removal(
     person = json.loads((tmp_path / "audit" / "estimates.json").read_text())["questions"]["person"]
     assert person["prevalence"]["share"] == pytest.approx(0.5)  # the whole run was audited
     assert "contains an identifiable person" in outcome.describe()
-    assert "an estimated 50.00 % of the scored images contain" in (
-        tmp_path / "audit" / "datasheet_q16.md"
-    ).read_text()
+    assert (
+        "an estimated 50.00 % of the scored images contain"
+        in (tmp_path / "audit" / "datasheet_q16.md").read_text()
+    )
 
     main(["release", str(out), str(tmp_path / "release"), "--boxes", str(tmp_path / "b.parquet")])
     assert "5 images with 11 faces blurred" in capsys.readouterr().out
