@@ -58,7 +58,7 @@ def write_report(
     if audit is not None:
         check_audit_settings(audit, seed, strata)
     target = Path(report_dir).expanduser() if report_dir else run.out_dir
-    sheet.check_not_filled_in(target / "review.csv")  # before any work, and before any write
+    sheet.check_replaceable(target / "review.csv")  # before any work, and before any write
     target.mkdir(parents=True, exist_ok=True)
     per_class = per_class_table(run)
 
