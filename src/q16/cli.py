@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
-from q16.errors import exit_on_user_error
+from q16.errors import Q16Error, exit_on_user_error
 
 Handler = Callable[[argparse.Namespace], None]
 
@@ -65,9 +66,7 @@ def _print_report(files: object) -> None:
 
 
 def _page_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--report-dir", type=Path, help="write the files here instead of into OUT"
-    )
+    parser.add_argument("--report-dir", type=Path, help="write the files here instead of into OUT")
     parser.add_argument(
         "--max-images", type=int, default=500, help="thumbnails in the page (default 500)"
     )
@@ -148,11 +147,32 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """``q16 COMMAND OUT ...``; a user error is one line on stderr and exit status 2."""
+    """``q16 COMMAND OUT ...``; a user error is one line on stderr and exit status 2.
+
+    Every command holds OUT's lock while it runs (a second command, or an inference run
+    still writing OUT, is refused at once). A file that cannot be written (a full disk, a
+    folder turned read-only) is one line too: nothing is left half-written.
+    """
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    with exit_on_user_error():
-        args.handler(args)
+    with exit_on_user_error(), _holding(args.out_dir):
+        try:
+            args.handler(args)
+        except OSError as err:
+            where = f": {err.filename}" if err.filename else ""
+            raise Q16Error(f"cannot write{where} ({err.strerror or err})") from err
+
+
+@contextmanager
+def _holding(out_dir: Path) -> Iterator[None]:
+    """OUT's lock, when OUT is a folder (else the command says what is wrong with it)."""
+    if not out_dir.expanduser().is_dir():
+        yield
+        return
+    from q16.folders import folder_lock
+
+    with folder_lock(out_dir.expanduser(), "OUT"):
+        yield
 
 
 if __name__ == "__main__":

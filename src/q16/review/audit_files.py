@@ -26,7 +26,7 @@ from q16.review.audit import FLAGGED, AuditPlan, AuditSample, design_audit
 from q16.review.estimates import Estimates, estimate
 from q16.review.match import Image, show
 from q16.review.run import InferenceRun, carried_columns, is_head_column
-from q16.review.sheet import with_versions, write_sheet
+from q16.review.sheet import check_replaceable, read_review_header, with_versions, write_sheet
 from q16.review.versions import shard_versions
 from q16.text import clean
 
@@ -142,6 +142,33 @@ def write_audit(
     return plan, rows
 
 
+def check_audit_replaceable(folder: Path, sheet_name: str = "review.csv") -> None:
+    """A new audit replaces ``audit.json`` only when no sheet beside it could still be applied
+    with it: every CSV there with a ``stratum`` column (the old audit's sheet, perhaps renamed
+    once filled in) must be q16's own blank sheet, and none may be unreadable.
+
+    Raises:
+        Q16Error: naming the sheet that may hold the old audit's decisions.
+    """
+    if not (folder / AUDIT_FILE).exists():
+        return
+    for path in sorted(folder.glob("*.csv"))[:10_000]:
+        try:
+            columns = read_review_header(path)
+        except Q16Error:
+            columns = ["stratum"]  # cannot tell: it may be the old audit's
+        if "stratum" not in columns:
+            continue
+        try:
+            check_replaceable(path)
+        except Q16Error as err:
+            raise Q16Error(
+                f"{folder / AUDIT_FILE} is the design of an earlier audit whose sheet "
+                f"{path.name} may hold decisions ({err}); apply that sheet first, or pass "
+                "--report-dir for the new audit"
+            ) from None
+
+
 @dataclass(frozen=True)
 class LoadedAudit:
     """``audit.json`` read back: the design and each sampled image's stratum and class."""
@@ -207,7 +234,8 @@ def estimates_for_review(
     decisions: dict[Image, str],
     n_scores: int,
 ) -> Estimates | None:
-    """Estimates when the review is an audit (``audit.json`` beside it), else None."""
+    """Estimates when the review is an audit sheet (its ``stratum`` column; ``audit.json``
+    beside it), else None."""
     path = review_path.parent / AUDIT_FILE
     if not path.is_file():
         if "stratum" in columns:
@@ -216,11 +244,8 @@ def estimates_for_review(
                 "written with it beside review.csv, or write a new audit with q16 audit OUT -n N"
             )
         return None
-    if "stratum" not in columns:
-        raise Q16Error(
-            f"{review_path} is not the audit's review (no stratum column) but {path} lies beside "
-            "it; apply the review.csv written with that audit, or move audit.json away"
-        )
+    if "stratum" not in columns:  # a review of the flags: the audit beside it is another sheet's
+        return None
     audit = load_audit(path, run, n_scores)
     outside = [image for image in decisions if image not in audit.stratum]
     if outside:

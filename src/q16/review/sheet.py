@@ -91,6 +91,11 @@ def write_sheet(frame: pd.DataFrame, path: Path, meta: list[str], float_format: 
         write_text_csv(frame, tmp, [*TEXT_COLUMNS, *meta], float_format=float_format)
 
 
+def read_review_header(path: Path) -> list[str]:
+    """The column names of a sheet (read as :func:`read_review` reads it)."""
+    return [str(c) for c in read_sheet(path, REQUIRED).frame.columns]
+
+
 def check_replaceable(path: Path) -> None:
     """Refuse to replace ``path`` unless it is missing or provably q16's own blank sheet.
 
