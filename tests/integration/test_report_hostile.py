@@ -311,3 +311,61 @@ def test_dataset_fields_carried_with_scores_are_hostile_text_too(tmp_path: Path)
     assert_only_q16_script(page)
     assert "\u202e" not in page and "\x1b" not in page
     assert "caption line one line two" in page  # a multi-line caption shown on one line
+
+
+DECIDE_IN_PAGE = """(() => {
+  const items = [...document.querySelectorAll('.item[data-image]')];
+  const choices = ['remove', 'keep', 'unsure', 'remove'];
+  const removed = [];
+  items.forEach((item, i) => {
+    const choice = choices[i % choices.length];
+    item.querySelector(`button[data-choice="${choice}"]`).click();
+    if (i === 2) { item.querySelector(`button[data-choice="${choice}"]`).click(); }  // cleared
+    else if (choice === 'remove') { removed.push(JSON.parse(item.dataset.image).slice(0, 2)); }
+  });
+  const note = items[1].querySelector('input.note-input');
+  note.value = '=HYPERLINK("http://evil.example","x") "quoted", and a\\nnew line';
+  note.dispatchEvent(new Event('input'));
+  return {removed, progress: document.getElementById('review-progress').textContent,
+          scripts: document.scripts.length, items: items.length};
+})()"""
+
+
+@pytest.mark.slow
+def test_decisions_taken_in_the_page_are_applied(
+    hostile: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """From the file:// page in headless Chromium: decide, save (Blob + <a download>), apply.
+    Every hostile key (formula starts, NA, CR, LF, tab, RLO, empty) comes back exact."""
+    from cdp_pipe import Browser, chromium, wait_for_file
+    from q16 import cli
+    from q16.report.decide import SAVED_NAME
+    from q16.spreadsheet import read_text_csv
+
+    executable = chromium()
+    if executable is None:
+        pytest.skip("no chromium on PATH (make browser installs the Debian package as root)")
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    browser = Browser(executable, tmp_path / "profile")
+    try:
+        browser.download_to(downloads)
+        browser.open((hostile / "report.html").resolve().as_uri())
+        state = browser.evaluate(DECIDE_IN_PAGE)
+        browser.evaluate("document.getElementById('review-save').click()")
+        saved = wait_for_file(downloads, SAVED_NAME)
+    finally:
+        browser.close()
+    n = len(load_run(hostile).flagged)
+    assert state["items"] == n and state["scripts"] == 1  # the page's one script ran
+    decided = n - 1  # item 2 was clicked twice: cleared
+    assert state["progress"] == f"{decided} of {n} decided"
+    _assert_no_formula_cells(saved)
+    sheet = read_text_csv(saved)
+    assert "HYPERLINK" in sheet["note"][1] and (sheet["shard_version"].str.len() == 16).all()
+    cli.main(["apply", str(hostile), str(saved)])
+    assert "-> " in capsys.readouterr().out
+    removed = read_text_csv(hostile / "keys_remove.csv", restore_cells=["shard", "key"])
+    expected = sorted(map(tuple, state["removed"]))
+    assert sorted(zip(removed["shard"], removed["key"], strict=True)) == expected
+    assert len(expected) >= 3 and not list(downloads.glob("keys_*"))  # not into Downloads
