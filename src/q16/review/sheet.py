@@ -109,7 +109,7 @@ def check_replaceable(path: Path) -> None:
     if not path.is_file():
         raise Q16Error(f"{path} exists and is not a file; move it away (or pass --report-dir)")
     try:
-        sheet = read_sheet(path)
+        sheet = read_sheet(path, REQUIRED)
     except Q16Error as err:
         raise Q16Error(
             f"{path} cannot be read as a review sheet ({err}), so it may hold decisions: "
