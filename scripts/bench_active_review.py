@@ -29,15 +29,16 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
-from bench_infer import REPO, write_result  # scripts/ is on sys.path when run as a script
 from sklearn.metrics import precision_score
 
+from q16.benchmarks import write_result
 from q16.models.prompts import ClassEmbeddingHead
 from q16.review.next_batch import POOL_FACTOR, pick
 from q16.training.fit import evaluate, fit_head
 from q16.training.settings import FitSettings
 from q16.training.tuner import predict_proba
 
+REPO = Path(__file__).resolve().parents[1]
 THRESHOLD = 0.5
 LOGIT_SCALE = 100.0
 

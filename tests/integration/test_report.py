@@ -262,8 +262,8 @@ def test_html_renders_in_headless_chromium(report: Path, tmp_path: Path) -> None
 @pytest.mark.slow
 def test_report_from_a_real_inference_run(make_cfg, tmp_path: Path) -> None:
     """The contract end to end: infer.run on tiny shards (one hostile), then the report."""
+    from helpers.hostile import hostile_samples, write_tar
     from q16 import infer
-    from q16.sources.hostile import hostile_samples, write_tar
     from q16.sources.wds import synthetic_images, write_shards
 
     shards = tmp_path / "shards"

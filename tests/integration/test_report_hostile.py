@@ -84,7 +84,7 @@ def make_hostile_out_dir(root: Path, p: float | None = None) -> Path:
     for shard, part in frame.groupby("shard"):
         table = pa.Table.from_pandas(part, preserve_index=False).select(SCHEMA.names)
         pq.write_table(table.cast(SCHEMA), scores_path(out, str(shard)))
-    counts = collect(out, ["shard-0", "00042"])
+    counts = collect(out, ["shard-0", "00042"], threshold=0.5)
     (out / "errors.jsonl").write_text(
         json.dumps({"key": "\ud800bad\n", "shard": "shard-0", "reason": "\u202e<b>x</b>"}) + "\n"
     )
