@@ -297,3 +297,19 @@ def test_keys_go_into_a_new_folder_or_beside_a_q16_sheet(run: Path, tmp_path: Pa
     apply_review_files(run, downloads / "review.csv")
     assert sorted(p.name for p in downloads.iterdir()) == ["holiday.jpg", "review.csv"]
     assert (run / "keys_remove.csv").is_file()
+
+
+def test_a_failed_write_is_one_line(
+    run: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from q16.report import page
+
+    def full(*args: object, **kwargs: object) -> str:
+        raise OSError(28, "No space left on device", str(run / "report.html"))
+
+    monkeypatch.setattr(page, "render_page", full)
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["report", str(run)])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err.count("\n") == 1
+    assert "No space left on device" in err and "report.html" in err
