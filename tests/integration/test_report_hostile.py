@@ -354,6 +354,18 @@ def test_decisions_taken_in_the_page_are_applied(
         state = browser.evaluate(DECIDE_IN_PAGE)
         browser.evaluate("document.getElementById('review-save').click()")
         saved = wait_for_file(downloads, SAVED_NAME)
+        # negative control: a script that is not q16's own does not run (the page's CSP)
+        tampered = tmp_path / "tampered.html"
+        page = (hostile / "report.html").read_text(encoding="utf-8")
+        injected = '<script>document.title = "ran"</script><img src=x onerror="document.title=1">'
+        tampered.write_text(page.replace("</body>", injected + "</body>"), encoding="utf-8")
+        browser.open(tampered.as_uri())
+        assert (
+            browser.evaluate("document.title") != "ran"
+            and browser.evaluate("document.getElementById('review-progress').textContent")
+            == f"0 of {state['items']} decided"
+        )
+        assert browser.evaluate("document.title") not in ("ran", "1")
     finally:
         browser.close()
     n = len(load_run(hostile).flagged)
