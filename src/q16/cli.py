@@ -66,7 +66,11 @@ def _print_report(files: object) -> None:
 
 
 def _page_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--report-dir", type=Path, help="write the files here instead of into OUT")
+    parser.add_argument(
+        "--report-dir",
+        type=Path,
+        help="write the files here instead of into OUT: a new, empty or q16's folder",
+    )
     parser.add_argument(
         "--max-images", type=int, default=500, help="thumbnails in the page (default 500)"
     )
@@ -124,12 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
         _apply,
         "apply a filled-in review sheet",
         "keys_remove.csv (images decided remove) and keys_keep.csv (every other scored image) "
-        "beside the sheet or into --keys-dir; for an audit also estimates.json and "
-        "datasheet_q16.md (with the estimates) beside the sheet.",
+        "and, for an audit sheet, estimates.json and datasheet_q16.md (with the estimates): "
+        "into --keys-dir, else beside the sheet when that folder is q16's, else into OUT.",
     )
     apply.add_argument("review", type=Path, help="the filled-in review.csv (or review_next.csv)")
     apply.add_argument(
-        "--keys-dir", type=Path, help="where the key lists go (default: beside the review)"
+        "--keys-dir", type=Path, help="where the files go: a new, empty or q16's folder"
     )
 
     batch = step(
