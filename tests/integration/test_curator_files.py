@@ -313,3 +313,26 @@ def test_a_failed_write_is_one_line(
     err = capsys.readouterr().err
     assert stop.value.code == 2 and err.count("\n") == 1
     assert "No space left on device" in err and "report.html" in err
+
+
+@pytest.mark.parametrize("edit", ["appended", "changed", "mark removed", "not q16's"])
+def test_an_edited_datasheet_draft_is_never_replaced(run: Path, edit: str) -> None:
+    """The curator writes the answer in datasheet_q16.md: q16 rewrites its own draft only."""
+    draft = run / "datasheet_q16.md"
+    write_report(run)  # an unedited draft is q16's to rewrite
+    text = draft.read_text(encoding="utf-8")
+    edited = {
+        "appended": text + "\nOur answer: we removed 12 images.\n",
+        "changed": text.replace("humans decide", "we decided", 1),
+        "mark removed": text.rsplit("<!-- q16 draft", 1)[0],
+        "not q16's": "# Datasheet\n\nWritten by hand.\n",
+    }[edit]
+    assert edited != text
+    draft.write_text(edited, encoding="utf-8")
+    with pytest.raises(Q16Error, match="was edited since q16 wrote it"):
+        write_report(run)
+    (run / "review.csv").unlink()
+    with pytest.raises(Q16Error, match="was edited since q16 wrote it"):
+        write_report(run, audit=6)
+    assert draft.read_text(encoding="utf-8") == edited
+    write_report(run, report_dir=run.parent / "fresh")  # elsewhere: a new draft

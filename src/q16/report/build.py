@@ -8,9 +8,11 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from q16.errors import Q16Error
 from q16.fileio import atomic_write_text
 from q16.report import datasheet, page, targets, thumbnails
 from q16.report.audit_page import AuditView
+from q16.report.drafts import check_draft_replaceable, write_draft
 from q16.review import apply, sheet
 from q16.review.audit import DEFAULT_STRATA, check_audit_settings
 from q16.review.audit_files import check_audit_replaceable, write_audit
@@ -18,6 +20,8 @@ from q16.review.run import InferenceRun, coverage, load_run, per_class_table
 from q16.review.versions import shard_versions
 
 log = logging.getLogger(__name__)
+
+DATASHEET = "datasheet_q16.md"
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,7 @@ def write_report(
     # before any work, and before any write: nothing that may hold decisions is replaced
     if target.is_dir():
         sheet.check_replaceable(target / "review.csv")
+        check_draft_replaceable(target / DATASHEET)
         if audit is not None:
             check_audit_replaceable(target)
     with targets.writing_into(run, target, "--report-dir"):
@@ -112,12 +117,12 @@ def _write(
     files = ReportFiles(
         html=target / "report.html",
         word_cloud=target / "flagged_classes.png",
-        datasheet=target / "datasheet_q16.md",
+        datasheet=target / DATASHEET,
         review=target / "review.csv",
     )
     atomic_write_text(files.html, page.render_page(inputs))
     charts.class_word_cloud(per_class, files.word_cloud)
-    atomic_write_text(files.datasheet, datasheet.datasheet_markdown(run, counts, per_class))
+    write_draft(files.datasheet, datasheet.datasheet_markdown(run, counts, per_class))
     if audit is None:
         sheet.write_review(run, files.review)
     log.info("report for %s written to %s", run.out_dir, target)
@@ -134,18 +139,25 @@ def apply_review_files(
     review = Path(review_path).expanduser()
     target = targets.keys_folder(run, review, keys_dir)
     with targets.writing_into(run, target, "--keys-dir"):
+        if _is_audit_sheet(review):  # its estimates go into the draft: checked before writing
+            check_draft_replaceable(target / DATASHEET)
         outcome = apply.apply_review(run, review, target)
         if outcome.estimates is not None:
             write_datasheet(run, target, outcome)
     return outcome
 
 
+def _is_audit_sheet(review: Path) -> bool:
+    try:
+        return "stratum" in sheet.read_review_header(review)
+    except Q16Error:
+        return False  # apply_review says what is wrong with it
+
+
 def write_datasheet(run: InferenceRun, target: Path, outcome: apply.ReviewOutcome) -> Path:
     """``datasheet_q16.md`` with the audit's estimates paragraph."""
     scores = run.scores(("p_inappropriate",))["p_inappropriate"].to_numpy(dtype=float)
-    path = target / "datasheet_q16.md"
     text = datasheet.datasheet_markdown(
         run, coverage(run, scores), per_class_table(run), estimates=outcome.estimates
     )
-    atomic_write_text(path, text)
-    return path
+    return write_draft(target / DATASHEET, text)
