@@ -10,10 +10,10 @@ the quote (it treats the leading quote as "this is text") restores to the same s
 
 :func:`read_text_csv` reads every cell as the exact string written: no ``NA``/``null``/``nan``
 turned into missing values, no zero-padded ``000123`` turned into the number 123, no cell too
-long (the csv module's 131,072-character limit does not apply). What spreadsheets save comes
-back too: UTF-8 with or without a byte-order mark, UTF-16 with one, Windows-1252, and (for a
-sheet whose columns are known) ``;`` or tab separators; anything else is refused with "save it
-as CSV UTF-8".
+long (the csv module's 131,072-character limit does not apply). :func:`read_sheet` reads back
+what spreadsheets save too (review sheets): UTF-8 with or without a byte-order mark, UTF-16 and
+UTF-32 with one, Windows-1252, and (for a sheet whose columns are known) ``;`` or tab
+separators; anything else is refused with "save it as CSV UTF-8".
 """
 
 from __future__ import annotations
@@ -115,8 +115,15 @@ class Sheet:
         return self.encoding == "UTF-8" and self.separator == ","
 
 
-def decode(data: bytes, path: Path) -> tuple[str, str]:
-    """The text of a CSV file and the name of its encoding, or a one-line Q16Error."""
+def decode(data: bytes, path: Path, spreadsheet: bool = True) -> tuple[str, str]:
+    """The text of a CSV file and the name of its encoding, or a one-line Q16Error. Without
+    ``spreadsheet``, UTF-8 only (a byte-order mark is dropped): q16's own files and inputs
+    whose bytes must not be guessed at (training CSVs name files)."""
+    if not spreadsheet:
+        try:
+            return data.removeprefix(codecs.BOM_UTF8).decode("utf-8"), "UTF-8"
+        except UnicodeDecodeError as err:
+            raise Q16Error(f"{path}: not a readable CSV (not UTF-8 text: {err.reason})") from err
     for bom, codec, name in _BOMS:
         if data.startswith(bom):
             try:
@@ -135,9 +142,10 @@ def decode(data: bytes, path: Path) -> tuple[str, str]:
         ) from err
 
 
-def read_sheet(path: Path, required: Iterable[str] = ()) -> Sheet:
+def read_sheet(path: Path, required: Iterable[str] = (), spreadsheet: bool = True) -> Sheet:
     """Every cell as the exact string stored ("" when empty). With ``required`` column names,
-    the separator is the one of :data:`SEPARATORS` whose header has them all (else ``,``).
+    the separator is the one of :data:`SEPARATORS` whose header has them all (else ``,``);
+    ``spreadsheet``: the encodings spreadsheets save (:func:`decode`).
 
     Raises:
         Q16Error: unreadable, empty, not text in an encoding spreadsheets write, not CSV.
@@ -146,7 +154,7 @@ def read_sheet(path: Path, required: Iterable[str] = ()) -> Sheet:
         data = Path(path).read_bytes()
     except OSError as err:
         raise Q16Error(f"{path}: cannot read ({err.strerror or err})") from err
-    text, encoding = decode(data, path)
+    text, encoding = decode(data, path, spreadsheet)
     separator = _separator(text, set(required))
     try:
         with _long_fields():
@@ -167,9 +175,10 @@ def read_sheet(path: Path, required: Iterable[str] = ()) -> Sheet:
 
 
 def read_text_csv(path: Path, restore_cells: Iterable[str] = ()) -> pd.DataFrame:
-    """:func:`read_sheet`'s cells; ``restore_cells`` columns are passed through
-    :func:`restore`. Unreadable files are a one-line Q16Error."""
-    return restore_columns(read_sheet(path).frame, restore_cells)
+    """:func:`read_sheet`'s cells of a UTF-8 CSV (q16's own files, training CSVs);
+    ``restore_cells`` columns are passed through :func:`restore`. Unreadable files are a
+    one-line Q16Error."""
+    return restore_columns(read_sheet(path, spreadsheet=False).frame, restore_cells)
 
 
 def _separator(text: str, required: set[str]) -> str:
