@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from conftest import infer_overrides
-from page_checks import assert_only_q16_script
+from helpers.page_checks import assert_only_q16_script
 from q16 import cli
 from q16.errors import Q16Error
 from q16.report import apply_review_files, write_report

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from page_checks import assert_only_q16_script
+from helpers.page_checks import assert_only_q16_script
 from q16 import cli
 from q16.errors import Q16Error
 from q16.outdir import FLAGGED_COLUMNS, UNKNOWN_CLASS

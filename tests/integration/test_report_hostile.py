@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from page_checks import assert_only_q16_script
+from helpers.page_checks import assert_only_q16_script
 from q16.errors import Q16Error
 from q16.inference.collect import collect
 from q16.inference.writer import SCHEMA
@@ -337,7 +337,7 @@ def test_decisions_taken_in_the_page_are_applied(
 ) -> None:
     """From the file:// page in headless Chromium: decide, save (Blob + <a download>), apply.
     Every hostile key (formula starts, NA, CR, LF, tab, RLO, empty) comes back exact."""
-    from cdp_pipe import Browser, chromium, wait_for_file
+    from helpers.cdp_pipe import Browser, chromium, wait_for_file
     from q16 import cli
     from q16.report.decide import SAVED_NAME
     from q16.spreadsheet import read_text_csv
