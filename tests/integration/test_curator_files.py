@@ -24,11 +24,17 @@ DECISIONS = ["remove", "keep", "Remove ", "unsure", ""]  # the five flagged imag
 NOTE = "café – naïve “quoted”"  # every character is in Windows-1252
 
 
-@pytest.fixture
-def run(tmp_path: Path) -> Path:
-    out = make_out_dir(tmp_path)
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One run and its report (its inputs, a tar and a folder, beside it); tests get a copy."""
+    out = make_out_dir(tmp_path_factory.mktemp("curator"))
     write_report(out)
     return out
+
+
+@pytest.fixture
+def run(pristine: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(pristine, tmp_path / "infer_out"))
 
 
 def _filled(out: Path) -> pd.DataFrame:
@@ -175,18 +181,23 @@ def test_a_plain_report_keeps_the_audit_and_its_estimates(run: Path) -> None:
     assert apply_review_files(run, run / "review.csv").estimates is None
 
 
-def _folders(run: Path) -> dict[str, Path]:
-    root = run.parent
-    user = root / "my-documents"
+def _folders(run: Path, inputs: Path) -> dict[str, Path]:
+    user = run.parent / "my-documents"
     user.mkdir()
     (user / "thesis.docx").write_text("years of work")
-    (root / "a-file").write_text("x")
+    (run.parent / "a-file").write_text("x")
     return {
         "a user's folder": user,
-        "a file": root / "a-file",
-        "inside the scored folder": root / "folder" / "report",
-        "holding the inputs": root,
+        "a file": run.parent / "a-file",
+        "inside the scored folder": inputs / "folder" / "report",
+        "holding the inputs": inputs,
     }
+
+
+def _snapshot(path: Path) -> object:
+    if path.is_file():
+        return path.read_bytes()
+    return sorted((str(p), p.stat().st_size) for p in path.rglob("*")) if path.is_dir() else None
 
 
 @pytest.mark.parametrize(
@@ -194,11 +205,10 @@ def _folders(run: Path) -> dict[str, Path]:
 )
 @pytest.mark.parametrize("option", ["--report-dir", "--keys-dir"])
 def test_report_and_keys_folders_follow_out_dirs_rule(
-    run: Path, which: str, option: str, capsys: pytest.CaptureFixture[str]
+    run: Path, pristine: Path, which: str, option: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    folder = _folders(run)[which]
-    (run / ".q16.lock").touch()  # OUT's lock file, which the command creates if missing
-    listing = sorted(p.name for p in folder.parent.rglob("*"))
+    folder = _folders(run, pristine.parent)[which]
+    before = _snapshot(folder)
     if option == "--report-dir":
         argv = ["report", str(run), option, str(folder)]
     else:
@@ -208,7 +218,7 @@ def test_report_and_keys_folders_follow_out_dirs_rule(
         cli.main(argv)
     err = capsys.readouterr().err
     assert stop.value.code == 2 and err.count("\n") == 1 and option in err, err
-    assert sorted(p.name for p in folder.parent.rglob("*")) == listing  # nothing written
+    assert _snapshot(folder) == before  # nothing written there
     assert (run.parent / "my-documents" / "thesis.docx").read_text() == "years of work"
 
 
@@ -253,6 +263,7 @@ def test_a_failed_write_leaves_the_last_report_whole(
 ) -> None:
     from q16.report import datasheet, page
 
+    write_report(run)  # this copy's own report (the page names its out_dir)
     files = {name: (run / name).read_bytes() for name in ("report.html", "datasheet_q16.md")}
 
     def cut(*args: object, **kwargs: object) -> str:
@@ -336,3 +347,4 @@ def test_an_edited_datasheet_draft_is_never_replaced(run: Path, edit: str) -> No
         write_report(run, audit=6)
     assert draft.read_text(encoding="utf-8") == edited
     write_report(run, report_dir=run.parent / "fresh")  # elsewhere: a new draft
+    assert (run.parent / "fresh" / "datasheet_q16.md").read_text(encoding="utf-8") != edited
