@@ -68,3 +68,27 @@ def test_faces_report_audit_release_and_removal(
     candidates = read_text_csv(out / "removal" / "candidates.csv")
     assert candidates["key"].tolist() == ["people/astronaut.jpg"]
     assert "people/astronaut.jpg" in (out / "removal" / "keys_remove.csv").read_text()
+
+
+def test_an_audit_sheet_with_the_person_column_is_replaced_only_when_blank(
+    make_cfg: Callable[..., DictConfig], tmp_path: Path
+) -> None:
+    from q16.errors import Q16Error
+
+    folder = tmp_path / "photos"
+    photos.write_folder(folder / "people")
+    out = tmp_path / "out"
+    cfg = make_cfg(
+        "model=tiny", "data=folder", f"data.path={folder}", HEADS, f"infer.out_dir={out}",
+        "infer.num_workers=0", "infer.progress=false", "fabric.accelerator=cpu",
+        config_name="infer",
+    )  # fmt: skip
+    infer.run(cfg)
+    first = write_report(out, audit=6, seed=0)
+    again = write_report(out, audit=6, seed=1)  # q16's own blank sheet: replaced
+    assert again.review == first.review
+    sheet = read_text_csv(first.review)
+    sheet.loc[0, "person"] = "yes"
+    write_text_csv(sheet, first.review)
+    with pytest.raises(Q16Error, match="filled-in"):
+        write_report(out, audit=6, seed=2)

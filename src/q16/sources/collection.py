@@ -26,7 +26,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from q16.errors import Q16Error
-from q16.sources.base import EmbeddingSpace, ErrorLog, FeatureBlock, Shard, text_array
+from q16.sources.base import (
+    MAX_TEXT_CHARS,
+    EmbeddingSpace,
+    ErrorLog,
+    FeatureBlock,
+    Shard,
+    text_array,
+)
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +175,7 @@ class RowReader:
             return
         n = table.num_rows
         keys = text_array(table.column(self.key)) if self.key else pa.nulls(n, pa.string())
-        meta = {c: text_array(table.column(c)) for c in self.meta_columns}
+        meta = {c: text_array(table.column(c), MAX_TEXT_CHARS) for c in self.meta_columns}
         for start in range(0, n, BLOCK_ROWS):
             stop = min(n, start + BLOCK_ROWS)
             yield FeatureBlock(
