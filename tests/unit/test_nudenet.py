@@ -70,7 +70,7 @@ def test_outputs_equal_nudenets_own_detect_on_real_photographs(
     reference = NudeDetector()
     ours = detector.detect(list(photos.values()))
     found = 0
-    for det, (name, image) in zip(ours, photos.items(), strict=True):
+    for det, image in zip(ours, photos.values(), strict=True):
         theirs = reference.detect(image.copy())
         _same(_as_nudenet(det, image.shape[1], image.shape[0]), theirs)
         found += len(theirs)
@@ -111,8 +111,8 @@ def test_boxes_are_in_original_coordinates_whatever_the_shape(
     image = photos["astronaut"]
     wide = np.zeros((512, 1024, 3), np.uint8)
     wide[:, :512] = image
-    (face,) = [b for b, lab in zip(*_boxes(detector, image)) if lab == "FACE_FEMALE"]
-    (moved,) = [b for b, lab in zip(*_boxes(detector, wide)) if lab == "FACE_FEMALE"]
+    (face,) = [b for b, lab in zip(*_boxes(detector, image), strict=True) if lab == "FACE_FEMALE"]
+    (moved,) = [b for b, lab in zip(*_boxes(detector, wide), strict=True) if lab == "FACE_FEMALE"]
     in_pixels = moved * [1024, 512, 1024, 512]
     assert np.abs(in_pixels - face * 512).max() < 12  # a second, coarser look at the same face
     assert ((face >= 0) & (face <= 1)).all() and face[0] < face[2] and face[1] < face[3]

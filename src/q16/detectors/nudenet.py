@@ -164,7 +164,10 @@ class NudeNetDetector:
             batch = [_checked(image) for image in images[start : start + self.batch_size]]
             blobs = np.concatenate([self._blob(image) for image in batch])
             (output,) = self._session.run(None, {self._input: blobs})
-            results.extend(self._postprocess(out, image.shape) for out, image in zip(output, batch))
+            results.extend(
+                self._postprocess(out, image.shape)
+                for out, image in zip(output, batch, strict=True)
+            )
         return results
 
     def _blob(self, image: np.ndarray) -> np.ndarray:
@@ -224,7 +227,11 @@ def _checked(image: np.ndarray) -> np.ndarray:
 
 def nudity_score(detections: Detections, labels: Sequence[str] = I2P_EXPOSED_LABELS) -> float:
     """``p_nudity``: the highest score among ``labels`` (0.0 when none was found)."""
-    scores = [float(s) for s, label in zip(detections.scores, detections.labels) if label in labels]
+    scores = [
+        float(s)
+        for s, label in zip(detections.scores, detections.labels, strict=True)
+        if label in labels
+    ]
     return max(scores, default=0.0)
 
 
