@@ -77,7 +77,7 @@ class CategorizedSet:
                 f"{where}: no column {missing[0]!r} (it has {', '.join(available[:12])}); set "
                 "data.image_column, data.label_column and data.category_column"
             )
-        return need + ([self.source_column] if self.has_source(available) else [])
+        return need + ([str(self.source_column)] if self.has_source(available) else [])
 
     def has_source(self, available: list[str]) -> bool:
         return bool(self.source_column) and self.source_column in available
