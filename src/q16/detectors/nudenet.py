@@ -115,6 +115,8 @@ class NudeNetDetector:
     channel_order: str = "rgb"
     device: str = "auto"
     batch_size: int = 16
+    threads: int | None = None
+    """onnxruntime's intra-op threads (None: its default, one per core)."""
     name: str = "nudenet"
 
     def __post_init__(self) -> None:
@@ -127,6 +129,8 @@ class NudeNetDetector:
             raise Q16Error(f"nudenet input_size={self.input_size} must be a multiple of 32")
         if self.batch_size < 1:
             raise Q16Error(f"nudenet batch_size={self.batch_size} must be at least 1")
+        if self.threads is not None and self.threads < 1:
+            raise Q16Error(f"nudenet threads={self.threads} must be at least 1 or null")
         try:
             import cv2
             import onnxruntime
@@ -138,8 +142,14 @@ class NudeNetDetector:
         self._path = path
         self._sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
         self._providers = onnx_providers(self.device)
+        options = onnxruntime.SessionOptions()
+        if self.threads is not None:
+            options.intra_op_num_threads = self.threads
+            options.inter_op_num_threads = 1
         try:
-            self._session = onnxruntime.InferenceSession(str(path), providers=self._providers)
+            self._session = onnxruntime.InferenceSession(
+                str(path), sess_options=options, providers=self._providers
+            )
         except Exception as err:  # onnxruntime raises its own types for a bad file
             raise Q16Error(f"{path}: not a model onnxruntime can load ({err})") from None
         self._input = self._session.get_inputs()[0].name
