@@ -176,6 +176,11 @@ def test_a_local_hugging_face_dataset_is_read_lazily_with_splits_merged(tmp_path
     ]
     _, read = loaded.items[4]
     assert read() == rows["image"][4]["bytes"]  # the bytes as stored, decoded later by q16
+    kept = CategorizedSet(str(tmp_path / "ub"), categories=("Hate", "Sexual")).load()
+    assert kept.table["category"].tolist() == ["Sexual", "Sexual", "Hate", "Hate"]
+    assert kept.items[2][1]() == rows["image"][4]["bytes"]  # rows and images stay paired
+    with pytest.raises(Q16Error, match="'Spam' is not a category"):
+        CategorizedSet(str(tmp_path / "ub"), categories=("Spam",)).load()
     only_test = CategorizedSet(str(tmp_path / "ub"), split="test").load()
     assert len(only_test.items) == 2
     with pytest.raises(Q16Error, match="no split 'validation'"):

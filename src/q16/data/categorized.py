@@ -49,11 +49,31 @@ class CategorizedSet:
     """A Hugging Face split; None merges every split (UnsafeBench's Table 3 uses train+test)."""
     image_root: str | None = None
     """CSV only: folder that relative image paths start from (default: the CSV's folder)."""
+    categories: tuple[str, ...] | None = None
+    """Keep only these categories (e.g. the ones a paper scored a classifier on); None: all."""
     cache_dir: str | None = None
     """Where ``datasets`` keeps its Arrow copy of parquet or hub data (None: its default,
     ``~/.cache/huggingface/datasets``)."""
 
     def load(self) -> CategorizedImages:
+        loaded = self._load()
+        if self.categories is None:
+            return loaded
+        wanted = [str(c) for c in self.categories]
+        present = set(loaded.table["category"])
+        absent = [c for c in wanted if c not in present]
+        if absent:
+            raise Q16Error(
+                f"data.categories: {absent[0]!r} is not a category of {loaded.name} "
+                f"(it has {', '.join(sorted(present)[:12])})"
+            )
+        keep = loaded.table["category"].isin(wanted).to_numpy()
+        items = [item for item, k in zip(loaded.items, keep, strict=True) if k]
+        record = {**loaded.record, "categories_kept": wanted, "rows_kept": int(keep.sum())}
+        table = loaded.table[keep].reset_index(drop=True)
+        return CategorizedImages(table, items, loaded.name, record)
+
+    def _load(self) -> CategorizedImages:
         text = str(self.path)
         if text.startswith(HUB_PREFIX):
             return self._from_dataset(_hub(text[len(HUB_PREFIX) :], self.cache_dir), text)
