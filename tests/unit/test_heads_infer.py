@@ -258,6 +258,7 @@ def test_heads_on_image_shards_share_one_image_tower_pass(
     assert np.array_equal(both["p_other"], alone["p_inappropriate"])
 
 
+@pytest.mark.slow
 def test_datacomp_two_heads_by_one_command(tmp_path: Path, launch_env) -> None:
     """The issue's bar: one infer.py command, offline, DataComp shard, two heads, metadata."""
     root = datacomp_folder(tmp_path / "dc", [6])

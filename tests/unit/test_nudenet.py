@@ -13,6 +13,7 @@ import skimage.data
 from nudenet import NudeDetector
 from PIL import Image
 
+from helpers.hostile import hostile_samples
 from q16.detectors import PixelDetector
 from q16.detectors.nudenet import (
     I2P_EXPOSED_LABELS,
@@ -24,7 +25,6 @@ from q16.detectors.nudenet import (
 )
 from q16.errors import Q16Error
 from q16.imageload import ImageLoadError, load_rgb
-from q16.sources.hostile import hostile_samples
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry")
 

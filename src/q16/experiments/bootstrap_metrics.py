@@ -225,3 +225,15 @@ def stratified_bootstrap(
     low = np.asarray(result.confidence_interval.low)
     high = np.asarray(result.confidence_interval.high)
     return point, low, high
+
+
+@dataclass
+class SplitComparison:
+    """Every source's test scores on one split, and their metrics."""
+
+    seed: int
+    test_idx: np.ndarray
+    labels: np.ndarray
+    probs: np.ndarray
+    """(n_sources, n_test) p(inappropriate), sources in table order."""
+    estimates: Estimates

@@ -25,18 +25,15 @@ def score_shards(
     batch_size: int,
     num_workers: int,
     show_progress: bool = False,
-    blocks: bool = True,
 ) -> LoopStats:
-    """The loop: wait for a batch, score it, hand it to the writer; commit finished shards.
-
-    ``blocks``: read embedding sources a block at a time (False: the row path, for tests)."""
+    """The loop: wait for a batch, score it, hand it to the writer; commit finished shards."""
     stats = LoopStats()
     if not shards:
         writer.close()
         return stats
     # stamped before reading: a file that changes while it is read is scored again next time
     identities = {s.name: (shard_identity(s), shard_stamp(s)) for s in shards}
-    stream = ShardStream(source, shards, decoder, batch_size, blocks=blocks)
+    stream = ShardStream(source, shards, decoder, batch_size)
     loader = make_loader(stream, num_workers, pin_memory=scorer.device.type == "cuda")
     keep = writer.save_embeddings
     bar = tqdm(unit="img", disable=not show_progress, dynamic_ncols=True, smoothing=0.1)

@@ -27,7 +27,15 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from q16.errors import Q16Error
 from q16.imageload import DEFAULT_MAX_PIXELS, ImageLoadError, load_rgb
 from q16.inference.blocks import BlockChecks
-from q16.sources.base import BlockSource, ErrorLog, InferenceSource, RawSample, Shard, checked
+from q16.sources.base import (
+    BlockSource,
+    ErrorLog,
+    InferenceSource,
+    RawSample,
+    SampleSource,
+    Shard,
+    checked,
+)
 
 log = logging.getLogger(__name__)
 
@@ -136,8 +144,8 @@ class Batch:
 class ShardStream(IterableDataset):
     """Batches from the shards owned by this DataLoader worker (all of them with no workers).
 
-    A source of embedding blocks (``BlockSource``) is read a block at a time (``blocks``,
-    the default; ``blocks=False`` keeps the row path, which tests compare against).
+    A source of images (``SampleSource``) is read a sample at a time, a source of embeddings
+    (``BlockSource``) a block at a time.
     """
 
     def __init__(
@@ -146,14 +154,12 @@ class ShardStream(IterableDataset):
         shards: Sequence[Shard],
         decoder: ImageDecoder,
         batch_size: int,
-        blocks: bool = True,
     ) -> None:
         super().__init__()
         self.source = source
         self.shards = list(shards)
         self.decoder = decoder
         self.batch_size = batch_size
-        self.blocks = blocks and isinstance(source, BlockSource)
         self._warn = [True]
 
     def __iter__(self) -> Iterator[Batch]:
@@ -163,9 +169,10 @@ class ShardStream(IterableDataset):
             yield from self.read_shard(shard)
 
     def read_shard(self, shard: Shard) -> Iterator[Batch]:
-        if self.blocks:
+        if isinstance(self.source, BlockSource):
             yield from self._read_blocks(shard)
             return
+        assert isinstance(self.source, SampleSource)
         errors = ErrorLog(shard.name)
         pending: list[tuple[RawSample, torch.Tensor]] = []
         n_samples = 0
@@ -243,12 +250,6 @@ class ShardStream(IterableDataset):
             errors.add(raw.key, "key seen before in this shard; this copy not scored")
             return None
         seen.add(raw.key)
-        if raw.features is not None:
-            features = np.asarray(raw.features, dtype=np.float32)
-            if not np.isfinite(features).all():
-                errors.add(raw.key, "saved embedding holds NaN or infinite values")
-                return None
-            return torch.from_numpy(features)
         if raw.data is None:
             errors.add(raw.key, "no image data")
             return None
@@ -270,11 +271,7 @@ class ShardStream(IterableDataset):
             batch.synsets.append(raw.synset)
             batch.metas.append(raw.meta)
         if items:
-            stacked = torch.stack([t for _, t in items])
-            if items[0][0].features is not None:
-                batch.features = stacked
-            else:
-                batch.images = stacked
+            batch.images = torch.stack([t for _, t in items])
         return batch
 
 
