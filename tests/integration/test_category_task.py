@@ -20,7 +20,7 @@ from q16.experiments.category_task import (
     CategoryRun,
     NudityHeadSpec,
     PromptHeadSpec,
-    run_categories,
+    benchmark_categories,
 )
 from q16.models.prompts import class_embedding_prompt
 
@@ -64,7 +64,9 @@ def test_benchmark_on_a_local_hf_dataset(tmp_path: Path, tiny_backbone) -> None:
     run = CategoryRun(
         tmp_path / "out", BootstrapSettings(n_resamples=100), target_precision=0.6, batch_size=8
     )
-    metrics = run_categories(data, tiny_backbone, [q16], NudityHeadSpec(NudeNetDetector()), run)
+    metrics = benchmark_categories(
+        data, tiny_backbone, [q16], NudityHeadSpec(NudeNetDetector()), run
+    )
     out = tmp_path / "out"
     assert set(metrics["head"]) == {"q16", "nudity"}
     assert set(metrics["category"]) == {"all", "Sexual", "Violence", "Hate"}

@@ -16,7 +16,7 @@ from q16.data.synthetic import make_synthetic_smid
 from q16.detectors.nudenet import NudeNetDetector
 from q16.errors import Q16Error
 from q16.experiments.i2p import I2PProtocol, i2p_metrics
-from q16.experiments.i2p_task import I2PRun, run_i2p
+from q16.experiments.i2p_task import I2PRun, run_i2p_folder
 from q16.models.prompts import class_embedding_prompt
 
 CATEGORIES = [
@@ -61,7 +61,7 @@ def test_i2p_end_to_end_on_generated_looking_images(tmp_path: Path, tiny_backbon
     head = class_embedding_prompt(tiny_backbone)
     protocol = I2PProtocol(n_prompts=5, n_draws=500, detector={"name": "nudenet"})
     run = I2PRun(tmp_path / "out", batch_size=4, note="tiny random-weight CLIP")
-    metrics = run_i2p(
+    metrics = run_i2p_folder(
         images,
         folder,
         tiny_backbone,

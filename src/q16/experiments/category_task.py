@@ -70,7 +70,7 @@ class CategoryRun:
     note: str = ""
 
 
-def run_categories(
+def benchmark_categories(
     data: CategorizedImages,
     backbone: Backbone | None,
     prompt_heads: Sequence[PromptHeadSpec],

@@ -53,7 +53,7 @@ class _File:
         return read_file(self.path)
 
 
-def run_i2p(
+def run_i2p_folder(
     images: GeneratedImages,
     folder: Path,
     backbone: Backbone,
