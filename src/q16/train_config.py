@@ -184,4 +184,4 @@ RANDOM_NOTE = (
 
 def with_random_note(note: str) -> str:
     """``note`` with :data:`RANDOM_NOTE` added once (runs on a random-weight CLIP)."""
-    return note if RANDOM_NOTE in note else " ".join(x for x in (note, RANDOM_NOTE) if x)
+    return note if RANDOM_NOTE in note else "; ".join(x for x in (note, RANDOM_NOTE) if x)
