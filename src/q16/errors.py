@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from types import ModuleType
 
 log = logging.getLogger(__name__)
 
@@ -69,3 +71,13 @@ def check_bool(name: str, value: object) -> bool:
     if not isinstance(value, bool):
         raise Q16Error(f"{name} must be true or false, not {value!r}")
     return value
+
+
+def require_package(module: str, needed_by: str, extra: str) -> ModuleType:
+    """Import an optional package, or say in one line which extra installs it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise Q16Error(
+            f"{needed_by} needs the package {module!r}: pip install q16[{extra}]"
+        ) from None

@@ -54,6 +54,9 @@ class RunCounts:
     """``heads:`` name -> images it flagged (empty without ``heads:``)."""
     images_flagged_any_head: int = 0
     """Rows of ``flagged.csv``: images flagged by any head (= ``images_flagged`` with one)."""
+    heads_per_class: dict[str, dict[str, int]] = field(default_factory=dict)
+    """``heads:`` name -> class name -> images it flagged (faces per class, as ImageNet's
+    face-obfuscation table)."""
 
 
 def collect(
@@ -75,6 +78,7 @@ def collect(
     """
     scored = shards_done = primary_flagged = 0
     heads_flagged = {name: 0 for name, _ in heads}
+    heads_per_class: dict[str, dict[str, int]] = {name: {} for name, _ in heads}
     per_class: dict[str, dict[str, int]] = {}
     error_lines: list[str] = []
     names = tuple(name for name, _ in heads)
@@ -97,6 +101,7 @@ def collect(
             for name, _ in heads:
                 column = table[head_columns(name)[1]]
                 heads_flagged[name] += int(pc.sum(column).as_py() or 0)
+                _count_head_classes(table, head_columns(name)[1], heads_per_class[name])
                 any_head = pc.or_(any_head, column)
             flagged.add(table.filter(any_head))
             if errors.is_file():
@@ -112,7 +117,15 @@ def collect(
         shards_done=shards_done,
         heads_flagged=heads_flagged,
         images_flagged_any_head=flagged.rows,
+        heads_per_class={k: dict(sorted(v.items())) for k, v in heads_per_class.items()},
     )
+
+
+def _count_head_classes(table: pa.Table, column: str, counts: dict[str, int]) -> None:
+    grouped = table.group_by("class_name").aggregate([(column, "sum")])
+    for row in grouped.to_pylist():
+        name = row["class_name"] or UNKNOWN_CLASS
+        counts[name] = counts.get(name, 0) + int(row[f"{column}_sum"] or 0)
 
 
 def _count_classes(table: pa.Table, per_class: dict[str, dict[str, int]]) -> None:

@@ -20,6 +20,7 @@ from q16.errors import Q16Error
 from q16.inference.collect import collect
 from q16.inference.head import RunHeads, check_embeddings, needs_text_tower
 from q16.inference.loop import score_shards
+from q16.inference.pixel_heads import PixelHeads
 from q16.inference.reader import ImageDecoder, UInt8Preprocess, partition, reads_blocks
 from q16.inference.resume import fingerprint, prepare_out_dir
 from q16.inference.scorer import Scorer, resolve_autocast
@@ -34,6 +35,14 @@ from q16.runinfo import ConfigRecord, write_run_info
 from q16.sources.base import DownloadStatsSource, EmbeddingSource, InferenceSource, Shard
 
 log = logging.getLogger(__name__)
+
+
+def _combined(prompt: Any, pixel: Any) -> Any:
+    """The prompt heads' entries then the pixel heads' (fingerprint, summary); without
+    ``heads:`` and hashes exactly the prompt heads' (today's out_dirs resume as before)."""
+    if not pixel:
+        return prompt
+    return type(pixel)([*(prompt or ()), *pixel])
 
 
 @dataclass(frozen=True)
@@ -93,15 +102,23 @@ class ScoringRun:
         backbone, embeddings_only = self._backbone()
         check_embeddings(self.source, backbone)
         heads = RunHeads.load(
-            settings.heads, self.run.prompt, backbone, settings.threshold, warn=self.rank == 0
+            settings.prompt_heads,
+            self.run.prompt,
+            backbone,
+            settings.threshold,
+            warn=self.rank == 0,
         )
-        todo = self._todo(backbone, heads, autocast)
+        # detector models load here, before the out_dir is touched: a missing extra is one line
+        pixel = PixelHeads.build(settings.heads, str(self.fabric.device), settings.hashes)
+        todo = self._todo(backbone, heads, autocast, pixel)
+        thresholds = heads.thresholds() + pixel.thresholds()
         writer = ShardWriter(
             out,
             heads.threshold,
             settings.save_embeddings,
             meta_columns=self.data.meta_columns,
-            heads=heads.thresholds(),
+            heads=thresholds,
+            pixel_fields=pixel.fields(),
         )
         if settings.save_embeddings and self.rank == 0:
             write_embeddings_meta(out, backbone)
@@ -114,7 +131,7 @@ class ScoringRun:
             backbone, heads.head, preprocess.mean, preprocess.std, autocast, heads=heads.named()
         )
         batch_size = auto_batch_size(settings.batch_size, self.fabric.device)
-        setup = self._setup(heads, self._workers(), batch_size)
+        setup = self._setup(heads, self._workers(), batch_size, pixel)
         stats = score_shards(
             self.source,
             todo,
@@ -124,6 +141,7 @@ class ScoringRun:
             batch_size=setup.batch_size,
             num_workers=setup.num_workers,
             show_progress=settings.progress and self.rank == 0,
+            pixel=pixel if pixel else None,
         )
         write_rank(out, self.rank, self.run_id, stats)
         if stats.unread:
@@ -132,19 +150,21 @@ class ScoringRun:
                 "the same infer.out_dir to retry them",
                 *(self.rank, len(stats.unread), ", ".join(stats.unread[:5])),
             )
-        return self._finish(setup, heads.thresholds()) if self.rank == 0 else {}
+        return self._finish(setup, thresholds) if self.rank == 0 else {}
 
     def _backbone(self) -> tuple[Backbone, bool]:
         """The model; for embeddings scored with prompt files only its space (no tower, no
         weights): zero-shot prompts and concept-set YAMLs still need the text tower."""
-        spec, heads = self.run.spec, self.settings.heads
+        spec, heads = self.run.spec, self.settings.prompt_heads
         prompts = [h.prompt for h in heads] if heads else [self.run.prompt]
         text = any(needs_text_tower(p, spec) for p in prompts)
         if isinstance(self.source, EmbeddingSource) and not spec.from_hub and not text:
             return embedding_space_backbone(spec, self.fabric.device), True
         return load_backbone(spec, self.fabric.device), False
 
-    def _todo(self, backbone: Backbone, heads: RunHeads, autocast: str) -> list[Shard]:
+    def _todo(
+        self, backbone: Backbone, heads: RunHeads, autocast: str, pixel: PixelHeads
+    ) -> list[Shard]:
         """This rank's shards that the out_dir has not committed under the same fingerprint."""
         spec = backbone.spec
         current = fingerprint(
@@ -160,7 +180,7 @@ class ScoringRun:
             exif_transpose=self.data.exif_transpose,
             shards=self.shards,
             meta_columns=self.data.meta_columns,
-            heads=heads.fingerprint(),
+            heads=_combined(heads.fingerprint(), pixel.fingerprint()),
             reading=self.data.reading,
         )
         mine = partition(self.shards, self.rank, self.world)
@@ -179,7 +199,9 @@ class ScoringRun:
         per_node = max(1, self.world // max(1, self.run.num_nodes))
         return auto_workers(self.settings.num_workers, per_node)
 
-    def _setup(self, heads: RunHeads, num_workers: int, batch_size: int) -> RunSetup:
+    def _setup(
+        self, heads: RunHeads, num_workers: int, batch_size: int, pixel: PixelHeads
+    ) -> RunSetup:
         return RunSetup(
             spec=self.run.spec,
             prompt_source=heads.source,
@@ -192,7 +214,8 @@ class ScoringRun:
             world_size=self.world,
             device=str(self.fabric.device),
             setup_s=time.perf_counter() - self.started,
-            heads=heads.summary(),
+            heads=_combined(heads.summary(), pixel.summary()),
+            hashes=pixel.hashes,
         )
 
     def _finish(self, setup: RunSetup, heads: tuple[tuple[str, float], ...]) -> dict[str, Any]:

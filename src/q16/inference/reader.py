@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -99,9 +99,20 @@ class ImageDecoder:
     exif_transpose: bool = False
 
     def __call__(self, data: bytes) -> torch.Tensor:
+        return self.decode(data)[0]
+
+    def decode(
+        self, data: bytes, extractors: Sequence[Callable[[bytes, np.ndarray], Any]] = ()
+    ) -> tuple[torch.Tensor, tuple[Any, ...]]:
+        """The model's input and, from the same decode, each extractor's result (a pixel
+        head's view of the full-resolution image, the image's hashes)."""
         image = load_rgb(data, max_pixels=self.max_pixels, exif_transpose=self.exif_transpose)
         try:
-            return self.preprocess(image)
+            tensor = self.preprocess(image)
+            if not extractors:
+                return tensor, ()
+            pixels = np.asarray(image)
+            return tensor, tuple(extract(data, pixels) for extract in extractors)
         except Exception as err:  # a resize of a degenerate image, say: never stops a run
             raise DecodeError(f"unprocessable image: {type(err).__name__}: {err}") from err
 
@@ -129,6 +140,8 @@ class Batch:
     ``class_id``, ``class_name``, ``synset`` as arrays, instead of the lists above."""
     meta_arrays: dict[str, pa.Array] | None = None
     """With ``columns``: ``data.meta_columns`` as string arrays."""
+    extracted: list[tuple[Any, ...]] | None = None
+    """Per image, the pixel extractors' results (``q16.inference.pixel_heads``); None without."""
 
     def __len__(self) -> int:
         return len(self.columns["key"]) if self.columns is not None else len(self.keys)
@@ -154,12 +167,14 @@ class ShardStream(IterableDataset):
         shards: Sequence[Shard],
         decoder: ImageDecoder,
         batch_size: int,
+        extractors: Sequence[Callable[[bytes, np.ndarray], Any]] = (),
     ) -> None:
         super().__init__()
         self.source = source
         self.shards = list(shards)
         self.decoder = decoder
         self.batch_size = batch_size
+        self.extractors = tuple(extractors)
         self._warn = [True]
 
     def __iter__(self) -> Iterator[Batch]:
@@ -174,7 +189,7 @@ class ShardStream(IterableDataset):
             return
         assert isinstance(self.source, SampleSource)
         errors = ErrorLog(shard.name)
-        pending: list[tuple[RawSample, torch.Tensor]] = []
+        pending: list[tuple[RawSample, tuple[torch.Tensor, tuple[Any, ...]]]] = []
         n_samples = 0
         seen: set[str] = set()
         samples = self.source.iter_samples(shard, errors)
@@ -237,7 +252,9 @@ class ShardStream(IterableDataset):
             errors.add(None, "empty shard: no samples")
         yield Batch(shard=shard.name, errors=errors.records, done=True, unread=errors.io_errors > 0)
 
-    def _decode(self, raw: RawSample, errors: ErrorLog, seen: set[str]) -> torch.Tensor | None:
+    def _decode(
+        self, raw: RawSample, errors: ErrorLog, seen: set[str]
+    ) -> tuple[torch.Tensor, tuple[Any, ...]] | None:
         try:
             raw = checked(raw)
         except ValueError as err:
@@ -254,14 +271,17 @@ class ShardStream(IterableDataset):
             errors.add(raw.key, "no image data")
             return None
         try:
-            return self.decoder(raw.data)
+            return self.decoder.decode(raw.data, self.extractors)
         except DecodeError as err:
             errors.add(raw.key, str(err))
             return None
 
-    @staticmethod
-    def _collate(name: str, items: list[tuple[RawSample, torch.Tensor]]) -> Batch:
+    def _collate(
+        self, name: str, items: list[tuple[RawSample, tuple[torch.Tensor, tuple[Any, ...]]]]
+    ) -> Batch:
         batch = Batch(shard=name)
+        if self.extractors:
+            batch.extracted = [extras for _, (_, extras) in items]
         for raw, _ in items:
             batch.keys.append(raw.key)
             batch.sources.append(raw.source)
@@ -271,7 +291,7 @@ class ShardStream(IterableDataset):
             batch.synsets.append(raw.synset)
             batch.metas.append(raw.meta)
         if items:
-            batch.images = torch.stack([t for _, t in items])
+            batch.images = torch.stack([t for _, (t, _) in items])
         return batch
 
 

@@ -8,9 +8,11 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
+from q16.detectors.registry import detector_kind
 from q16.errors import Q16Error, check_bool, check_float, check_int
 from q16.imageload import DEFAULT_MAX_PIXELS
 
@@ -34,6 +36,9 @@ class InferSettings:
     progress: bool = True
     rank_wait_timeout_s: float = 3600.0
     report: bool = False
+    hashes: bool = False
+    """Store ``sha256`` (of the bytes) and ``pdq`` (perceptual hash) per image, for removal
+    requests (``q16.privacy.removal``); computed in the reader workers."""
     heads: tuple[HeadSpec, ...] | None = None
     """``heads:`` (top level of configs/infer.yaml; a raw list is parsed by
     :func:`parse_heads`); None = one head from ``prompt.path``."""
@@ -47,6 +52,7 @@ class InferSettings:
             "save_embeddings": check_bool("infer.save_embeddings", self.save_embeddings),
             "progress": check_bool("infer.progress", self.progress),
             "report": check_bool("infer.report", self.report),
+            "hashes": check_bool("infer.hashes", self.hashes),
             "rank_wait_timeout_s": check_float(
                 "infer.rank_wait_timeout_s", self.rank_wait_timeout_s, 0.0
             ),
@@ -58,6 +64,16 @@ class InferSettings:
             raise Q16Error(f"infer.out_dir={str(self.out_dir)!r} is a file, not a directory")
         for name, value in checked.items():
             object.__setattr__(self, name, value)
+
+    @property
+    def prompt_heads(self) -> tuple[HeadSpec, ...] | None:
+        """The ``heads:`` entries scored on CLIP features (None without ``heads:``)."""
+        return None if self.heads is None else tuple(h for h in self.heads if h.detector is None)
+
+    @property
+    def detector_heads(self) -> tuple[HeadSpec, ...]:
+        """The ``heads:`` entries that run a detector on the pixels."""
+        return tuple(h for h in self.heads or () if h.detector is not None)
 
 
 def auto_workers(setting: int | None, local_processes: int) -> int:
@@ -76,6 +92,8 @@ def auto_batch_size(setting: int | None, device: torch.device) -> int:
 
 
 HEAD_KEYS = ("name", "prompt", "threshold", "category")
+DETECTOR_HEAD_KEYS = ("name", "detector")
+"""A detector head takes these and its detector's own options (``q16.detectors.registry``)."""
 HEAD_NAME = re.compile(r"[a-z0-9_]{1,64}")
 
 
@@ -93,6 +111,10 @@ class HeadSpec:
     prompt: str | None = None
     threshold: float | None = None
     category: str | None = None
+    detector: str | None = None
+    """A pixel head (``{name: faces, detector: centerface}``): runs on the decoded image."""
+    options: tuple[tuple[str, Any], ...] = ()
+    """The detector's options given in the entry (``input_size``, ...), checked by it."""
 
 
 def parse_heads(value: object) -> tuple[HeadSpec, ...] | None:
@@ -108,11 +130,18 @@ def parse_heads(value: object) -> tuple[HeadSpec, ...] | None:
     for i, entry in enumerate(value):
         if not isinstance(entry, dict):
             raise Q16Error(f"heads[{i}] must be a mapping with name: and prompt:, not {entry!r}")
-        unknown = sorted(str(k) for k in entry if k not in HEAD_KEYS)
+        allowed = HEAD_KEYS
+        if "detector" in entry:
+            allowed = (
+                *DETECTOR_HEAD_KEYS,
+                *detector_kind(entry["detector"], f"heads[{i}]").options,
+            )
+        unknown = sorted(str(k) for k in entry if k not in allowed)
         if unknown:
+            kind = "a detector head" if "detector" in entry else "a head"
             raise Q16Error(
-                f"heads[{i}]: unknown key(s) {', '.join(unknown)}; a head takes "
-                f"{', '.join(HEAD_KEYS)}"
+                f"heads[{i}]: unknown key(s) {', '.join(unknown)}; {kind} takes "
+                f"{', '.join(allowed)}"
             )
         name = entry.get("name")
         if not isinstance(name, str) or not HEAD_NAME.fullmatch(name) or name == "inappropriate":
@@ -122,6 +151,15 @@ def parse_heads(value: object) -> tuple[HeadSpec, ...] | None:
             )
         if name in {s.name for s in specs}:
             raise Q16Error(f"heads: the name {name!r} is used twice; head names must be unique")
+        if "detector" in entry:
+            if i == 0:
+                raise Q16Error(
+                    f"heads[0] ({name}) is a detector; the first head is the primary Q16 head "
+                    "(p_inappropriate): put a prompt head first"
+                )
+            options = tuple((str(k), v) for k, v in entry.items() if k not in DETECTOR_HEAD_KEYS)
+            specs.append(HeadSpec(name, detector=str(entry["detector"]), options=options))
+            continue
         prompt, category = entry.get("prompt"), entry.get("category")
         for key, text in (("prompt", prompt), ("category", category)):
             if text is not None and (not isinstance(text, str) or not text.strip()):

@@ -48,13 +48,15 @@ class LoopStats:
     unread: list[str] = field(default_factory=list)
     data_wait_s: float = 0.0
     model_s: float = 0.0
+    pixel_s: float = 0.0
+    """Detector heads on their views (beside ``model_s``, the CLIP tower and prompt heads)."""
     write_s: float = 0.0
     loop_s: float = 0.0
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> LoopStats:
         """Back from a ``ranks/rank-<k>.json`` record (its ``run_id`` and ``rank`` dropped)."""
-        return cls(**{f.name: record[f.name] for f in fields(cls)})
+        return cls(**{f.name: record[f.name] for f in fields(cls) if f.name in record})
 
 
 def write_rank(out: Path, rank: int, run_id: str, stats: LoopStats) -> None:

@@ -65,15 +65,20 @@ def head_columns(name: str) -> tuple[str, str]:
     return f"p_{name}", f"flagged_{name}"
 
 
-def scores_schema(meta_columns: tuple[str, ...] = (), heads: tuple[str, ...] = ()) -> pa.Schema:
+def scores_schema(
+    meta_columns: tuple[str, ...] = (),
+    heads: tuple[str, ...] = (),
+    pixel_fields: tuple[pa.Field, ...] = (),
+) -> pa.Schema:
     """SCHEMA, then ``p_<head>``/``flagged_<head>`` per ``heads:`` entry, then one string
-    column ``meta_<name>`` per ``data.meta_columns`` entry."""
+    column ``meta_<name>`` per ``data.meta_columns`` entry, then the pixel heads' detection
+    and hash columns (``q16.inference.pixel_heads``)."""
     scores = []
     for name in heads:
         p, flagged = head_columns(name)
         scores += [pa.field(p, pa.float32()), pa.field(flagged, pa.bool_())]
     meta = [pa.field(n, pa.string()) for n in meta_column_names(meta_columns)]
-    return pa.schema(list(SCHEMA) + scores + meta)
+    return pa.schema(list(SCHEMA) + scores + meta + list(pixel_fields))
 
 
 ROW_COLUMNS = {
@@ -176,6 +181,8 @@ class ShardWriter:
     meta_columns: tuple[str, ...] = ()
     heads: tuple[tuple[str, float], ...] = ()
     """``heads:`` (name, threshold) in order; the first is also ``p_inappropriate``."""
+    pixel_fields: tuple[pa.Field, ...] = ()
+    """Columns the pixel heads add (boxes, hashes), given to ``add`` as ``pixel``."""
     pending: dict[str, _PendingShard] = field(default_factory=dict)
     _pool: ThreadPoolExecutor | None = field(default=None, init=False, repr=False)
     _queued: deque[Future[int]] = field(default_factory=deque, init=False, repr=False)
@@ -187,9 +194,10 @@ class ShardWriter:
         if self.background:
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="q16-writer")
 
-    def add(self, batch: Batch, scores: Scores) -> None:
+    def add(self, batch: Batch, scores: Scores, pixel: dict[str, pa.Array] | None = None) -> None:
         """One scored batch; an image whose score is NaN or infinite becomes an error record
-        (a NaN row would compare false with every threshold: a silent "not flagged")."""
+        (a NaN row would compare false with every threshold: a silent "not flagged").
+        ``pixel``: the batch's detection and hash columns (one value per image)."""
         pending = self.pending.setdefault(batch.shard, self._new_pending())
         probs = scores.p_inappropriate.float().numpy()
         heads = {name: scores.heads[name].float().numpy() for name, _ in self.heads}
@@ -197,6 +205,7 @@ class ShardWriter:
         for p in heads.values():
             keep &= np.isfinite(p)
         columns = row_columns(batch, self.meta_columns)
+        columns.update(pixel or {})
         for i in np.flatnonzero(~keep):
             bad = [f"p_{n}={p[i]}" for n, p in heads.items() if not np.isfinite(p[i])]
             shown = ", ".join(bad) or f"p_inappropriate={probs[i]}"
@@ -284,7 +293,8 @@ class ShardWriter:
         return _PendingShard()
 
     def _schema(self) -> pa.Schema:
-        return scores_schema(self.meta_columns, tuple(name for name, _ in self.heads))
+        names = tuple(name for name, _ in self.heads)
+        return scores_schema(self.meta_columns, names, self.pixel_fields)
 
     def _write_errors(self, shard: str, errors: list[dict[str, Any]]) -> None:
         lines = "".join(json.dumps(e) + "\n" for e in errors)
