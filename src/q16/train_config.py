@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from q16.data.labeled import LabeledImages, LabelledSet
 from q16.data.review import ReviewDecisions, ReviewedFeatures
-from q16.detectors.nudenet import NudeNetDetector
+from q16.detectors.nudenet import NudeNetDetector, NudeNetSettings
 from q16.entry import require_values
 from q16.errors import Q16Error
 from q16.experiments.single_split import SplitSettings
@@ -161,19 +161,19 @@ def zero_shot_heads(cfg: DictConfig, names: set[str]) -> dict[str, HeadFactory]:
 def nudity_detector(cfg: DictConfig, device: str) -> NudeNetDetector:
     """evaluate.py's ``nudity:`` as NudeNet on the run's ``device``."""
     node = cfg.nudity
-    threads = OmegaConf.select(cfg, "nudity.threads")
-    if threads is not None:
-        integer(cfg, "nudity.threads", 1)
     if str(node.detector) != "nudenet":
         raise Q16Error(f"nudity.detector={node.detector!r}: the nudity head's detector is nudenet")
-    return NudeNetDetector(
-        model_path=node.model_path,
-        input_size=integer(cfg, "nudity.input_size", 32),
+    labels = node.labels
+    settings = NudeNetSettings(
+        labels=(str(labels),) if isinstance(labels, str) else tuple(str(x) for x in labels),
+        threshold=real(cfg, "nudity.threshold", 0, 1),
         channel_order=str(node.channel_order),
-        device=device,
+        input_size=integer(cfg, "nudity.input_size", 32),
         batch_size=integer(cfg, "nudity.batch_size", 1),
-        threads=threads,
+        threads=integer(cfg, "nudity.threads", 0),
+        model_path=None if node.model_path is None else str(node.model_path),
     )
+    return NudeNetDetector(settings, device)
 
 
 RANDOM_NOTE = (

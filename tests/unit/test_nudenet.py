@@ -5,6 +5,7 @@ into records."""
 from __future__ import annotations
 
 import io
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -20,9 +21,12 @@ from q16.detectors.nudenet import (
     I2P_MIN_SCORE,
     LABELS,
     NudeNetDetector,
+    NudeNetSettings,
     check_labels,
+    network_view,
     nudity_score,
 )
+from q16.detectors.registry import DETECTORS
 from q16.errors import Q16Error
 from q16.imageload import ImageLoadError, load_rgb
 
@@ -48,11 +52,13 @@ def _as_nudenet(det, width: int, height: int) -> list[tuple[str, float, list[int
     return out
 
 
-def _same(ours: list, theirs: list[dict]) -> None:
+def _same(ours: list, theirs: list[dict], side: int) -> None:
+    """Labels and scores as NudeNet's (same network input, bit for bit); boxes within NudeNet's
+    own truncation to whole pixels plus one cell of the 320 grid (the view's short side)."""
     assert [o[0] for o in ours] == [t["class"] for t in theirs]
     for (_, score, box), ref in zip(ours, theirs, strict=True):
-        assert score == pytest.approx(ref["score"], abs=1e-4)
-        assert np.abs(np.subtract(box, ref["box"])).max() <= 1  # float32 normalised vs int
+        assert score == pytest.approx(ref["score"], abs=1e-6)
+        assert np.abs(np.subtract(box, ref["box"])).max() <= 1 + side / 320
 
 
 def test_the_detector_keeps_the_pixel_detector_contract(detector: NudeNetDetector) -> None:
@@ -60,6 +66,32 @@ def test_the_detector_keeps_the_pixel_detector_contract(detector: NudeNetDetecto
     settings = detector.settings()
     assert settings["model_file"] == "320n.onnx" and len(settings["model_sha256"]) == 64
     assert settings["channel_order"] == "rgb" and settings["input_size"] == 320
+    assert settings["labels"] == list(I2P_EXPOSED_LABELS) and detector.noun == "nudity"
+    built = DETECTORS["nudenet"].build({"threshold": 0.5, "labels": "MALE_BREAST_EXPOSED"}, "cpu")
+    assert built.settings()["labels"] == ["MALE_BREAST_EXPOSED"]
+    assert DETECTORS["nudenet"].default_threshold == I2P_MIN_SCORE
+
+
+def test_views_are_what_detect_sees(
+    detector: NudeNetDetector, photos: dict[str, np.ndarray]
+) -> None:
+    """The reader workers' view: a resize of the whole image, its own view, and detecting on it
+    gives the same detections as on the full image (boxes normalised alike)."""
+    view = detector.viewer()
+    pickle.loads(pickle.dumps(view))  # it travels to the reader workers
+    images = list(photos.values())
+    views = [view(image) for image in images]
+    for image, small in zip(images, views, strict=True):
+        assert max(small.shape[:2]) == 320 and small.dtype == np.uint8
+        np.testing.assert_array_equal(view(small), small)
+        ratio = image.shape[0] / image.shape[1]
+        assert abs(small.shape[0] / small.shape[1] - ratio) < 2 / 320 + 1e-9
+    for full, small in zip(detector.detect(images), detector.detect(views), strict=True):
+        assert full.labels == small.labels
+        np.testing.assert_array_equal(full.scores, small.scores)
+        np.testing.assert_array_equal(full.boxes, small.boxes)
+    tiny = np.full((20, 30, 3), 90, np.uint8)  # enlarged to 320: still a view of the whole
+    assert network_view(tiny, 320).shape[1] == 320
 
 
 def test_outputs_equal_nudenets_own_detect_on_real_photographs(
@@ -72,7 +104,7 @@ def test_outputs_equal_nudenets_own_detect_on_real_photographs(
     found = 0
     for det, image in zip(ours, photos.values(), strict=True):
         theirs = reference.detect(image.copy())
-        _same(_as_nudenet(det, image.shape[1], image.shape[0]), theirs)
+        _same(_as_nudenet(det, image.shape[1], image.shape[0]), theirs, max(image.shape[:2]))
         found += len(theirs)
     assert found >= 1  # astronaut's face at least: the comparison compared something
 
@@ -81,13 +113,13 @@ def test_bgr_order_reproduces_nudenets_detect_of_a_file_path(
     photos: dict[str, np.ndarray], tmp_path: Path
 ) -> None:
     """NudeNet's detect(path) feeds BGR (notAI-tech/NudeNet#203); channel_order=bgr is it."""
-    bgr = NudeNetDetector(channel_order="bgr")
+    bgr = NudeNetDetector(NudeNetSettings(channel_order="bgr"))
     reference = NudeDetector()
     image = photos["astronaut"]
     path = tmp_path / "astronaut.png"  # lossless, so the file decodes to the same pixels
     Image.fromarray(image).save(path)
     theirs = reference.detect(str(path))
-    _same(_as_nudenet(bgr.detect([image])[0], 512, 512), theirs)
+    _same(_as_nudenet(bgr.detect([image])[0], 512, 512), theirs, 512)
     assert theirs != reference.detect(image.copy())  # the two orders really differ
 
 
@@ -186,10 +218,12 @@ def test_nudity_score_counts_only_the_label_set() -> None:
 
 def test_bad_settings_are_one_line_errors(tmp_path: Path) -> None:
     with pytest.raises(Q16Error, match="channel_order"):
-        NudeNetDetector(channel_order="BGRA")
+        NudeNetSettings(channel_order="BGRA")
+    with pytest.raises(Q16Error, match="multiple of 32"):
+        NudeNetSettings(input_size=300)
     with pytest.raises(Q16Error, match="not a NudeNet v3 label"):
         check_labels(["EXPOSED_FEET_BUT_MISSPELT"])
     bad = tmp_path / "model.onnx"
     bad.write_bytes(io.BytesIO(b"not onnx").getvalue())
     with pytest.raises(Q16Error, match="onnxruntime"):
-        NudeNetDetector(model_path=str(bad))
+        NudeNetDetector(NudeNetSettings(model_path=str(bad)))

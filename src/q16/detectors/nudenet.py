@@ -1,14 +1,20 @@
 """NudeNet v3's 320n body-part detector (MIT; the ONNX file inside the ``nudenet`` wheel) as a
 :class:`~q16.detectors.base.PixelDetector`, run with onnxruntime.
 
-The steps are those of nudenet 3.4.2's own ``nudenet/nudenet.py``, so that
-``NudeNetDetector().detect([rgb])`` equals ``nudenet.NudeDetector().detect(rgb)`` (tested):
+The steps are those of nudenet 3.4.2's own ``nudenet/nudenet.py``, so that q16's detections
+have NudeNet's labels and scores bit for bit (tested against ``nudenet.NudeDetector().detect``):
 pad the image with black on the right and bottom to a square, resize it to 320 x 320
 (``cv2.dnn.blobFromImage``, bilinear) and scale to [0, 1]; every output row whose best class
-score is at least 0.2 is a candidate of that class, its box scaled back by (side + pad) / 320
-and clipped to the image; class-agnostic NMS (``cv2.dnn.NMSBoxes``, score 0.25, IoU 0.45).
-What differs is only what q16's contract asks: boxes are ``[x0, y0, x1, y1]`` normalised to
-the image (NudeNet returns whole pixels ``[x, y, w, h]``) and images come batched.
+score is at least 0.2 is a candidate of that class, its box scaled back to the image and
+clipped; class-agnostic NMS (``cv2.dnn.NMSBoxes``, score 0.25, IoU 0.45).
+
+In a scoring run the reader workers make the *view* (:func:`network_view`): that 320 x 320
+letterboxed input cropped to the rows and columns the image reaches, a resize of the whole
+image; ``detect`` pads it back, so the network sees NudeNet's input exactly and
+``detect([view(x)]) == detect([x])``. Boxes are ``[x0, y0, x1, y1]`` normalised to the view,
+hence to the image (NudeNet returns whole pixels ``[x, y, w, h]``); on the short side the view
+may reach one 320-grid row past the image, so boxes there can be off by under one part in 213
+(a 3:2 image; more for tiny images enlarged to 320).
 
 Channel order. The network was trained (ultralytics YOLOv8) on RGB. NudeNet 3.4.2 feeds it RGB
 when given an RGB array but BGR when given a file path (``cv2.imread`` is BGR, then two channel
@@ -19,17 +25,18 @@ input. ``channel_order="rgb"`` (default) is the trained order; ``"bgr"`` reprodu
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
-from collections.abc import Sequence
-from dataclasses import dataclass
+import functools
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from q16.detectors.base import Detections
-from q16.errors import Q16Error
+from q16.detectors.runtime import file_sha256, package_file, require, session
+from q16.errors import Q16Error, check_float, check_int
 
 LABELS: tuple[str, ...] = (
     "FEMALE_GENITALIA_COVERED",
@@ -72,127 +79,133 @@ CANDIDATE_SCORE = 0.2
 NMS_SCORE = 0.25
 NMS_IOU = 0.45
 MODEL_FILE = "320n.onnx"
-INSTALL_HINT = "pip install 'q16[nudity]' (NudeNet's ONNX detector, onnxruntime, OpenCV)"
+NAME = "nudenet"
+EXTRA = "nudity"
 CHANNEL_ORDERS = ("rgb", "bgr")
 
 
-def default_model_path() -> Path:
-    """The 320n ONNX file shipped in the installed ``nudenet`` wheel (found without importing
-    nudenet, which would import OpenCV and onnxruntime on its own)."""
-    spec = importlib.util.find_spec("nudenet")
-    if spec is None or not spec.submodule_search_locations:
-        raise Q16Error(f"the nudity head needs NudeNet's detector: {INSTALL_HINT}")
-    path = Path(next(iter(spec.submodule_search_locations))) / MODEL_FILE
-    if not path.is_file():
-        raise Q16Error(f"{path} is missing from the nudenet package; reinstall: {INSTALL_HINT}")
-    return path
+@dataclass(frozen=True)
+class NudeNetSettings:
+    """What changes NudeNet's output or the head's score, checked once.
 
+    Attributes:
+        labels: the labels whose best score is ``p_nudity`` (v3 names; i2p's v2 names are
+            mapped); default: the five exposed labels i2p counts.
+        threshold: the head flags at ``p_nudity >= threshold`` (i2p keeps NudeNet detections
+            at 0.6); NudeNet's own candidate (0.2) and NMS (0.25) scores are fixed.
+        channel_order: ``rgb`` (trained) or ``bgr`` (NudeNet's ``detect(path)``).
+        input_size: the network's square input (NudeNet's 320n: 320).
+        batch_size: most images per forward pass.
+        threads: onnxruntime intra-op threads (0 = its default: all cores).
+        model_path: an ONNX file instead of the one in the ``nudenet`` wheel.
+    """
 
-def onnx_providers(device: str = "cpu") -> list[str]:
-    """onnxruntime's CUDA provider when the run is on a GPU and onnxruntime has it, else the
-    CPU (``device`` is the run's: ``cpu``, ``cuda``, ``cuda:1``; the detector never picks)."""
-    import onnxruntime
+    labels: tuple[str, ...] = I2P_EXPOSED_LABELS
+    threshold: float = I2P_MIN_SCORE
+    channel_order: str = "rgb"
+    input_size: int = 320
+    batch_size: int = 16
+    threads: int = 0
+    model_path: str | None = None
 
-    if (
-        device.startswith("cuda")
-        and "CUDAExecutionProvider" in onnxruntime.get_available_providers()
-    ):
-        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    return ["CPUExecutionProvider"]
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "labels", check_labels(self.labels))
+        check_float("nudity threshold", self.threshold, 0.0, 1.0)
+        if self.channel_order not in CHANNEL_ORDERS:
+            raise Q16Error(
+                f"nudity channel_order={self.channel_order!r} must be one of "
+                f"{', '.join(CHANNEL_ORDERS)}"
+            )
+        check_int("nudity input_size", self.input_size, 32)
+        if self.input_size % 32:
+            raise Q16Error(f"nudity input_size={self.input_size} must be a multiple of 32")
+        check_int("nudity batch_size", self.batch_size, 1)
+        check_int("nudity threads", self.threads, 0)
 
 
 @dataclass
 class NudeNetDetector:
-    """NudeNet 320n; ``detect`` returns every label it finds (covered ones and faces too), as
-    NudeNet does; what counts as nudity is the head's choice (:func:`nudity_score`)."""
+    """The ``nudenet`` detector. ``detect`` returns every label NudeNet finds (covered ones and
+    faces too), as NudeNet does; ``score`` is the best score among ``config.labels``."""
 
-    model_path: str | None = None
-    """None: the file in the installed ``nudenet`` wheel."""
-    input_size: int = 320
-    channel_order: str = "rgb"
+    config: NudeNetSettings = field(default_factory=NudeNetSettings)
     device: str = "cpu"
-    """The run's device; CUDA when it is a GPU and onnxruntime-gpu is installed."""
-    batch_size: int = 16
-    threads: int | None = None
-    """onnxruntime's intra-op threads (None: its default, one per core)."""
-    name: str = "nudenet"
+    """The run's device; CUDA when it is a GPU and onnxruntime has the CUDA provider."""
+    name: str = NAME
+    noun: str = "nudity"
 
     def __post_init__(self) -> None:
-        if self.channel_order not in CHANNEL_ORDERS:
-            raise Q16Error(
-                f"nudenet channel_order={self.channel_order!r} must be one of "
-                f"{', '.join(CHANNEL_ORDERS)}"
-            )
-        if self.input_size < 32 or self.input_size % 32:
-            raise Q16Error(f"nudenet input_size={self.input_size} must be a multiple of 32")
-        if self.batch_size < 1:
-            raise Q16Error(f"nudenet batch_size={self.batch_size} must be at least 1")
-        if self.threads is not None and self.threads < 1:
-            raise Q16Error(f"nudenet threads={self.threads} must be at least 1 or null")
-        try:
-            import cv2
-            import onnxruntime
-        except ImportError:
-            raise Q16Error(f"the nudity head needs NudeNet's detector: {INSTALL_HINT}") from None
-        path = Path(self.model_path).expanduser() if self.model_path else default_model_path()
-        if not path.is_file():
-            raise Q16Error(f"nudenet model_path={path} is not a file")
+        self._cv2 = require("cv2", NAME, EXTRA)
+        if self.config.model_path:
+            path = Path(self.config.model_path).expanduser()
+            if not path.is_file():
+                raise Q16Error(f"nudity model_path={path} is not a file")
+        else:
+            path = package_file("nudenet", MODEL_FILE, NAME, EXTRA)
         self._path = path
-        self._sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
-        self._providers = onnx_providers(self.device)
-        options = onnxruntime.SessionOptions()
-        if self.threads is not None:
-            options.intra_op_num_threads = self.threads
-            options.inter_op_num_threads = 1
+        self._sha256 = file_sha256(path)
         try:
-            self._session = onnxruntime.InferenceSession(
-                str(path), sess_options=options, providers=self._providers
+            self._session = session(
+                path.read_bytes(), self.device, self.config.threads, NAME, EXTRA
             )
+        except Q16Error:
+            raise
         except Exception as err:  # onnxruntime raises its own types for a bad file
             raise Q16Error(f"{path}: not a model onnxruntime can load ({err})") from None
         self._input = self._session.get_inputs()[0].name
-        self._cv2 = cv2
 
     def settings(self) -> dict[str, Any]:
         return {
-            "detector": self.name,
-            "model_file": self._path.name,
-            "model_sha256": self._sha256,
-            "input_size": self.input_size,
-            "channel_order": self.channel_order,
+            "detector": NAME,
+            "labels": list(self.config.labels),
+            "channel_order": self.config.channel_order,
+            "input_size": self.config.input_size,
             "candidate_score": CANDIDATE_SCORE,
             "nms_score": NMS_SCORE,
             "nms_iou": NMS_IOU,
-            "providers": list(self._session.get_providers()),
+            "model_file": self._path.name,
+            "model_sha256": self._sha256,
+            "weights": "nudenet 3.4.2 wheel 320n.onnx (MIT)",
         }
 
+    def providers(self) -> list[str]:
+        return list(self._session.get_providers())
+
+    def viewer(self) -> Callable[[np.ndarray], np.ndarray]:
+        return functools.partial(network_view, size=self.config.input_size)
+
+    def score(self, found: Detections) -> float:
+        return nudity_score(found, self.config.labels)
+
     def detect(self, images: Sequence[np.ndarray]) -> list[Detections]:
-        results: list[Detections] = []
-        for start in range(0, len(images), self.batch_size):
-            batch = [_checked(image) for image in images[start : start + self.batch_size]]
-            blobs = np.concatenate([self._blob(image) for image in batch])
+        size, results = self.config.input_size, []
+        for start in range(0, len(images), self.config.batch_size):
+            views = [
+                network_view(image, size)
+                for image in images[start : start + self.config.batch_size]
+            ]
+            blobs = np.concatenate([self._blob(view) for view in views])
             (output,) = self._session.run(None, {self._input: blobs})
             results.extend(
-                self._postprocess(out, image.shape)
-                for out, image in zip(output, batch, strict=True)
+                self._postprocess(o, v.shape) for o, v in zip(output, views, strict=True)
             )
         return results
 
-    def _blob(self, image: np.ndarray) -> np.ndarray:
-        height, width = image.shape[:2]
-        side = max(height, width)
+    def _blob(self, view: np.ndarray) -> np.ndarray:
+        """The view padded back to NudeNet's square input: NudeNet's blob, bit for bit."""
+        size, (height, width) = self.config.input_size, view.shape[:2]
         padded = self._cv2.copyMakeBorder(
-            image, 0, side - height, 0, side - width, self._cv2.BORDER_CONSTANT
+            view, 0, size - height, 0, size - width, self._cv2.BORDER_CONSTANT
         )
-        size = (self.input_size, self.input_size)
-        swap = self.channel_order == "bgr"
+        swap = self.config.channel_order == "bgr"
         blob: np.ndarray = self._cv2.dnn.blobFromImage(
-            padded, 1 / 255.0, size, (0, 0, 0), swapRB=swap, crop=False
+            padded, 1 / 255.0, (size, size), (0, 0, 0), swapRB=swap, crop=False
         )
         return blob
 
     def _postprocess(self, output: np.ndarray, shape: tuple[int, ...]) -> Detections:
-        """One image's (4 + classes, anchors) output -> its detections after NudeNet's NMS."""
+        """One image's (4 + classes, anchors) output -> its detections after NudeNet's NMS, in
+        the view's pixels (NudeNet's grid), normalised by the view's size."""
         height, width = shape[:2]
         rows = np.asarray(output, dtype=np.float32).T
         class_scores = rows[:, 4:]
@@ -202,12 +215,11 @@ class NudeNetDetector:
             return Detections.empty()
         rows, best = rows[keep], best[keep]
         class_ids = class_scores[keep].argmax(axis=1)
-        side = float(max(height, width))  # original side + pad, the same on both axes
         cx, cy, w, h = (rows[:, k].astype(np.float64) for k in range(4))
-        x = np.clip((cx - w / 2) * side / self.input_size, 0, width)
-        y = np.clip((cy - h / 2) * side / self.input_size, 0, height)
-        w = np.minimum(w * side / self.input_size, width - x)
-        h = np.minimum(h * side / self.input_size, height - y)
+        x = np.clip(cx - w / 2, 0, width)
+        y = np.clip(cy - h / 2, 0, height)
+        w = np.minimum(w, width - x)
+        h = np.minimum(h, height - y)
         boxes = np.stack([x, y, w, h], axis=1)
         indices = self._cv2.dnn.NMSBoxes(
             boxes.tolist(), best.astype(float).tolist(), NMS_SCORE, NMS_IOU
@@ -222,6 +234,26 @@ class NudeNetDetector:
             scores=best[order].astype(np.float32),
             labels=tuple(LABELS[int(c)] for c in class_ids[order]),
         )
+
+
+def network_view(image: np.ndarray, size: int) -> np.ndarray:
+    """NudeNet's ``size`` x ``size`` input as uint8 (the image padded right and bottom to a
+    square, resized bilinearly), cropped to the rows and columns the image reaches; the rest of
+    NudeNet's input is exact zeros. A view is its own view."""
+    image = _checked(image)
+    import cv2  # the reader workers import it here; q16[nudity] is checked when a head builds
+
+    height, width = image.shape[:2]
+    side = max(height, width)
+    if side == size:
+        return image
+    padded = cv2.copyMakeBorder(image, 0, side - height, 0, side - width, cv2.BORDER_CONSTANT)
+    resized = cv2.resize(padded, (size, size), interpolation=cv2.INTER_LINEAR)
+    scale = side / size
+    # output row r reads input rows around (r + 0.5) * scale - 0.5; past the image they are 0
+    rows = min(size, math.ceil((height + 0.5) / scale - 0.5))
+    cols = min(size, math.ceil((width + 0.5) / scale - 0.5))
+    return np.ascontiguousarray(resized[:rows, :cols])
 
 
 def _checked(image: np.ndarray) -> np.ndarray:
@@ -245,6 +277,8 @@ def nudity_score(detections: Detections, labels: Sequence[str] = I2P_EXPOSED_LAB
 
 def check_labels(labels: Sequence[str]) -> tuple[str, ...]:
     """A label set named in a config: v3 names, or i2p's v2 names mapped to them."""
+    if isinstance(labels, str):
+        labels = [labels]
     out = []
     for label in labels:
         name = I2P_V2_LABELS.get(str(label), str(label))

@@ -1,0 +1,90 @@
+"""infer.run with the nudity head ({name: nudity, detector: nudenet}) and NudeNet's real
+weights: labels, scores and boxes per image in one pass, p_nudity over the counted labels,
+the head in summary.json, hostile inputs as records, and report.html's blurred thumbnails."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import skimage.data
+from omegaconf import DictConfig
+from PIL import Image
+
+from helpers.hostile import hostile_samples
+from q16 import infer
+from q16.errors import Q16Error
+
+MakeCfg = Callable[..., DictConfig]
+HEADS = "heads=[{name: q16, prompt: zeroshot}, {name: nudity, detector: nudenet}]"
+PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
+
+
+def _run(make_cfg: MakeCfg, out: Path, *overrides: str) -> dict:
+    cfg = make_cfg(
+        "model=tiny",
+        f"infer.out_dir={out}",
+        "infer.num_workers=0",
+        "infer.progress=false",
+        "infer.batch_size=4",
+        "fabric.accelerator=cpu",
+        *overrides,
+        config_name="infer",
+    )
+    return infer.run(cfg)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("nudity") / "images"
+    (root / "photos").mkdir(parents=True)
+    for name in PHOTOS:
+        Image.fromarray(getattr(skimage.data, name)()).save(root / "photos" / f"{name}.png")
+    (root / "hostile").mkdir()
+    for sample in hostile_samples():
+        for ext, data in sample.members.items():
+            if ext.lower() in {"jpg", "jpeg", "png", "webp"}:
+                (root / "hostile" / f"{sample.key}.{ext}").write_bytes(data)
+    return root
+
+
+@pytest.mark.slow
+def test_nudity_head_in_one_pass(make_cfg: MakeCfg, folder: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    summary = _run(make_cfg, out, "data=folder", f"data.path={folder}", HEADS)
+    nudity = next(h for h in summary["heads"] if h["name"] == "nudity")
+    assert nudity["detector"] == "nudenet" and nudity["threshold"] == 0.6
+    assert nudity["settings"]["labels"][0] == "ANUS_EXPOSED"
+    assert len(nudity["settings"]["model_sha256"]) == 64
+    assert any("skin tone" in line for line in nudity["known_limits"])
+    scores = pd.concat(pd.read_parquet(p) for p in sorted((out / "scores").glob("*.parquet")))
+    by_key = scores.set_index("key")
+    astronaut = by_key.loc["photos/astronaut.png"]
+    assert "FACE_FEMALE" in list(astronaut["nudity_labels"])  # every label is kept
+    assert astronaut["p_nudity"] == 0.0  # but a face is not counted
+    coffee = by_key.loc["photos/coffee.png"]
+    assert 0.2 < coffee["p_nudity"] < 0.6 and not coffee["flagged_nudity"]  # NudeNet's 0.30
+    assert (scores["nudity_n"] == scores["nudity_labels"].map(len)).all()
+    assert not scores["flagged_nudity"].any()
+    for boxes in scores["nudity_bboxes"]:
+        for box in boxes:
+            assert 0 <= box[0] <= box[2] <= 1 and 0 <= box[1] <= box[3] <= 1
+    errors = [json.loads(line) for line in (out / "errors.jsonl").read_text().splitlines()]
+    assert {"hostile/bad_truncated.jpg", "hostile/bad_eps.jpg"} <= {e["key"] for e in errors}
+    assert "hostile/ok_16bit.png" in set(scores["key"])  # odd but decodable: scored
+
+
+def test_bad_nudity_entries_are_one_line(make_cfg: MakeCfg, folder: Path, tmp_path: Path) -> None:
+    for bad, words in (
+        ("nudenet, labels: [EXPOSED_TOES]}", "not a NudeNet v3 label"),
+        ("nudenet, channel_order: bgra}", "channel_order"),
+        ("nudenet, size: 3}", "unknown key"),
+    ):
+        with pytest.raises(Q16Error, match=words) as err:
+            _run(make_cfg, tmp_path / "out", "data=folder", f"data.path={folder}",
+                 HEADS.replace("nudenet}", bad))  # fmt: skip
+        assert "\n" not in str(err.value)
+    assert not (tmp_path / "out" / "scores").exists()
