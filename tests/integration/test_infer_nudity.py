@@ -4,10 +4,13 @@ the head in summary.json, hostile inputs as records, and report.html's blurred t
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import skimage.data
@@ -88,3 +91,43 @@ def test_bad_nudity_entries_are_one_line(make_cfg: MakeCfg, folder: Path, tmp_pa
                  HEADS.replace("nudenet}", bad))  # fmt: skip
         assert "\n" not in str(err.value)
     assert not (tmp_path / "out" / "scores").exists()
+
+
+def _thumbnail(html: str, key: str) -> np.ndarray:
+    """The pixels of the thumbnail the page embeds for ``key``."""
+    start = html.index(f'data-key="{key}"')
+    src = html.index('src="data:image/jpeg;base64,', start) + len('src="data:image/jpeg;base64,')
+    data = base64.b64decode(html[src : html.index('"', src)])
+    return np.asarray(Image.open(io.BytesIO(data)).convert("L"), dtype=np.float64)
+
+
+def _detail(pixels: np.ndarray) -> float:
+    """Mean absolute difference between neighbouring pixels: edges, texture, features."""
+    return float(np.abs(np.diff(pixels, axis=0)).mean() + np.abs(np.diff(pixels, axis=1)).mean())
+
+
+@pytest.mark.slow
+def test_report_blurs_what_the_nudity_head_flags(
+    make_cfg: MakeCfg, folder: Path, tmp_path: Path
+) -> None:
+    """At threshold 0.25 NudeNet's 0.30 candidate on coffee flags it: its thumbnail is blurred
+    in the page's pixels unless --show-nudity; the page says which."""
+    from q16.cli import main
+
+    out = tmp_path / "out"
+    heads = HEADS.replace("nudenet}", "nudenet, threshold: 0.25}").replace(
+        "zeroshot}", "zeroshot, threshold: 1.0}"
+    )  # q16 flags nothing: what is in the page is the nudity head's
+    _run(make_cfg, out, "data=folder", f"data.path={folder / 'photos'}", heads)
+    main(["report", str(out), "--report-dir", str(tmp_path / "shared")])
+    shared = (tmp_path / "shared" / "report.html").read_text()
+    main(["report", str(out), "--report-dir", str(tmp_path / "mine"), "--show-nudity"])
+    mine = (tmp_path / "mine" / "report.html").read_text()
+    assert 'id="nudity-blurred"' in shared and "--show-nudity" in shared
+    assert 'id="nudity-shown"' in mine and 'class="thumb blurred"' not in mine
+    assert shared.count('class="thumb blurred"') == 1
+    key = "coffee.png"
+    blurred, sharp = _thumbnail(shared, key), _thumbnail(mine, key)
+    assert blurred.shape == sharp.shape
+    assert _detail(blurred) < 0.25 * _detail(sharp)  # the features are gone, not hidden by CSS
+    assert np.abs(blurred.mean() - sharp.mean()) < 10  # the same picture, only unreadable

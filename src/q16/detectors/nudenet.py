@@ -178,7 +178,8 @@ class NudeNetDetector:
         return nudity_score(found, self.config.labels)
 
     def detect(self, images: Sequence[np.ndarray]) -> list[Detections]:
-        size, results = self.config.input_size, []
+        size = self.config.input_size
+        results: list[Detections] = []
         for start in range(0, len(images), self.config.batch_size):
             views = [
                 network_view(image, size)

@@ -34,6 +34,7 @@ def write_report(
     audit: int | None = None,
     seed: int = 0,
     strata: int = DEFAULT_STRATA,
+    show_nudity: bool = False,
 ) -> ReportFiles:
     """``report.html``, ``flagged_classes.png``, ``datasheet_q16.md`` and ``review.csv``.
 
@@ -47,6 +48,8 @@ def write_report(
             then holds the sample, with ``audit.json`` beside it; None: the flagged images.
         seed: the audit's random seed (recorded in ``audit.json``).
         strata: score strata below the threshold.
+        show_nudity: embed the thumbnails of images a nudity head flagged as they are; by
+            default they are blurred in their pixels, so the page can be shared.
 
     Raises:
         Q16Error: ``out_dir`` is missing or not a finished inference out_dir, or its
@@ -64,7 +67,9 @@ def write_report(
 
     shown = run.flagged.head(max_images)
     rows = shown[["key", "source", "file_name"]].to_dict(orient="records")
-    uris = thumbnails.collect_thumbnails(rows, run.out_dir, thumbnail_size, run.max_bytes)
+    hidden_by = () if show_nudity else thumbnails.nudity_heads(run.summary)
+    blur = thumbnails.blur_mask(shown.to_dict(orient="records"), hidden_by)
+    uris = thumbnails.collect_thumbnails(rows, run.out_dir, thumbnail_size, run.max_bytes, blur)
     scores = run.scores(("p_inappropriate",))["p_inappropriate"].to_numpy(dtype=float)
     counts = coverage(run, scores)
     if not counts.complete:
@@ -74,9 +79,12 @@ def write_report(
         (target / stale).unlink(missing_ok=True)
     if audit is not None:
         plan, sample = write_audit(run, target, audit, seed, strata)
-        records = sample.head(max_images)[["key", "source", "file_name"]].to_dict("records")
+        head = sample.head(max_images)
+        records = head[["key", "source", "file_name"]].to_dict("records")
+        sample_blur = thumbnails.blur_mask(head.to_dict("records"), hidden_by)
+        blur = blur + sample_blur
         sample_uris = thumbnails.collect_thumbnails(
-            records, run.out_dir, thumbnail_size, run.max_bytes
+            records, run.out_dir, thumbnail_size, run.max_bytes, sample_blur
         )
         audit_view = AuditView(plan, sample, sample_uris, max_images)
     inputs = page.PageInputs(
@@ -88,6 +96,9 @@ def write_report(
         histogram_png=charts.score_histogram(scores, run.threshold),
         max_images=max_images,
         audit=audit_view,
+        blurred=tuple(blur),
+        nudity_heads=thumbnails.nudity_heads(run.summary),
+        show_nudity=show_nudity,
     )
     files = ReportFiles(
         html=target / "report.html",
