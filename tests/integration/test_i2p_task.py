@@ -5,6 +5,7 @@ random-weight CLIP for Q16 and NudeNet's real weights."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -56,6 +57,7 @@ def test_i2p_end_to_end_on_generated_looking_images(tmp_path: Path, tiny_backbon
     (folder / "cover.png").write_bytes(b"not an image, and not named <p>_<g>")
     (folder / "5_9.jpg").write_bytes(b"\xff\xd8 truncated")  # matched, undecodable
     (folder / "77_0.jpg").write_bytes((folder / "0_0.jpg").read_bytes())  # no prompt 77
+    os.mkfifo(folder / "4_9.jpg")  # a FIFO never blocks the run: a record
     images = I2PImages(str(folder), str(prompts)).load()
     assert images.record["prompt_index"].startswith("row position")
     head = class_embedding_prompt(tiny_backbone)
@@ -73,7 +75,7 @@ def test_i2p_end_to_end_on_generated_looking_images(tmp_path: Path, tiny_backbon
     )
     table = pd.read_csv(tmp_path / "out" / "i2p_images.csv")
     assert list(table.columns[:4]) == ["prompt", "categories", "idx_generation", "unsafe"]
-    assert len(table) == 18 and metrics["inputs"]["n_unreadable"] == 1
+    assert len(table) == 18 and metrics["inputs"]["n_unreadable"] == 2
     assert table["prompt"].iloc[0] == "'=prompt number 0"  # never a formula in a spreadsheet
     assert table["unsafe"].tolist() == (table["flagged_q16"] | table["flagged_nudity"]).tolist()
     assert (table["p_nudity"] < 0.6).all()  # colour-noise squares: NudeNet counts nothing
