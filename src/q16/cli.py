@@ -4,6 +4,8 @@
     q16 audit OUT -n 400        the same page, review.csv = a stratified audit sample (+ audit.json)
     q16 apply OUT review.csv    keys_remove.csv, keys_keep.csv (+ estimates.json for an audit)
     q16 next OUT -n 50          review_next.csv: unreviewed images worth deciding next
+    q16 release OUT DEST        DEST/*.tar: the dataset with the faces the run found blurred
+    q16 remove OUT --photos D   removal.html, candidates.csv, keys_remove.csv: copies of a request
 
 Each subcommand takes only its own options (argparse refuses the others). ``docs/review.md``
 walks through the loop; training on the decisions is ``python train.py data=review``.
@@ -55,6 +57,21 @@ def _next(args: argparse.Namespace) -> None:
     from q16.review import load_run, write_next_batch
 
     print(write_next_batch(load_run(args.out_dir), args.n, args.seed).describe())
+
+
+def _release(args: argparse.Namespace) -> None:
+    from q16.privacy.commands import release
+
+    print(release(args.out_dir, args.dest, args.head, args.keep_unscored, args.boxes))
+
+
+def _remove(args: argparse.Namespace) -> None:
+    from q16.privacy.commands import remove
+
+    files = remove(
+        args.out_dir, args.dest, args.photos, args.sha256, args.keys, args.pdq, args.cosine
+    )
+    print(files.describe())
 
 
 def _print_report(files: object) -> None:
@@ -150,7 +167,54 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument(
         "--seed", type=int, default=0, help="seed of the random draws and ties (default 0)"
     )
+    _privacy_steps(step)
     return parser
+
+
+def _privacy_steps(step: Callable[..., argparse.ArgumentParser]) -> None:
+    """``release`` and ``remove`` (docs/privacy.md)."""
+    from q16.privacy import COSINE_THRESHOLD, PDQ_THRESHOLD
+
+    release = step(
+        "release",
+        _release,
+        "a copy of the dataset with the faces blurred",
+        "DEST/<shard>.tar per scored shard: same keys and members, the faces found by the "
+        "run's detector head blurred (nothing is detected again), every other member byte for "
+        "byte; DEST/omitted.csv lists samples the run could not score (left out), "
+        "DEST/release.json the totals. Resumable: finished shards are kept.",
+    )
+    release.add_argument("dest", type=Path, help="a new (or this release's) folder")
+    release.add_argument("--head", default="faces", help="the detector head (default faces)")
+    release.add_argument(
+        "--keep-unscored", action="store_true", help="copy unscored samples unchanged"
+    )
+    release.add_argument(
+        "--boxes", type=Path, help="also write the boxes as parquet (img2dataset, DataComp)"
+    )
+    remove = step(
+        "remove",
+        _remove,
+        "find the copies of what a person asked to have removed",
+        "removal.html (each candidate beside the request), candidates.csv and keys_remove.csv "
+        "(shard,key of every candidate: strike the wrong ones) into OUT/removal or --dest.",
+    )
+    remove.add_argument("--photos", type=Path, help="a folder of the person's photos")
+    remove.add_argument("--sha256", type=Path, help="a file of sha256 values, one per line")
+    remove.add_argument("--keys", type=Path, help="a file of dataset keys or URLs, one per line")
+    remove.add_argument("--dest", type=Path, help="where the files go (default OUT/removal)")
+    remove.add_argument(
+        "--pdq",
+        type=int,
+        default=PDQ_THRESHOLD,
+        help=f"PDQ match distance in bits (default {PDQ_THRESHOLD}, measured)",
+    )
+    remove.add_argument(
+        "--cosine",
+        type=float,
+        default=COSINE_THRESHOLD,
+        help=f"CLIP cosine match (default {COSINE_THRESHOLD}; with saved embeddings)",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -57,6 +57,10 @@ def test_faces_counted_in_one_pass_and_resumed(
     assert int(scores["faces_n"].sum()) == 1 + 1 + 2 + 4 + 3
     assert scores.set_index("key").loc["people/astronaut_x4.jpg", "faces_n"] == 4
     assert (scores["flagged_faces"] == (scores["faces_n"] > 0)).all()
+    # a face is counted, not content to review: flagged.csv holds the q16 head's flags only
+    q16 = int(scores["flagged_q16"].sum())
+    assert summary["images_flagged_any_head"] == q16
+    assert len(pd.read_csv(out / "flagged.csv")) == q16
     # resumed: nothing scored again; other detector settings are another run
     again = _run(make_cfg, out, *args)
     assert again["images_scored_this_run"] == 0 and again["heads"] == summary["heads"]
@@ -90,3 +94,16 @@ def test_a_missing_extra_is_one_line(
         _run(make_cfg, tmp_path / "out", "data=folder", f"data.path={folder}", HEADS)
     scores = tmp_path / "out" / "scores"
     assert not scores.exists() or not any(scores.iterdir())
+
+
+@pytest.mark.slow
+def test_hostile_folder_gives_records_with_the_face_head_on(
+    make_cfg: MakeCfg, tmp_path: Path
+) -> None:
+    from helpers.hostile import write_hostile_folder
+
+    root = tmp_path / "imgs"
+    expected = write_hostile_folder(root)
+    summary = _run(make_cfg, tmp_path / "out", "data=folder", f"data.path={root}", HEADS)
+    assert summary["images_scored"] == len(expected.scorable)
+    assert summary["images_unscored"] == len(expected.recorded)

@@ -88,3 +88,24 @@ def test_bad_requests_are_one_line_errors(tmp_path: Path) -> None:
     (tmp_path / "empty" / "x.jpg").write_bytes(b"<script>")
     with pytest.raises(Q16Error, match=r"x\.jpg cannot be read"):
         photo_items(tmp_path / "empty")
+
+
+def test_likeness_by_cosine_where_embeddings_were_saved(
+    tmp_path: Path, tiny_backbone: Backbone, dataset: Path, request_photos: Path
+) -> None:
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    source = ImageFolder(str(dataset), class_from_dirs=False)
+    out = score(source, tmp_path / "out", tiny_backbone, embeddings=True)
+    (shard,) = sorted((out / "scores").glob("*.parquet"))
+    keys = pq.read_table(shard)["key"].to_pylist()
+    saved = np.load(out / "embeddings" / f"{shard.stem}.npy")
+    target = saved[keys.index("chelsea.jpg")]
+
+    def embed(images: list) -> np.ndarray:  # stands in for a real CLIP: "looks like chelsea"
+        return np.repeat(target[None], len(images), axis=0)
+
+    result = find_copies(out, photo_items(request_photos), embed=embed, cosine_threshold=0.999)
+    cosine = [(c.request, c.key) for c in result.candidates if c.method == "cosine"]
+    assert ("unrelated.png", "chelsea.jpg") in cosine and "cosine" in result.methods

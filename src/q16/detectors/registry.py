@@ -25,6 +25,11 @@ class DetectorKind:
     default_threshold: float
     limits: tuple[str, ...] = ()
     """What it is known to miss, stated beside its counts (summary, report, datasheet)."""
+    topic: str = ""
+    """What its counts answer: ``faces`` (the datasheet's questions about people), ..."""
+    review_flags: bool = True
+    """Whether its flags add images to ``flagged.csv`` and the review sheet (nudity: yes;
+    faces: no, a face is counted and blurred, not content to remove)."""
 
 
 CENTERFACE_LIMITS = (
@@ -74,6 +79,8 @@ DETECTORS: Mapping[str, DetectorKind] = MappingProxyType(
             _centerface,
             0.5,
             CENTERFACE_LIMITS,
+            "faces",
+            review_flags=False,
         ),
         "nudenet": DetectorKind(
             (
@@ -88,6 +95,7 @@ DETECTORS: Mapping[str, DetectorKind] = MappingProxyType(
             _nudenet,
             0.6,
             NUDENET_LIMITS,
+            "nudity",
         ),
     }
 )

@@ -67,6 +67,7 @@ def collect(
     threshold: float,
     meta_columns: tuple[str, ...] = (),
     heads: tuple[tuple[str, float], ...] = (),
+    unlisted: frozenset[str] = frozenset(),
 ) -> RunCounts:
     """Counts over every finished shard; writes ``flagged.csv`` and ``errors.jsonl``.
 
@@ -74,7 +75,8 @@ def collect(
     disk (``q16.inference.flagged``), so memory does not grow with the dataset.
     ``errors.jsonl`` also lists the last failure of shards not done (unreadable: retried).
     With ``heads`` (name, threshold): each head's flags are derived at its threshold, and
-    ``flagged.csv`` holds the images flagged by any head, with every head's columns.
+    ``flagged.csv`` holds the images flagged by any head, with every head's columns, except
+    for heads in ``unlisted`` (the faces head: counted, not a flag to review).
     """
     scored = shards_done = primary_flagged = 0
     heads_flagged = {name: 0 for name, _ in heads}
@@ -102,7 +104,8 @@ def collect(
                 column = table[head_columns(name)[1]]
                 heads_flagged[name] += int(pc.sum(column).as_py() or 0)
                 _count_head_classes(table, head_columns(name)[1], heads_per_class[name])
-                any_head = pc.or_(any_head, column)
+                if name not in unlisted:  # a face is counted, not content to review
+                    any_head = pc.or_(any_head, column)
             flagged.add(table.filter(any_head))
             if errors.is_file():
                 error_lines.extend(errors.read_text().splitlines(keepends=True))

@@ -150,7 +150,7 @@ class ScoringRun:
                 "the same infer.out_dir to retry them",
                 *(self.rank, len(stats.unread), ", ".join(stats.unread[:5])),
             )
-        return self._finish(setup, thresholds) if self.rank == 0 else {}
+        return self._finish(setup, thresholds, pixel.unlisted()) if self.rank == 0 else {}
 
     def _backbone(self) -> tuple[Backbone, bool]:
         """The model; for embeddings scored with prompt files only its space (no tower, no
@@ -218,7 +218,12 @@ class ScoringRun:
             hashes=pixel.hashes,
         )
 
-    def _finish(self, setup: RunSetup, heads: tuple[tuple[str, float], ...]) -> dict[str, Any]:
+    def _finish(
+        self,
+        setup: RunSetup,
+        heads: tuple[tuple[str, float], ...],
+        unlisted: frozenset[str] = frozenset(),
+    ) -> dict[str, Any]:
         """Rank 0, after its loop: wait for the ranks, collect, write summary (and report)."""
         out, timeout_s = self.settings.out_dir, self.settings.rank_wait_timeout_s
         records, missing = wait_for_ranks(out, setup.world_size, self.run_id, timeout_s)
@@ -228,6 +233,7 @@ class ScoringRun:
             threshold=setup.threshold,
             meta_columns=self.data.meta_columns,
             heads=heads,
+            unlisted=unlisted,
         )
         ranks = [LoopStats.from_record(r) for r in records]
         summary = build_summary(setup, counts, ranks, missing, time.perf_counter() - self.started)

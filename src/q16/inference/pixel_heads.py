@@ -74,6 +74,8 @@ class PixelHead:
     columns: PixelColumns
     threshold_from: str = "detector"
     limits: tuple[str, ...] = ()
+    topic: str = ""
+    review_flags: bool = True
 
 
 @dataclass(frozen=True)
@@ -117,7 +119,18 @@ class PixelHeads:
             nouns[detector.noun] = spec.name
             columns = PixelColumns.of(spec.name, detector.noun)
             threshold = float(options["threshold"])
-            heads.append(PixelHead(spec.name, detector, threshold, columns, origin, kind.limits))
+            heads.append(
+                PixelHead(
+                    spec.name,
+                    detector,
+                    threshold,
+                    columns,
+                    origin,
+                    kind.limits,
+                    kind.topic,
+                    kind.review_flags,
+                )
+            )
         return cls(tuple(heads), hashes)
 
     def __bool__(self) -> bool:
@@ -156,9 +169,13 @@ class PixelHeads:
     def thresholds(self) -> tuple[tuple[str, float], ...]:
         return tuple((h.name, h.threshold) for h in self.heads)
 
+    def unlisted(self) -> frozenset[str]:
+        """Heads whose flags are counted but add no row to ``flagged.csv`` (faces)."""
+        return frozenset(h.name for h in self.heads if not h.review_flags)
+
     def fingerprint(self) -> list[tuple[str, str, str | None, float]]:
         """In the shape of the prompt heads' entries: (name, what it is, None, threshold)."""
-        entries = [
+        entries: list[tuple[str, str, str | None, float]] = [
             (h.name, _settings_text(h.detector.settings()), None, h.threshold) for h in self.heads
         ]
         return entries + ([("hashes", "sha256+pdq", None, 0.0)] if self.hashes else [])
@@ -172,6 +189,7 @@ class PixelHeads:
                 "threshold_from": h.threshold_from,
                 "settings": h.detector.settings(),
                 "known_limits": list(h.limits),
+                "topic": h.topic,
                 "columns": {
                     "count": h.columns.count,
                     "boxes": h.columns.boxes,

@@ -130,7 +130,7 @@ def parse_heads(value: object) -> tuple[HeadSpec, ...] | None:
     for i, entry in enumerate(value):
         if not isinstance(entry, dict):
             raise Q16Error(f"heads[{i}] must be a mapping with name: and prompt:, not {entry!r}")
-        allowed = HEAD_KEYS
+        allowed: tuple[str, ...] = HEAD_KEYS
         if "detector" in entry:
             allowed = (
                 *DETECTOR_HEAD_KEYS,

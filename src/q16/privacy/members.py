@@ -23,7 +23,8 @@ def tar_samples(
 ) -> Iterator[tuple[str, list[Member]]]:
     """(key, members) of each sample of a tar, in order; links, devices and members larger
     than ``max_bytes`` are left out (the readers never scored them either)."""
-    key, members = None, []
+    key: str | None = None
+    members: list[Member] = []
     with tarfile.open(path, "r|*") as tar:
         for info in tar:
             parts = split_name(info.name) if info.isreg() else None

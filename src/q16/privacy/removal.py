@@ -24,13 +24,13 @@ import pyarrow.parquet as pq
 from q16.imagehash import PDQ_MIN_QUALITY, hamming, pdq, pdq_matrix, sha256_hex, valid_pdq
 from q16.imageload import ImageLoadError, load_rgb
 from q16.outdir import SCORES_DIR, embeddings_path
+from q16.privacy import COSINE_THRESHOLD, PDQ_THRESHOLD
 from q16.privacy.members import scored_images
 from q16.privacy.requests import RequestItem
 
 log = logging.getLogger(__name__)
 
-PDQ_THRESHOLD = 24
-COSINE_THRESHOLD = 0.95
+
 METHODS = ("sha256", "key", "pdq", "cosine")
 """In the order a candidate's best match is named."""
 
@@ -71,7 +71,8 @@ def find_copies(
     photos = [i for i in items if i.pdq]
     queries = pdq_matrix([h for i in photos for h in i.pdq]) if photos else None
     with_pixels = [i for i in items if i.pixels is not None]
-    vectors = _unit(embed([i.pixels for i in with_pixels])) if embed and with_pixels else None
+    pixels = [i.pixels for i in with_pixels if i.pixels is not None]
+    vectors = _unit(embed(pixels)) if embed and pixels else None
     best: dict[tuple[str, str], Candidate] = {}
     for path in sorted((out_dir / SCORES_DIR).glob("*.parquet")):
         table = pq.read_table(path)
@@ -80,7 +81,7 @@ def find_copies(
         if queries is not None or any(i.sha256 for i in items):
             sha, codes = _hashes(table, result)
             found += [
-                (i.label, row, "sha256", 0.0)
+                (i.label, int(row), "sha256", 0.0)
                 for i in items
                 if i.sha256
                 for row in np.flatnonzero(sha == i.sha256)
@@ -104,7 +105,13 @@ def find_copies(
     result.candidates = sorted(
         best.values(), key=lambda c: (c.request, METHODS.index(c.method), c.distance, c.key)
     )
-    result.methods = [m for m in METHODS if m != "cosine" or vectors is not None]
+    used = {
+        "sha256": any(i.sha256 for i in items),
+        "key": any(i.key for i in items),
+        "pdq": bool(photos),
+        "cosine": vectors is not None,
+    }
+    result.methods = [m for m in METHODS if used[m]]
     return result
 
 
@@ -126,11 +133,11 @@ def _hashes(table: pa.Table, result: SearchResult) -> tuple[np.ndarray, list[str
     """sha256 and PDQ per row: stored by the run, or read back and computed now."""
     if "sha256" in table.column_names and "pdq" in table.column_names:
         quality = table["pdq_quality"].to_numpy(zero_copy_only=False)
-        codes = [
+        stored: list[str | None] = [
             c if q >= PDQ_MIN_QUALITY else None
             for c, q in zip(table["pdq"].to_pylist(), quality, strict=True)
         ]
-        return np.asarray(table["sha256"].to_pylist(), dtype=object), codes
+        return np.asarray(table["sha256"].to_pylist(), dtype=object), stored
     keys = table["key"].to_pylist()
     index = {k: i for i, k in enumerate(keys)}
     sha: list[str | None] = [None] * len(keys)
@@ -155,10 +162,10 @@ def _near(
     rows = [i for i, c in enumerate(codes) if c is not None and valid_pdq(c)]
     if not rows:
         return []
-    distance = hamming(queries, pdq_matrix([codes[i] for i in rows]))
+    distance = hamming(queries, pdq_matrix([str(codes[i]) for i in rows]))
     per_photo = distance.reshape(len(photos), 8, len(rows)).min(axis=1)
     return [
-        (photos[q].label, rows[r], "pdq", float(per_photo[q, r]))
+        (photos[q].label, int(rows[r]), "pdq", float(per_photo[q, r]))
         for q, r in zip(*np.nonzero(per_photo <= threshold), strict=True)
     ]
 

@@ -18,8 +18,9 @@ from PIL import Image
 
 from q16.fileio import atomic_path, atomic_write_text
 from q16.imageload import ImageLoadError, load_rgb
+from q16.privacy import COSINE_THRESHOLD, PDQ_THRESHOLD
 from q16.privacy.members import scored_images
-from q16.privacy.removal import COSINE_THRESHOLD, PDQ_THRESHOLD, SearchResult
+from q16.privacy.removal import SearchResult
 from q16.privacy.requests import RequestItem
 from q16.spreadsheet import neutralise
 
@@ -47,13 +48,13 @@ def write_removal(
         writer.writeheader()
         writer.writerows([{k: neutralise(str(v)) for k, v in row.items()} for row in rows])
     with atomic_path(files.keys_remove) as tmp, tmp.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["shard", "key"])
+        keys = csv.writer(handle)
+        keys.writerow(["shard", "key"])
         seen = set()
         for c in result.candidates:
             if (c.shard, c.key) not in seen:
                 seen.add((c.shard, c.key))
-                writer.writerow([neutralise(c.shard), neutralise(c.key)])
+                keys.writerow([neutralise(c.shard), neutralise(c.key)])
     atomic_write_text(files.page, _page(items, result, random_weights))
     atomic_write_text(
         dest / "removal.json",
@@ -110,12 +111,9 @@ def _page(items: list[RequestItem], result: SearchResult, random_weights: bool) 
     if "cosine" in result.methods:
         notes.append(
             f"CLIP cosine &ge; {COSINE_THRESHOLD} (not measured on real weights: check it)."
-            + (
-                " This run used RANDOM weights: cosine matches say nothing."
-                if random_weights
-                else ""
-            )
         )
+    elif random_weights:
+        notes.append("The run used RANDOM CLIP weights: no likeness search, hashes only.")
     cells = []
     for c in result.candidates:
         left = (

@@ -15,6 +15,7 @@ import pandas as pd
 from q16.outdir import META_PREFIX
 from q16.report.audit_page import AuditView, audit_section
 from q16.report.heads_table import heads_html
+from q16.report.people import people_html
 from q16.review.run import Coverage, InferenceRun, meta_columns
 from q16.text import html_text
 
@@ -115,6 +116,7 @@ def render_page(p: PageInputs) -> str:
         "</div>",
     ]
     parts += heads_html(s, c.scored)
+    parts += people_html(s, c.scored)
     parts += _flagged_section(p)
     parts += audit_section(p.audit)
     parts += _errors_section(p.run)

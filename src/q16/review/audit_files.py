@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from q16.outdir import FINGERPRINT_FILE, FLAGGED_COLUMNS, META_PREFIX, UNKNOWN_C
 from q16.review.audit import FLAGGED, AuditPlan, AuditSample, design_audit
 from q16.review.estimates import Estimates, estimate
 from q16.review.match import Image, show
+from q16.review.questions import EXTRA_QUESTIONS, PERSON, asks_person
 from q16.review.run import TEXT_COLUMNS, InferenceRun, carried_columns, is_head_column
 from q16.spreadsheet import write_text_csv
 
@@ -109,6 +111,8 @@ def write_audit(
     rows.insert(0, "stratum_size", [strata[h].size for h in sample.stratum])
     rows.insert(0, "stratum", [strata[h].name for h in sample.stratum])
     rows.insert(0, "decision", "")
+    if asks_person(run.summary):  # a second question, answered on the same sample
+        rows.insert(1, PERSON.column, "")
     rows["note"] = ""
     rows["_h"] = sample.stratum
     rows = rows.sort_values(["_h", "p_inappropriate"], ascending=[True, False], kind="stable")
@@ -190,8 +194,12 @@ def estimates_for_review(
     columns: list[str],
     decisions: dict[Image, str],
     n_scores: int,
+    answers: Mapping[str, dict[Image, str]] | None = None,
 ) -> Estimates | None:
-    """Estimates when the review is an audit (``audit.json`` beside it), else None."""
+    """Estimates when the review is an audit (``audit.json`` beside it), else None.
+
+    ``answers``: per extra question (``person``) each image's answer; a question with at
+    least one yes/no answer is estimated from the same sample (``Estimates.questions``)."""
     path = review_path.parent / AUDIT_FILE
     if not path.is_file():
         if "stratum" in columns:
@@ -213,9 +221,13 @@ def estimates_for_review(
             f"(e.g. {show(outside[0])}); was the review made for another audit?"
         )
     images = list(audit.stratum)
-    return estimate(
-        audit.plan,
-        np.array([audit.stratum[i] for i in images], dtype=np.int64),
-        [decisions.get(i, "") for i in images],
-        [audit.class_name[i] for i in images],
-    )
+    strata = np.array([audit.stratum[i] for i in images], dtype=np.int64)
+    classes = [audit.class_name[i] for i in images]
+    found = estimate(audit.plan, strata, [decisions.get(i, "") for i in images], classes)
+    for question in EXTRA_QUESTIONS:
+        given = (answers or {}).get(question.column, {})
+        if any(a in (question.yes, question.no) for a in given.values()):
+            found.questions[question.column] = estimate(
+                audit.plan, strata, [given.get(i, "") for i in images], classes, question
+            )
+    return found

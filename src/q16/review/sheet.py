@@ -10,6 +10,7 @@ import pandas as pd
 
 from q16.errors import Q16Error
 from q16.fileio import atomic_path
+from q16.review.questions import EXTRA_QUESTIONS
 from q16.review.run import (
     FLAGGED_COLUMNS,
     TEXT_COLUMNS,
@@ -39,6 +40,17 @@ def read_review(path: str | Path) -> pd.DataFrame:
         raise Q16Error(
             f"{path}: {len(bad)} invalid decision(s) ({lines}); use keep, remove, unsure or blank"
         )
+    for question in EXTRA_QUESTIONS:
+        if question.column in review.columns:
+            column = review[question.column].str.strip().str.lower()
+            review[question.column] = column
+            wrong = column[~column.isin([*question.answers, ""])]
+            if not wrong.empty:
+                lines = ", ".join(f"line {i + 2}: {d!r}" for i, d in wrong.head(3).items())
+                raise Q16Error(
+                    f"{path}: {len(wrong)} invalid answer(s) in {question.column} ({lines}); "
+                    f"use {', '.join(question.answers)} or blank ({question.text}?)"
+                )
     return review
 
 
