@@ -20,6 +20,7 @@ from PIL import Image
 from helpers.hostile import hostile_samples
 from q16 import infer
 from q16.errors import Q16Error
+from q16.report.thumbnails import thumbnail_uri
 
 MakeCfg = Callable[..., DictConfig]
 HEADS = "heads=[{name: q16, prompt: zeroshot}, {name: nudity, detector: nudenet}]"
@@ -93,9 +94,9 @@ def test_bad_nudity_entries_are_one_line(make_cfg: MakeCfg, folder: Path, tmp_pa
     assert not (tmp_path / "out" / "scores").exists()
 
 
-def _thumbnail(html: str, key: str) -> np.ndarray:
-    """The pixels of the thumbnail the page embeds for ``key``."""
-    start = html.index(f'data-key="{key}"')
+def _thumbnail(html: str, key: str, after: str = "") -> np.ndarray:
+    """The pixels of the (first after ``after``) thumbnail the page embeds for ``key``."""
+    start = html.index(f'data-key="{key}"', html.index(after) if after else 0)
     src = html.index('src="data:image/jpeg;base64,', start) + len('src="data:image/jpeg;base64,')
     data = base64.b64decode(html[src : html.index('"', src)])
     return np.asarray(Image.open(io.BytesIO(data)).convert("L"), dtype=np.float64)
@@ -131,3 +132,15 @@ def test_report_blurs_what_the_nudity_head_flags(
     assert blurred.shape == sharp.shape
     assert _detail(blurred) < 0.25 * _detail(sharp)  # the features are gone, not hidden by CSS
     assert np.abs(blurred.mean() - sharp.mean()) < 10  # the same picture, only unreadable
+    # the audit sample's thumbnails too (all four photographs are drawn)
+    main(["audit", str(out), "-n", "4", "--report-dir", str(tmp_path / "audit")])
+    audit = (tmp_path / "audit" / "report.html").read_text()
+    in_audit = _thumbnail(audit, key, after="audit-thumb")
+    assert _detail(in_audit) < 0.25 * _detail(sharp)
+    other = "rocket.png"  # not flagged by the nudity head: as it is
+    uri = thumbnail_uri((folder / "photos" / other).read_bytes())
+    assert uri is not None
+    as_is = np.asarray(Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))).convert("L"))
+    assert _detail(_thumbnail(audit, other, after="audit-thumb")) == pytest.approx(
+        _detail(as_is.astype(np.float64)), rel=0.05
+    )
