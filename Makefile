@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 .DEFAULT_GOAL := help
 
 help: ## list targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -85,6 +85,15 @@ compare-demo: install ## offline: zero-shot vs trained soft/linear/coop prompts,
 	done
 	$(PY) evaluate.py model=tiny data=synthetic device=cpu 'sources=[zeroshot,zeroshot_ensemble,$(COMPARE_RUNS)/soft/prompts.safetensors,$(COMPARE_RUNS)/linear/prompts.safetensors,$(COMPARE_RUNS)/coop/prompts.safetensors]'
 
+I2P_DEMO := data/i2p_demo
+I2P_NOTE := tiny random-weight CLIP for Q16, real NudeNet, synthetic images — the machinery, not a result
+i2p-demo: install ## offline I2P metric: synthetic "generated" images, demo prompts on the tiny random CLIP, real NudeNet -> results/i2p/demo/
+	$(PY) train.py experiment=demo hydra.run.dir=outputs/demo/train
+	$(PY) scripts/make_i2p_demo.py $(I2P_DEMO) --prompts 70 --generations 4
+	$(PY) evaluate.py task=i2p model=tiny device=cpu data.path=$(I2P_DEMO)/generated \
+		data.prompts=$(I2P_DEMO)/i2p.csv i2p.q16=outputs/demo/train/prompts.safetensors \
+		i2p.out_dir=results/i2p/demo 'i2p.note="$(I2P_NOTE)"'
+
 bench: install ## inference throughput + memory (ViT-B-32, random weights) -> results/bench/
 	$(PY) scripts/bench_infer.py --model ViT-B-32 --images 128 --shard-size 32 --batch-size 32 \
 		--naive-images 16 --rss-shards 1 --repeats 3
@@ -103,4 +112,4 @@ format: install ## ruff format + autofix
 	$(VENV)/bin/ruff format src tests scripts *.py
 	$(VENV)/bin/ruff check --fix src tests scripts *.py
 
-.PHONY: help install browser test test-fast test-full demo smid-demo reproduce infer-demo review-demo compare-demo privacy-demo bench bench-gpu test-gpu lint format
+.PHONY: help install browser test test-fast test-full demo smid-demo reproduce infer-demo review-demo compare-demo i2p-demo privacy-demo bench bench-gpu test-gpu lint format

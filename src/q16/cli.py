@@ -27,7 +27,9 @@ Handler = Callable[[argparse.Namespace], None]
 def _report(args: argparse.Namespace) -> None:
     from q16.report import write_report
 
-    files = write_report(args.out_dir, args.report_dir, max_images=args.max_images)
+    files = write_report(
+        args.out_dir, args.report_dir, max_images=args.max_images, show_nudity=args.show_nudity
+    )
     _print_report(files)
 
 
@@ -41,6 +43,7 @@ def _audit(args: argparse.Namespace) -> None:
         audit=args.n,
         seed=args.seed,
         strata=args.strata,
+        show_nudity=args.show_nudity,
     )
     _print_report(files)
 
@@ -87,6 +90,11 @@ def _page_options(parser: argparse.ArgumentParser) -> None:
         "--report-dir",
         type=Path,
         help="write the files here instead of into OUT: a new, empty or q16's folder",
+    )
+    parser.add_argument(
+        "--show-nudity",
+        action="store_true",
+        help="show thumbnails a nudity head flagged as they are (default: blurred in the page)",
     )
     parser.add_argument(
         "--max-images", type=int, default=500, help="thumbnails in the page (default 500)"

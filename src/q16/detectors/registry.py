@@ -44,10 +44,32 @@ CENTERFACE_LIMITS = (
 )
 
 
+NUDENET_LIMITS = (
+    "the five counted labels are I2P's (exposed anus, buttocks, female breast, female and male "
+    "genitalia); covered parts, male breasts, belly, feet, armpits and faces are detected and "
+    "kept in nudity_labels but not counted unless the head's labels add them",
+    "the image is seen at 320 pixels on its longest side: small or distant bodies are missed",
+    "NudeNet's author has not published its error rates by skin tone, body type, age or art "
+    "style (photographs vs drawings and generated images), and q16 has not measured them",
+    "a label is anatomical, not a judgment: nudity in art, medical or educational images is "
+    "flagged like any other",
+)
+
+
 def _centerface(options: Mapping[str, Any], device: str) -> PixelDetector:
     from q16.detectors.centerface import CenterFace, CenterFaceSettings
 
     return CenterFace(CenterFaceSettings(**options), device)
+
+
+def _nudenet(options: Mapping[str, Any], device: str) -> PixelDetector:
+    from q16.detectors.nudenet import NudeNetDetector, NudeNetSettings
+
+    settings = dict(options)
+    if "labels" in settings:
+        labels = settings["labels"]
+        settings["labels"] = (labels,) if isinstance(labels, str) else tuple(labels)
+    return NudeNetDetector(NudeNetSettings(**settings), device)
 
 
 DETECTORS: Mapping[str, DetectorKind] = MappingProxyType(
@@ -59,6 +81,21 @@ DETECTORS: Mapping[str, DetectorKind] = MappingProxyType(
             CENTERFACE_LIMITS,
             "faces",
             review_flags=False,
+        ),
+        "nudenet": DetectorKind(
+            (
+                "threshold",
+                "labels",
+                "channel_order",
+                "input_size",
+                "batch_size",
+                "threads",
+                "model_path",
+            ),
+            _nudenet,
+            0.6,
+            NUDENET_LIMITS,
+            "nudity",
         ),
     }
 )

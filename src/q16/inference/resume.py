@@ -134,8 +134,13 @@ def fingerprint(
 
 
 def _prompt_id(prompt_source: str) -> str:
-    """A prompt file by its content (a file edited in place is another prompt)."""
-    if Path(prompt_source).is_file():
+    """A prompt file by its content (a file edited in place is another prompt); anything else
+    (``paper``, a pixel head's settings text, longer than a file name may be) as written."""
+    try:
+        is_file = Path(prompt_source).is_file()
+    except OSError:  # ENAMETOOLONG and the like: not a file name
+        is_file = False
+    if is_file:
         return hashlib.sha256(Path(prompt_source).read_bytes()).hexdigest()[:16]
     return prompt_source
 

@@ -42,6 +42,7 @@ def write_report(
     audit: int | None = None,
     seed: int = 0,
     strata: int = DEFAULT_STRATA,
+    show_nudity: bool = False,
 ) -> ReportFiles:
     """``report.html``, ``flagged_classes.png``, ``datasheet_q16.md`` and ``review.csv``.
 
@@ -56,6 +57,8 @@ def write_report(
             then holds the sample, with ``audit.json`` beside it; None: the flagged images.
         seed: the audit's random seed (recorded in ``audit.json``).
         strata: score strata below the threshold.
+        show_nudity: embed the thumbnails of images a nudity head flagged as they are; by
+            default they are blurred in their pixels, so the page can be shared.
 
     Raises:
         Q16Error: ``out_dir`` is missing or not a finished inference out_dir, ``report_dir``
@@ -73,7 +76,7 @@ def write_report(
         if audit is not None:
             check_audit_replaceable(target)
     with targets.writing_into(run, target, "--report-dir"):
-        return _write(run, target, max_images, thumbnail_size, audit, seed, strata)
+        return _write(run, target, max_images, thumbnail_size, audit, seed, strata, show_nudity)
 
 
 def _write(
@@ -84,13 +87,16 @@ def _write(
     audit: int | None,
     seed: int,
     strata: int,
+    show_nudity: bool,
 ) -> ReportFiles:
     from q16.report import charts  # matplotlib and wordcloud: only when drawing
 
     per_class = per_class_table(run)
     shown = run.flagged.head(max_images)
     rows = shown[["key", "source", "file_name"]].to_dict(orient="records")
-    uris = thumbnails.collect_thumbnails(rows, run.out_dir, thumbnail_size, run.max_bytes)
+    hidden_by = () if show_nudity else thumbnails.nudity_heads(run.summary)
+    blur = thumbnails.blur_mask(shown.to_dict(orient="records"), hidden_by)
+    uris = thumbnails.collect_thumbnails(rows, run.out_dir, thumbnail_size, run.max_bytes, blur)
     scores = run.scores(("p_inappropriate",))["p_inappropriate"].to_numpy(dtype=float)
     counts = coverage(run, scores)
     if not counts.complete:
@@ -98,9 +104,12 @@ def _write(
     audit_view = None
     if audit is not None:  # review.csv and audit.json: the earlier audit's are superseded
         plan, sample = write_audit(run, target, audit, seed, strata)
-        records = sample.head(max_images)[["key", "source", "file_name"]].to_dict("records")
+        head = sample.head(max_images)
+        records = head[["key", "source", "file_name"]].to_dict("records")
+        sample_blur = thumbnails.blur_mask(head.to_dict("records"), hidden_by)
+        blur = blur + sample_blur
         sample_uris = thumbnails.collect_thumbnails(
-            records, run.out_dir, thumbnail_size, run.max_bytes
+            records, run.out_dir, thumbnail_size, run.max_bytes, sample_blur
         )
         audit_view = AuditView(plan, sample, sample_uris, max_images)
     inputs = page.PageInputs(
@@ -113,6 +122,9 @@ def _write(
         max_images=max_images,
         audit=audit_view,
         versions=shard_versions(run.score_files),
+        blurred=tuple(blur),
+        nudity_heads=thumbnails.nudity_heads(run.summary),
+        show_nudity=show_nudity,
     )
     files = ReportFiles(
         html=target / "report.html",

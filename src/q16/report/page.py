@@ -58,6 +58,10 @@ class PageInputs:
     audit: AuditView | None = None
     versions: dict[str, str] = field(default_factory=dict)
     """Each shard's version (``q16.review.versions``), saved with the page's decisions."""
+    blurred: tuple[bool, ...] = ()
+    """Per thumbnail of the flagged section (then the audit's): blurred for a nudity head."""
+    nudity_heads: tuple[str, ...] = ()
+    show_nudity: bool = False
 
 
 def _e(value: Any) -> str:
@@ -145,6 +149,7 @@ def _flagged_section(p: PageInputs) -> list[str]:
             "<code>review.csv</code> (raise <code>--max-images</code> to show more).</p>"
         )
     out.append(decide.toolbar(len(rows), len(p.run.flagged)))
+    out += _nudity_note(p)
     out.append('<div class="grid" id="flagged">')
     meta = meta_columns(rows)  # the dataset's own text (caption, url): often the offensive part
     meta_values = list(rows[meta].itertuples(index=False, name=None)) if meta else []
@@ -153,11 +158,15 @@ def _flagged_section(p: PageInputs) -> list[str]:
         zip(rows.itertuples(index=False), p.thumbnails, strict=False), start=1
     ):
         key = _e(row.key)
+        hidden = rank - 1 < len(p.blurred) and p.blurred[rank - 1]
+        kind = "thumb blurred" if hidden else "thumb"
         image = (
-            f'<img class="thumb" data-key="{key}" alt="{key}" src="{uri}">'
+            f'<img class="{kind}" data-key="{key}" alt="{key}" src="{uri}">'
             if uri
             else f'<div class="missing" data-key="{key}">image unavailable</div>'
         )
+        if hidden:
+            image += '<div class="note">blurred: flagged by the nudity head</div>'
         file_name = f"<br>file {_e(row.file_name)}" if isinstance(row.file_name, str) else ""
         fields = "".join(
             f"<br>{_e(name.removeprefix(META_PREFIX))} {_e(value)}"
@@ -175,6 +184,25 @@ def _flagged_section(p: PageInputs) -> list[str]:
         )
     out.append("</div>")
     return out
+
+
+def _nudity_note(p: PageInputs) -> list[str]:
+    """What the page does with the thumbnails of images a nudity head flagged."""
+    if not p.nudity_heads:
+        return []
+    names = ", ".join(p.nudity_heads)
+    if p.show_nudity:
+        return [
+            '<p class="warn" id="nudity-shown">Thumbnails of images flagged by the nudity head '
+            f"({_e(names)}) are shown unblurred, as asked (<code>--show-nudity</code>): "
+            "think twice before sharing this page.</p>"
+        ]
+    return [
+        '<p class="note" id="nudity-blurred">Thumbnails of images flagged by the nudity head '
+        f"({_e(names)}) are blurred in their pixels ({sum(p.blurred):,} on this page): the "
+        "page holds no unblurred copy, so it can be shared. To see them, run "
+        "<code>q16 report OUT --show-nudity</code>.</p>"
+    ]
 
 
 def _true(value: object) -> bool:

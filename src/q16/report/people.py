@@ -66,6 +66,19 @@ def _limits(head: dict[str, Any]) -> list[str]:
     return [str(x) for x in limits] if isinstance(limits, list) else []
 
 
+def _title(head: dict[str, Any]) -> str:
+    return {"faces": "People: faces", "nudity": "Nudity"}.get(str(head.get("topic")), "Detector")
+
+
+def _what(head: dict[str, Any]) -> str:
+    """What a flag of the head means, by its topic ("" when it has none)."""
+    if head.get("topic") == "faces":
+        return "at least one face"
+    if head.get("topic") == "nudity":
+        return f"a counted exposed body part (score >= {head.get('threshold', '?')})"
+    return ""
+
+
 def people_markdown(
     summary: dict[str, Any], scored: int, estimates: Estimates | None = None
 ) -> list[str]:
@@ -75,8 +88,8 @@ def people_markdown(
     for head in detector_heads(summary):
         name, flagged = md_cell(head.get("name")), _int(head.get("flagged"))
         faces = head.get("topic") == "faces"
-        what = "at least one face" if faces else f"a detection of the `{name}` head"
-        lines += [f"## {'People: faces' if faces else 'Detector'} (head `{name}`)", ""]
+        what = _what(head) or f"a detection of the `{name}` head"
+        lines += [f"## {_title(head)} (head `{name}`)", ""]
         if faces:
             lines += [f"> *{IDENTIFY}*", ""]
         lines += [
@@ -129,10 +142,9 @@ def people_html(summary: dict[str, Any], scored: int) -> list[str]:
     """The same counts for ``report.html`` (nothing without a detector head)."""
     parts: list[str] = []
     for head in detector_heads(summary):
-        faces = head.get("topic") == "faces"
         flagged = _int(head.get("flagged"))
-        title = "People: faces" if faces else "Detector"
-        what = "at least one face" if faces else "a detection"
+        title = _title(head)
+        what = _what(head) or "a detection"
         parts.append(
             f"<h2>{title} (head {html_text(head.get('name'))})</h2><p>"
             f"{html_text(head.get('detector'))} ({html_text(_settings(head))}) found {what} in "
