@@ -26,7 +26,7 @@ from typing import Any
 
 from webdataset.tariterators import url_opener
 
-from q16.sources.base import ErrorLog
+from q16.sources.base import ErrorLog, is_remote
 
 PROBLEMS = "__problems__"
 """Sample entry: why members of the sample were not read (the sample is then not scored)."""
@@ -57,8 +57,18 @@ def tar_samples(url: str, errors: ErrorLog, max_bytes: int) -> Iterator[dict[str
     """Samples of one tar (``{"__key__", "__url__", ext: bytes, ...}``), in order.
 
     Problems with the tar itself (unopenable, cut, not a tar) go to ``errors`` and end it;
-    the samples read before a cut are kept.
+    the samples read before a cut are kept. A local path is opened as a file, whatever its
+    name; only a URL or ``pipe:`` command (as the user wrote it) goes through webdataset.
     """
+    if not is_remote(url):
+        try:
+            stream = open(url, "rb")  # noqa: SIM115 (closed below, after the generator)
+        except OSError as err:
+            errors(err)
+            return
+        with stream:
+            yield from _samples(stream, url, errors, max_bytes)
+        return
     for opened in url_opener([{"url": url}], handler=errors):
         stream = opened["stream"]
         try:
