@@ -74,7 +74,6 @@ def test_infer_on_a_relative_folder_runs_no_name(
     make_cfg, hostile_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from conftest import infer_overrides
-
     from q16 import infer
 
     monkeypatch.chdir(hostile_folder)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -120,7 +120,7 @@ class Batch:
     metas: list[dict[str, str | None] | None] = field(default_factory=list)
     images: torch.Tensor | None = None
     features: torch.Tensor | None = None
-    errors: list[dict[str, str | None]] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)
     done: bool = False
     unread: bool = False
     """Set on the ``done`` batch of a shard that could not be opened: not committed, retried."""

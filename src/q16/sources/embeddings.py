@@ -25,7 +25,15 @@ import pyarrow.parquet as pq
 
 from q16.errors import Q16Error
 from q16.outdir import EMBEDDINGS_DIR, EMBEDDINGS_META_FILE, scores_path
-from q16.sources.base import EmbeddingSpace, ErrorLog, FeatureBlock, Shard, text_array
+from q16.sources.base import (
+    INCOMPLETE_FIELD,
+    EmbeddingSpace,
+    ErrorLog,
+    FeatureBlock,
+    Shard,
+    text_array,
+)
+from q16.sources.collection import npy_header, npy_rows
 
 META_COLUMNS = ("key", "source", "file_name", "class_id", "class_name", "synset")
 TEXT_FIELDS = ("source", "file_name", "class_name", "synset")
@@ -113,7 +121,7 @@ class SavedEmbeddings:
         return found
 
     def _open(self, shard: Shard, errors: ErrorLog) -> tuple[np.ndarray, pa.Table] | None:
-        features = np.load(shard.source, mmap_mode="r")
+        features = npy_rows(Path(shard.source), errors)
         scores = scores_path(Path(shard.source).parent.parent, shard.name)
         schema = pq.read_schema(scores)
         meta = self._meta_sources(scores)
@@ -121,6 +129,8 @@ class SavedEmbeddings:
             dict.fromkeys([c for c in META_COLUMNS if c in schema.names] + list(meta.values()))
         )
         table = pq.read_table(scores, columns=columns)
+        if table.num_rows > len(features) and any(r.get(INCOMPLETE_FIELD) for r in errors.records):
+            table = table.slice(0, len(features))  # the rows beyond the cut are recorded
         if table.num_rows != len(features):
             errors.add(None, f"{shard.name}: {len(features)} embeddings but {table.num_rows} rows")
             return None
@@ -173,15 +183,12 @@ def check_array(path: Path, dim: int, rows: int) -> None:
     Raises:
         Q16Error: not a .npy array, object or text dtype, other shape.
     """
-    try:
-        array = np.load(path, mmap_mode="r", allow_pickle=False)
-    except Exception as err:  # ValueError (pickled, not .npy), OSError, EOFError
-        raise Q16Error(f"{path}: not a readable .npy array ({type(err).__name__})") from err
-    if not isinstance(array, np.ndarray) or array.dtype.kind != "f":
-        dtype = getattr(array, "dtype", type(array).__name__)
+    with path.open("rb") as file:  # the header only: a cut file is recorded while reading
+        shape, dtype = npy_header(file, str(path))
+    if dtype.kind != "f":
         raise Q16Error(f"{path}: embeddings must be a float array, not {dtype}")
-    if array.shape != (rows, dim):
+    if shape != (rows, dim):
         raise Q16Error(
-            f"{path}: shape {array.shape}, expected ({rows}, {dim}): one row of width "
+            f"{path}: shape {shape}, expected ({rows}, {dim}): one row of width "
             f"embed_dim={dim} (meta.json) per row of its scores parquet"
         )
