@@ -30,9 +30,13 @@ def check_out_dir(out: Path, shards: Sequence[Shard]) -> Path:
     Raises:
         Q16Error: a file, a directory that is not q16's, or overlapping an input.
     """
-    out = out.expanduser().resolve()
+    try:
+        out = out.expanduser().resolve()
+        exists = out.exists()
+    except (OSError, ValueError) as err:  # a NUL byte, a loop of links, a name too long
+        raise unwritable(out, err) from None
     name = f"infer.out_dir={str(out)!r}"
-    if out.exists() and not out.is_dir():
+    if exists and not out.is_dir():
         raise Q16Error(f"{name} is a file, not a directory; pass a directory for the outputs")
     if out.is_dir():
         entries = {p.name for p in out.iterdir()}
@@ -57,6 +61,15 @@ def check_out_dir(out: Path, shards: Sequence[Shard]) -> Path:
     return out
 
 
+def unwritable(out: Path, err: OSError | ValueError) -> Q16Error:
+    """The one line for an out_dir q16 cannot write to (read-only, a file in its path, ...)."""
+    why = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+    return Q16Error(
+        f"infer.out_dir={str(out)!r} cannot be written ({type(err).__name__}: {why}); pass "
+        "an infer.out_dir in a folder you can write to"
+    )
+
+
 @contextmanager
 def out_dir_lock(out: Path) -> Iterator[None]:
     """Hold the out_dir for this run; a second run gets a Q16Error at once, not a wait.
@@ -65,8 +78,11 @@ def out_dir_lock(out: Path) -> Iterator[None]:
     or its process dies, so a killed run never leaves the out_dir locked; the lock file stays
     as q16's mark on the directory.
     """
-    out.mkdir(parents=True, exist_ok=True)
-    fd = os.open(out / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd = os.open(out / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    except (OSError, ValueError) as err:  # read-only, not permitted, a file on the way, NUL
+        raise unwritable(out, err) from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -85,10 +101,13 @@ def run_log(out: Path, config_yaml: str) -> Iterator[Path]:
     """``logs/infer-<time>.yaml`` (the resolved config) and ``.log`` (this run's log records),
     inside the out_dir: what Hydra would otherwise write under the working directory."""
     folder = out / LOGS_DIR
-    folder.mkdir(parents=True, exist_ok=True)
     stem = f"infer-{dt.datetime.now():%Y-%m-%d_%H-%M-%S}-{os.getpid()}"
-    (folder / f"{stem}.yaml").write_text(config_yaml)
-    handler = logging.FileHandler(folder / f"{stem}.log", encoding="utf-8")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{stem}.yaml").write_text(config_yaml)
+        handler = logging.FileHandler(folder / f"{stem}.log", encoding="utf-8")
+    except (OSError, ValueError) as err:  # a full disk, a logs/ that is a file
+        raise unwritable(out, err) from None
     handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
     root = logging.getLogger()
     root.addHandler(handler)

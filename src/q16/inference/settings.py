@@ -54,7 +54,11 @@ class InferSettings:
         }
         if self.autocast not in AUTOCAST_SETTINGS:
             raise Q16Error(f"infer.autocast must be auto, off, bf16 or fp16, not {self.autocast!r}")
-        if self.out_dir.exists() and not self.out_dir.is_dir():
+        try:
+            is_file = self.out_dir.exists() and not self.out_dir.is_dir()
+        except (OSError, ValueError) as err:  # a name too long, a NUL byte, a loop of links
+            raise Q16Error(f"infer.out_dir={str(self.out_dir)[:200]!r}: {err}"[:400]) from None
+        if is_file:
             raise Q16Error(f"infer.out_dir={str(self.out_dir)!r} is a file, not a directory")
         for name, value in checked.items():
             object.__setattr__(self, name, value)
