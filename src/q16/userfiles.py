@@ -61,7 +61,7 @@ class _NoAliasLoader(yaml.SafeLoader):
         self._depth = getattr(self, "_depth", 0) + 1
         try:
             if self._depth > MAX_DEPTH:
-                raise yaml.YAMLError(f"nested deeper than {MAX_DEPTH} levels")
+                raise yaml.YAMLError(f"nested too deeply (over {MAX_DEPTH} levels)")
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
