@@ -1,4 +1,5 @@
-"""Which files count as images, for every input that lists files (SMID, folders, tar shards)."""
+"""Which files count as images, for every input that lists files (SMID, folders, tar shards),
+and which member of a tar sample is its image: one rule for scoring and for thumbnails."""
 
 from __future__ import annotations
 
@@ -9,15 +10,25 @@ IMAGE_EXTENSIONS: tuple[str, ...] = ("jpg", "jpeg", "png", "webp", "bmp", "tif",
 """Lower case, without the dot, in the order a tar sample's image member is chosen."""
 
 
-def image_member(extensions: Iterable[str]) -> str | None:
-    """The image member a sample is scored by: the first of ``IMAGE_EXTENSIONS`` it has
-    (``k.jpg`` before ``k.png``), whatever the tar order; its other image members are recorded,
-    never dropped silently. ``extensions`` as they follow the key, any case."""
-    present = {e.lower(): e for e in extensions}
-    return next((present[e] for e in IMAGE_EXTENSIONS if e in present), None)
-
-
 def is_image_file(name: str | PurePath) -> bool:
     """By extension, case-insensitively; hidden files (``.x.jpg``, editors' droppings) are not."""
     path = PurePath(name)
     return not path.name.startswith(".") and path.suffix[1:].lower() in IMAGE_EXTENSIONS
+
+
+def split_member_name(name: str) -> tuple[str, str] | None:
+    """webdataset's rule: ``"dir/0001.jpg"`` -> ``("dir/0001", "jpg")``, the key being the path
+    up to the first dot of the base name; None for a name that is not ``<key>.<extension>``."""
+    folder, _, base = name.rpartition("/")
+    stem, dot, extension = base.partition(".")
+    if not stem or not dot or not extension:
+        return None
+    return (f"{folder}/{stem}" if folder else stem), extension
+
+
+def image_member(extensions: Iterable[str]) -> str | None:
+    """The member of a tar sample that is scored (and shown): the first of
+    :data:`IMAGE_EXTENSIONS` among its extensions, compared in lower case, whatever the tar
+    order (``k.jpg`` before ``k.png``); the sample's other image members are recorded."""
+    members = {extension.lower(): extension for extension in extensions}
+    return next((members[e] for e in IMAGE_EXTENSIONS if e in members), None)

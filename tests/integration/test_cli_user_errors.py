@@ -3,7 +3,6 @@ anything expensive (weights, image decoding)."""
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -148,25 +147,19 @@ def test_duplicated_training_csv_is_reported_and_split_by_image(
     assert result.n_test % 5 == 0 and result.n_train % 5 == 0  # whole sets of copies
 
 
-def _report_script():
-    spec = importlib.util.spec_from_file_location("report_script", REPO / "scripts" / "report.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_report_cli_refuses_conflicting_decisions(tmp_path: Path, capsys) -> None:
     from test_report_hostile import make_hostile_out_dir
 
     out = make_hostile_out_dir(tmp_path)
-    script = _report_script()
-    script.main([str(out)])
+    from q16 import cli
+
+    cli.main(["report", str(out)])
     review = pd.read_csv(out / "review.csv", dtype=str, keep_default_na=False)
     review = pd.concat([review, review.head(1)], ignore_index=True)
     review["decision"] = ["keep"] * (len(review) - 1) + ["remove"]
     review.to_csv(tmp_path / "r.csv", index=False, lineterminator="\r\n")
     with pytest.raises(SystemExit) as exit_info:
-        script.main([str(out), "--apply-review", str(tmp_path / "r.csv")])
+        cli.main(["apply", str(out), str(tmp_path / "r.csv")])
     err = capsys.readouterr().err
     assert exit_info.value.code != 0 and err.count("\n") == 1
     assert err.startswith("q16: error:") and "conflicting decisions for 1 image(s)" in err

@@ -21,7 +21,8 @@ from q16.errors import Q16Error
 from q16.inference.collect import collect
 from q16.inference.writer import SCHEMA
 from q16.outdir import UNKNOWN_CLASS, scores_path
-from q16.report import apply_review, load_run, write_report
+from q16.report import write_report
+from q16.review import apply_review, load_run
 from q16.spreadsheet import FORMULA_STARTS
 
 NA_KEYS = ["NA", "null", "None", "nan"]

@@ -91,7 +91,7 @@ def _review(out: Path, rows: list[tuple[str, str, str]], name: str = "review.csv
         ([("keep", "shard-a", "999999"), ("remove", "shard-a", "000001")], "another run"),
         ([("keep", "../../etc", "passwd"), ("remove", "shard-a", "000001")], "another run"),
         ([("keep", "shard-a", "000000"), ("delete", "shard-a", "000001")], "invalid decision"),
-        ([("keep", "shard-a", "000000"), ("remove", "shard-a", "000000")], "contradicts"),
+        ([("keep", "shard-a", "000000"), ("remove", "shard-a", "000000")], "conflicting decisions"),
     ],
 )
 def test_bad_reviews_are_one_line(tmp_path: Path, rows, expected: str) -> None:
@@ -115,7 +115,7 @@ def test_one_image_quoted_and_unquoted_with_two_decisions_is_refused(tmp_path: P
 
     with pytest.raises(Q16Error) as err:
         ReviewDecisions(write()).load_features()
-    assert "decide it once" in one_line(err)
+    assert "conflicting decisions for 1 image(s): =evil/000000" in one_line(err)
     rows[1] = ("keep", "=evil", "000000")  # the same decision twice: that image once
     assert len(ReviewDecisions(write()).load_features().data) == 2
 
@@ -202,8 +202,8 @@ def test_review_of_a_real_infer_run(tmp_path: Path, make_cfg, tiny_backbone) -> 
     from q16 import infer
     from q16.models.prompt_io import PromptMetadata, save_prompt
     from q16.models.prompts import class_embedding_prompt
-    from q16.report import load_run
-    from q16.report.next_batch import write_next_batch
+    from q16.review import load_run
+    from q16.review.next_batch import write_next_batch
     from q16.sources.wds import synthetic_images, write_shards
 
     head = class_embedding_prompt(tiny_backbone, trainable=False)

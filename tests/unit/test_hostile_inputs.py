@@ -1,6 +1,6 @@
 """One bad input never stops a shard, and nothing is read beyond its limits (issue 10).
 
-The hostile corpus (``q16.sources.hostile``) says what a correct reader must score and record;
+The hostile corpus (``tests/helpers/hostile.py``) says what a correct reader must score and record;
 these tests read it through the real sources and reader stage.
 """
 

@@ -27,7 +27,7 @@ from q16.inference.summary import RunSetup, build_summary, write_summary
 from q16.inference.writer import ShardWriter
 from q16.models.backbone import BackboneSpec
 from q16.outdir import UNKNOWN_CLASS
-from q16.report.inputs import load_run, per_class_table
+from q16.review.run import load_run, per_class_table
 from q16.sources.base import Shard
 
 

@@ -128,7 +128,7 @@ def test_sources_and_report_import_no_inference_or_model_code() -> None:
     inference package that writes it."""
     code = (
         "import sys, q16.sources.base, q16.sources.wds, q16.sources.folder, "
-        "q16.sources.embeddings, q16.sources.classnames, q16.report; "
+        "q16.sources.embeddings, q16.sources.classnames, q16.report, q16.review, q16.cli; "
         "print(sorted(m for m in sys.modules if m.startswith(('q16.inference', 'q16.models'))))"
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -1,6 +1,6 @@
 """``summary.json``: the run in one file (counts, timing, model, settings, provenance).
 
-Written by rank 0 last, after ``collect``; the report reads it (``q16.report.inputs``). Counts
+Written by rank 0 last, after ``collect``; the report reads it (``q16.review.run``). Counts
 cover every shard done so far, whichever run scored it; timings cover this run.
 """
 
