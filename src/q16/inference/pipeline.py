@@ -21,7 +21,7 @@ from q16.inference.collect import collect
 from q16.inference.head import RunHeads, check_embeddings, needs_text_tower
 from q16.inference.loop import score_shards
 from q16.inference.reader import ImageDecoder, UInt8Preprocess, partition, reads_blocks
-from q16.inference.resume import fingerprint, prepare_out_dir
+from q16.inference.resume import fingerprint, prepare_out_dir, resolved, scoring_id
 from q16.inference.scorer import Scorer, resolve_autocast
 from q16.inference.settings import InferSettings, auto_batch_size, auto_workers
 from q16.inference.state import LoopStats, wait_for_ranks, write_embeddings_meta, write_rank
@@ -95,16 +95,17 @@ class ScoringRun:
         heads = RunHeads.load(
             settings.heads, self.run.prompt, backbone, settings.threshold, warn=self.rank == 0
         )
-        todo = self._todo(backbone, heads, autocast)
+        todo, scoring = self._todo(backbone, heads, autocast)
         writer = ShardWriter(
             out,
             heads.threshold,
             settings.save_embeddings,
             meta_columns=self.data.meta_columns,
             heads=heads.thresholds(),
+            scoring=scoring,
         )
         if settings.save_embeddings and self.rank == 0:
-            write_embeddings_meta(out, backbone)
+            write_embeddings_meta(out, backbone, [resolved(s.source) for s in self.shards])
         preprocess = (
             UInt8Preprocess([], (0.0,) * 3, (1.0,) * 3)
             if embeddings_only
@@ -144,8 +145,9 @@ class ScoringRun:
             return embedding_space_backbone(spec, self.fabric.device), True
         return load_backbone(spec, self.fabric.device), False
 
-    def _todo(self, backbone: Backbone, heads: RunHeads, autocast: str) -> list[Shard]:
-        """This rank's shards that the out_dir has not committed under the same fingerprint."""
+    def _todo(self, backbone: Backbone, heads: RunHeads, autocast: str) -> tuple[list[Shard], str]:
+        """This rank's shards that the out_dir has not committed under the same fingerprint,
+        and the run's scoring id (stored in each shard's parquet, checked on resume)."""
         spec = backbone.spec
         current = fingerprint(
             model=spec.name,
@@ -169,7 +171,7 @@ class ScoringRun:
             "rank %d/%d: %d shards, %d already done",
             *(self.rank, self.world, len(mine), len(mine) - len(todo)),
         )
-        return todo
+        return todo, scoring_id(current)
 
     def _workers(self) -> int:
         """DataLoader workers per rank: the setting, else from the cores this node's ranks
