@@ -63,6 +63,26 @@ class RunSettings:
     """the resolved config, written beside the summary (config.yaml, run_info.json)"""
 
 
+def check_stats(stats: dict[str, Any], found: int) -> dict[str, Any]:
+    """The downloader's stats beside what the shards held: where every shard has stats and
+    they claim another number of downloads than q16 found (scored or recorded), the summary
+    says so (``stats_agree`` false, ``images_in_shards``) and the datasheet with it."""
+    if stats.get("shards_with_stats") != stats.get("shards_total"):
+        return stats
+    claimed = stats.get("successes")
+    if not isinstance(claimed, int) or isinstance(claimed, bool):
+        return stats
+    agree = claimed == found
+    if not agree:
+        log.warning(
+            "the downloader's stats claim %d images downloaded, the shards hold %d: cut or "
+            "missing shards, or stats of another download (summary.json source_stats)",
+            claimed,
+            found,
+        )
+    return {**stats, "images_in_shards": found, "stats_agree": agree}
+
+
 @dataclass
 class ScoringRun:
     """One rank's run over ``shards`` (all ranks' list; this rank takes its partition)."""
@@ -216,7 +236,9 @@ class ScoringRun:
             else None
         )
         if found:  # what the downloader listed and lost (img2dataset), for the datasheet
-            summary["source_stats"] = found
+            summary["source_stats"] = check_stats(
+                found, counts.images_scored + counts.images_unscored
+            )
         write_summary(out, summary)
         if self.run.record is not None:
             write_run_info(out, self.run.record, task="infer", summary=SUMMARY_FILE)
