@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import lightning as L
+import torch
 
 from q16.errors import Q16Error
 from q16.inference.collect import collect
@@ -23,7 +24,7 @@ from q16.inference.loop import score_shards
 from q16.inference.reader import ImageDecoder, UInt8Preprocess, partition, reads_blocks
 from q16.inference.resume import fingerprint, prepare_out_dir, resolved, scoring_id
 from q16.inference.scorer import Scorer, resolve_autocast
-from q16.inference.settings import InferSettings, auto_batch_size, auto_workers
+from q16.inference.settings import InferSettings, auto_batch_size, auto_workers, cpu_threads
 from q16.inference.state import LoopStats, wait_for_ranks, write_embeddings_meta, write_rank
 from q16.inference.summary import RunSetup, build_summary, write_summary
 from q16.inference.writer import ShardWriter
@@ -136,6 +137,25 @@ class ScoringRun:
         )
         batch_size = auto_batch_size(settings.batch_size, self.fabric.device)
         setup = self._setup(heads, self._workers(), batch_size)
+        threads = torch.get_num_threads()
+        if self.fabric.device.type == "cpu":  # threads + workers within the cores
+            torch.set_num_threads(cpu_threads(self._local_ranks(), setup.num_workers))
+        try:
+            return self._loop(setup, heads, todo, scorer, writer, preprocess)
+        finally:
+            torch.set_num_threads(threads)
+
+    def _loop(
+        self,
+        setup: RunSetup,
+        heads: RunHeads,
+        todo: list[Shard],
+        scorer: Scorer,
+        writer: ShardWriter,
+        preprocess: UInt8Preprocess,
+    ) -> dict[str, Any]:
+        """Score ``todo``, report this rank; rank 0 then finishes the run."""
+        settings, out = self.settings, self.settings.out_dir
         stats = score_shards(
             self.source,
             todo,
@@ -198,8 +218,11 @@ class ScoringRun:
         share; 0 for block sources (read in place, mmap; workers would pickle each block)."""
         if self.settings.num_workers is None and reads_blocks(self.source):
             return 0
-        per_node = max(1, self.world // max(1, self.run.num_nodes))
-        return auto_workers(self.settings.num_workers, per_node)
+        return auto_workers(self.settings.num_workers, self._local_ranks())
+
+    def _local_ranks(self) -> int:
+        """Ranks on this node, sharing its cores."""
+        return max(1, self.world // max(1, self.run.num_nodes))
 
     def _setup(self, heads: RunHeads, num_workers: int, batch_size: int) -> RunSetup:
         return RunSetup(
