@@ -175,5 +175,5 @@ def test_default_sources_skip_what_the_model_has_not(eval_cfg, tmp_path, caplog)
     skipped = [r.getMessage() for r in caplog.records if "skipping" in r.getMessage()]
     assert len(skipped) == 1 and "not q16-tiny" in skipped[0] and "\n" not in skipped[0]
     # a labelled copy is skipped the same way; nothing left is one line
-    with pytest.raises(Q16Error, match="none exists for model=q16-tiny"):
+    with pytest.raises(Q16Error, match="not q16-tiny, and nothing else is listed"):
         evaluate.run(eval_cfg('sources=[paper,"mine=paper"]'))

@@ -71,7 +71,7 @@ def test_a_prompt_file_edited_in_place_is_another_prompt(
     one_line(err, "another prompt")
 
 
-def test_other_heads_or_thresholds_are_refused_without_the_fingerprint(
+def test_other_heads_are_refused_without_the_fingerprint_other_thresholds_not(
     make_cfg: MakeCfg, tmp_path: Path, shards: Path
 ) -> None:
     a = _prompt(tmp_path / "a.npy", 0)
@@ -80,13 +80,16 @@ def test_other_heads_or_thresholds_are_refused_without_the_fingerprint(
     _run(make_cfg, out, f"data.shards={shards}", heads)
     (out / "fingerprint.json").unlink()
     for changed in (
-        f"heads=[{{name: q16, prompt: {a}, threshold: 0.7}}]",
         f"heads=[{{name: q16, prompt: {a}, threshold: 0.5}}, {{name: zs, prompt: zeroshot}}]",
         "heads=[{name: q16, prompt: zeroshot, threshold: 0.5}]",
     ):
         with pytest.raises(Q16Error) as err:
             _run(make_cfg, out, f"data.shards={shards}", changed)
         one_line(err, "scores made with")
+    # a threshold only moves the flags, derived from the stored scores: resumed, re-flagged
+    again = f"heads=[{{name: q16, prompt: {a}, threshold: 0.7}}]"
+    summary = _run(make_cfg, out, f"data.shards={shards}", again)
+    assert summary["images_scored_this_run"] == 0 and summary["threshold"] == 0.7
 
 
 def test_a_shard_that_does_not_say_its_prompt_needs_the_fingerprint(

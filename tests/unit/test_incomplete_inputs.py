@@ -239,3 +239,15 @@ def test_the_scored_member_is_the_same_whatever_the_order(tmp_path: Path) -> Non
         assert sample.file_name == "a.jpg" and sample.data == _jpg((2, 2, 2))
         assert [r["key"] for r in errors.records] == ["a"]
     assert pd is not None
+
+
+def test_the_datasheet_says_a_shard_was_cut(
+    make_cfg: MakeCfg, tmp_path: Path, whole_tar: Path
+) -> None:
+    data, ends = whole_tar.read_bytes(), _member_ends(whole_tar)
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    (shards / "cut.tar").write_bytes(data[: ends[5]])  # cut exactly between two samples
+    _run(make_cfg, tmp_path / "out", f"data.shards={shards}", "infer.report=true")
+    sheet = (tmp_path / "out" / "datasheet_q16.md").read_text()
+    assert "1 problem(s) with whole shards" in sheet and "WARNING" in sheet

@@ -108,20 +108,16 @@ def for_model(specs: Sequence[SourceSpec], model: str) -> list[SourceSpec]:
     prompts for; each one skipped is one line in the log (``evaluate.py``'s default sources
     name ``paper``, which ``model=tiny`` has not). Nothing left is a one-line error."""
     kept = []
+    why = f"the paper released prompts for {', '.join(PAPER_PROMPT_MODELS)} only, not {model}"
     for spec in specs:
         if spec.target == PAPER and base_model_name(model) not in PAPER_PROMPT_MODELS:
-            log.warning(
-                "sources: skipping %s: the paper released prompts for %s only, not %s",
-                spec.label or PAPER,
-                ", ".join(PAPER_PROMPT_MODELS),
-                model,
-            )
+            log.warning("sources: skipping %s: %s", spec.label or PAPER, why)
             continue
         kept.append(spec)
     if not kept:
         raise Q16Error(
-            f"sources: none exists for model={model}; name a prompt config (zeroshot) or a "
-            "prompt file for it"
+            f"sources: {why}, and nothing else is listed; name a prompt config (zeroshot) or "
+            "a prompt file for it"
         )
     return kept
 

@@ -136,8 +136,14 @@ def fingerprint(
 
 def scoring_id(current: Mapping[str, Any]) -> str:
     """How a run makes its scores: its fingerprint without the inputs (each shard's input is
-    checked by its own identity), as a short hash stored in every shard's parquet."""
-    scoring = {k: v for k, v in current.items() if k != "data"}
+    checked by its own identity) and without thresholds (flags are derived from the scores
+    when results are collected), as a short hash stored in every shard's parquet."""
+    scoring = {k: v for k, v in current.items() if k not in ("data", "threshold")}
+    if isinstance(scoring.get("heads"), list):
+        scoring["heads"] = [
+            {k: v for k, v in h.items() if k != "threshold"} if isinstance(h, dict) else h
+            for h in scoring["heads"]
+        ]
     text = json.dumps(scoring, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

@@ -44,7 +44,7 @@ STAMP_KEY = b"q16.stamp"
 """Parquet metadata: size and mtime of the shard's files when scored (``resume.shard_stamp``)."""
 SCORING_KEY = b"q16.scoring"
 """Parquet metadata: how the shard's scores were made (model, prompt and heads by content,
-thresholds, preprocessing: ``resume.scoring_id``), checked on resume shard by shard, so a lost
+preprocessing: ``resume.scoring_id``), checked on resume shard by shard, so a lost
 ``fingerprint.json`` never lets scores of two prompts mix under one name."""
 
 SCHEMA = pa.schema(
@@ -155,20 +155,20 @@ def is_done(
             f"{path} was made {made} than shard {shard!r} of this run; "
             "pass a new infer.out_dir (or delete the old one)"
         )
+    if stamp is not None and metadata.get(STAMP_KEY, b"").decode() != stamp:
+        log.warning("shard %r changed since it was scored (size or mtime): scoring it again", shard)
+        return False
     if scoring is not None:
         recorded = metadata.get(SCORING_KEY)
         if (recorded is None and not fingerprinted) or (
             recorded is not None and recorded.decode() != scoring
         ):
-            why = "another prompt, heads, model or threshold" if recorded else "no recorded prompt"
+            why = "another prompt, heads or model" if recorded else "no recorded prompt"
             raise Q16Error(
                 f"{path} holds scores made with {why} (fingerprint.json "
                 f"{'agrees, the shard does not' if fingerprinted else 'is gone'}); pass a new "
                 "infer.out_dir, or delete that shard's parquet to score it again"
             )
-    if stamp is not None and metadata.get(STAMP_KEY, b"").decode() != stamp:
-        log.warning("shard %r changed since it was scored (size or mtime): scoring it again", shard)
-        return False
     return True
 
 
