@@ -70,6 +70,7 @@ def test_a_literal_pipe_is_a_command_as_documented(tmp_path: Path) -> None:
     assert len(list(source.iter_samples(shard, ErrorLog(shard.name)))) == 2
 
 
+@pytest.mark.slow
 def test_infer_on_a_relative_folder_runs_no_name(
     make_cfg, hostile_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
