@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
-from q16.errors import exit_on_user_error
+from q16.errors import Q16Error, exit_on_user_error
 
 Handler = Callable[[argparse.Namespace], None]
 
@@ -65,7 +66,11 @@ def _print_report(files: object) -> None:
 
 
 def _page_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--report-dir", type=Path, help="write the files here instead of into OUT")
+    parser.add_argument(
+        "--report-dir",
+        type=Path,
+        help="write the files here instead of into OUT: a new, empty or q16's folder",
+    )
     parser.add_argument(
         "--max-images", type=int, default=500, help="thumbnails in the page (default 500)"
     )
@@ -123,12 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
         _apply,
         "apply a filled-in review sheet",
         "keys_remove.csv (images decided remove) and keys_keep.csv (every other scored image) "
-        "beside the sheet or into --keys-dir; for an audit also estimates.json and "
-        "datasheet_q16.md (with the estimates) beside the sheet.",
+        "and, for an audit sheet, estimates.json and datasheet_q16.md (with the estimates): "
+        "into --keys-dir, else beside the sheet when that folder is q16's, else into OUT.",
     )
     apply.add_argument("review", type=Path, help="the filled-in review.csv (or review_next.csv)")
     apply.add_argument(
-        "--keys-dir", type=Path, help="where the key lists go (default: beside the review)"
+        "--keys-dir", type=Path, help="where the files go: a new, empty or q16's folder"
     )
 
     batch = step(
@@ -146,11 +151,32 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """``q16 COMMAND OUT ...``; a user error is one line on stderr and exit status 2."""
+    """``q16 COMMAND OUT ...``; a user error is one line on stderr and exit status 2.
+
+    Every command holds OUT's lock while it runs (a second command, or an inference run
+    still writing OUT, is refused at once). A file that cannot be written (a full disk, a
+    folder turned read-only) is one line too: nothing is left half-written.
+    """
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    with exit_on_user_error():
-        args.handler(args)
+    with exit_on_user_error(), _holding(args.out_dir):
+        try:
+            args.handler(args)
+        except OSError as err:
+            where = f": {err.filename}" if err.filename else ""
+            raise Q16Error(f"cannot write{where} ({err.strerror or err})") from err
+
+
+@contextmanager
+def _holding(out_dir: Path) -> Iterator[None]:
+    """OUT's lock, when OUT is a folder (else the command says what is wrong with it)."""
+    if not out_dir.expanduser().is_dir():
+        yield
+        return
+    from q16.folders import folder_lock
+
+    with folder_lock(out_dir.expanduser(), "OUT"):
+        yield
 
 
 if __name__ == "__main__":

@@ -30,6 +30,8 @@ from q16.outdir import (
     EMBEDDINGS_DIR,
     ERRORS_DIR,
     SCORES_DIR,
+    SHARD_INPUT_KEY,
+    SHARD_STAMP_KEY,
     embeddings_path,
     meta_column_names,
     scores_path,
@@ -38,9 +40,9 @@ from q16.outdir import (
 
 log = logging.getLogger(__name__)
 
-IDENTITY_KEY = b"q16.input"
+IDENTITY_KEY = SHARD_INPUT_KEY
 """Parquet metadata: the shard's input identity (``resume.shard_identity``), checked on resume."""
-STAMP_KEY = b"q16.stamp"
+STAMP_KEY = SHARD_STAMP_KEY
 """Parquet metadata: size and mtime of the shard's files when scored (``resume.shard_stamp``)."""
 SCORING_KEY = b"q16.scoring"
 """Parquet metadata: how the shard's scores were made (model, prompt and heads by content,

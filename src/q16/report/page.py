@@ -1,18 +1,20 @@
-"""``report.html``: one self-contained page (inline CSS, images as data URIs, no scripts).
+"""``report.html``: one self-contained page (inline CSS, images as data URIs, one script of
+q16's own: the decisions, :mod:`q16.report.decide`).
 
 It opens from disk in any browser, can be mailed or archived with the datasheet, and loads
-nothing from the network.
+nothing from the network (its Content-Security-Policy forbids it, and any script but q16's).
 """
 
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
 from q16.outdir import META_PREFIX
+from q16.report import decide
 from q16.report.audit_page import AuditView, audit_section
 from q16.report.heads_table import heads_html
 from q16.review.run import Coverage, InferenceRun, meta_columns
@@ -53,6 +55,8 @@ class PageInputs:
     histogram_png: bytes
     max_images: int
     audit: AuditView | None = None
+    versions: dict[str, str] = field(default_factory=dict)
+    """Each shard's version (``q16.review.versions``), saved with the page's decisions."""
 
 
 def _e(value: Any) -> str:
@@ -77,7 +81,9 @@ def render_page(p: PageInputs) -> str:
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>Q16 report: {_e(p.run.out_dir.name)}</title><style>{CSS}</style></head><body>",
+        decide.csp_meta(),
+        f"<title>Q16 report: {_e(p.run.out_dir.name)}</title>"
+        f"<style>{CSS}{decide.CSS}</style></head><body>",
         "<h1>Q16 review report</h1>",
         f'<div class="note">inference out_dir <code>{_e(p.run.out_dir)}</code></div>',
     ]
@@ -114,6 +120,7 @@ def render_page(p: PageInputs) -> str:
     parts += _flagged_section(p)
     parts += audit_section(p.audit)
     parts += _errors_section(p.run)
+    parts.append(decide.script_tag())
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
 
@@ -135,6 +142,7 @@ def _flagged_section(p: PageInputs) -> list[str]:
             f'<p class="note">Showing the top {len(rows):,}; all {len(p.run.flagged):,} are in '
             "<code>review.csv</code> (raise <code>--max-images</code> to show more).</p>"
         )
+    out.append(decide.toolbar(len(rows), len(p.run.flagged)))
     out.append('<div class="grid" id="flagged">')
     meta = meta_columns(rows)  # the dataset's own text (caption, url): often the offensive part
     meta_values = list(rows[meta].itertuples(index=False, name=None)) if meta else []
@@ -156,10 +164,12 @@ def _flagged_section(p: PageInputs) -> list[str]:
         )
         by = [h.removeprefix("flagged_") for h in heads if _true(rows[h].iloc[rank - 1])]
         flagged_by = f"<br>flagged by {_e(', '.join(by))}" if heads else ""
+        exact = decide.image_attribute(row.shard, row.key, p.versions.get(str(row.shard), ""))
         out.append(
-            f'<div class="item">{image}<div class="score">#{rank} &nbsp; '
-            f"{float(row.p_inappropriate):.3f}</div>class {_e(row.class_name)}"
-            f"<br>key {key}<br>shard {_e(row.shard)}{file_name}{flagged_by}{fields}</div>"
+            f'<div class="item" {exact}>{image}<div class="score">#{rank} &nbsp; '
+            f"{float(row.p_inappropriate):.3f}</div>{decide.controls()}class "
+            f"{_e(row.class_name)}<br>key {key}<br>shard {_e(row.shard)}{file_name}"
+            f"{flagged_by}{fields}</div>"
         )
     out.append("</div>")
     return out

@@ -39,6 +39,7 @@ from q16.review.estimates import Estimates
 from q16.review.match import match_images, one_decision_per_image
 from q16.review.run import InferenceRun
 from q16.review.sheet import read_review
+from q16.review.versions import shard_versions
 from q16.spreadsheet import write_text_csv
 
 log = logging.getLogger(__name__)
@@ -84,7 +85,8 @@ def apply_review(
     review = read_review(review_path)
     scored = run.scores(("shard", "key")).fillna("").astype(str)
     images = list(zip(scored["shard"], scored["key"], strict=True))
-    matched = match_images(review, set(images), f"{review_path}", run.out_dir)
+    versions = shard_versions(run.score_files)
+    matched = match_images(review, set(images), f"{review_path}", run.out_dir, versions=versions)
     decisions = one_decision_per_image(matched, review["decision"].tolist(), f"{review_path}")
     estimates = estimates_for_review(
         run, Path(review_path).expanduser(), list(review.columns), decisions, len(images)

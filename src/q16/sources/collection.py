@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 from q16.errors import Q16Error
 from q16.sources.base import (
     INCOMPLETE_FIELD,
+    MAX_TEXT_CHARS,
     EmbeddingSpace,
     ErrorLog,
     FeatureBlock,
@@ -212,7 +213,7 @@ class RowReader:
             return
         n = table.num_rows
         keys = text_array(table.column(self.key)) if self.key else pa.nulls(n, pa.string())
-        meta = {c: text_array(table.column(c)) for c in self.meta_columns}
+        meta = {c: text_array(table.column(c), MAX_TEXT_CHARS) for c in self.meta_columns}
         for start in range(0, n, BLOCK_ROWS):
             stop = min(n, start + BLOCK_ROWS)
             yield FeatureBlock(

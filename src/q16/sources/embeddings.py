@@ -28,6 +28,7 @@ from q16.errors import Q16Error
 from q16.outdir import EMBEDDINGS_DIR, EMBEDDINGS_INPUTS, EMBEDDINGS_META_FILE, scores_path
 from q16.sources.base import (
     INCOMPLETE_FIELD,
+    MAX_TEXT_CHARS,
     EmbeddingSpace,
     ErrorLog,
     FeatureBlock,
@@ -147,7 +148,11 @@ class SavedEmbeddings:
         features, table = opened
         n = table.num_rows
         meta = self._meta_sources(scores_path(Path(shard.source).parent.parent, shard.name))
-        fields = {c: text_array(table.column(c)) for c in TEXT_FIELDS if c in table.column_names}
+        fields = {
+            c: text_array(table.column(c), MAX_TEXT_CHARS)
+            for c in TEXT_FIELDS
+            if c in table.column_names
+        }
         if "source" in fields:  # an empty source is this file
             empty = pc.or_kleene(pc.is_null(fields["source"]), pc.equal(fields["source"], ""))
             fields["source"] = pc.if_else(empty, shard.source, fields["source"])
@@ -156,7 +161,7 @@ class SavedEmbeddings:
             ids = table.column("class_id").combine_chunks().cast(pa.int64())
             fields["class_id"] = pc.fill_null(ids, -1)
         keys = text_array(table.column("key"))
-        texts = {c: text_array(table.column(name)) for c, name in meta.items()}
+        texts = {c: text_array(table.column(name), MAX_TEXT_CHARS) for c, name in meta.items()}
         for start in range(0, n, BLOCK_ROWS):
             size = min(BLOCK_ROWS, n - start)
             yield FeatureBlock(
