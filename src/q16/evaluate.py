@@ -15,7 +15,7 @@ from q16.data.labeled import mark_duplicates
 from q16.entry import command, require_values, run_task
 from q16.experiments.bootstrap_metrics import BootstrapSettings, MetricSettings
 from q16.experiments.compare_prompts import CompareResult, CompareSettings, compare_prompts
-from q16.experiments.prompt_sources import load_sources, parse_sources
+from q16.experiments.prompt_sources import for_model, load_sources, parse_sources
 from q16.runinfo import write_run_info
 from q16.training.fit import encode, require_both_classes
 
@@ -36,6 +36,7 @@ def run_compare(cfg: DictConfig) -> CompareResult:
     configs = dict(cfg.get("prompts") or {})
     raw = cfg.sources
     specs = parse_sources([raw] if isinstance(raw, str) else [str(s) for s in raw], configs)
+    specs = for_model(specs, str(cfg.model.name))  # paper: only where the paper has prompts
     # as train.py: exact duplicates grouped, so a split keeps copies on one side
     data = require_both_classes(mark_duplicates(train_config.load_labeled(cfg)))
     train_config.seed_everything(cfg)  # the same random model as train.py for pretrained=null

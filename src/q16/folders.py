@@ -28,9 +28,13 @@ def check_folder(out: Path, inputs: Iterable[str], option: str) -> Path:
     Raises:
         Q16Error: a file, a directory that is not q16's, or overlapping an input.
     """
-    out = out.expanduser().resolve()
+    try:
+        out = out.expanduser().resolve()
+        exists = out.exists()
+    except (OSError, ValueError) as err:  # a name too long, a NUL byte, a loop of links
+        raise unwritable(out, option, err) from None
     name = f"{option}={str(out)!r}"
-    if out.exists() and not out.is_dir():
+    if exists and not out.is_dir():
         raise Q16Error(f"{name} is a file, not a directory; pass a directory for the outputs")
     if out.is_dir():
         try:
@@ -58,6 +62,16 @@ def check_folder(out: Path, inputs: Iterable[str], option: str) -> Path:
     return out
 
 
+def unwritable(out: Path, option: str, err: OSError | ValueError) -> Q16Error:
+    """The one line for a folder q16 cannot write (read-only, a file on its path, a name
+    too long)."""
+    why = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+    return Q16Error(
+        f"{option}={str(out)!r}: cannot write there ({type(err).__name__}: {why}); pass a "
+        "writable folder"
+    )
+
+
 @contextmanager
 def folder_lock(out: Path, option: str) -> Iterator[None]:
     """Hold ``out`` for this run or command; a second one gets a Q16Error at once, not a wait.
@@ -71,13 +85,11 @@ def folder_lock(out: Path, option: str) -> Iterator[None]:
     try:
         out.mkdir(parents=True, exist_ok=True)
         fd = os.open(out / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as err:
+    except (OSError, ValueError) as err:
         try:
             fd = os.open(out / LOCK_FILE, os.O_RDONLY)
-        except OSError:
-            raise Q16Error(
-                f"{name}: cannot write there ({err.strerror or err}); pass a writable folder"
-            ) from None
+        except (OSError, ValueError):
+            raise unwritable(out, option, err) from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

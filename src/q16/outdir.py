@@ -30,6 +30,8 @@ LOCK_FILE = ".q16.lock"
 LOGS_DIR = "logs"
 """``logs/infer-<time>.log`` and ``.yaml``: each run's log and resolved config."""
 EMBEDDINGS_META_FILE = "meta.json"
+EMBEDDINGS_INPUTS = "inputs"
+"""meta.json's list of the saving run's resolved inputs (tars, folders, files)."""
 """``embeddings/meta.json``: model, weights and dimension of the saved embeddings."""
 
 FLAGGED_COLUMNS = (

@@ -18,7 +18,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
-from q16.folders import check_folder, folder_lock
+from q16.folders import check_folder, folder_lock, unwritable
 from q16.outdir import LOGS_DIR
 from q16.sources.base import Shard, is_remote
 
@@ -43,10 +43,13 @@ def run_log(out: Path, config_yaml: str) -> Iterator[Path]:
     """``logs/infer-<time>.yaml`` (the resolved config) and ``.log`` (this run's log records),
     inside the out_dir: what Hydra would otherwise write under the working directory."""
     folder = out / LOGS_DIR
-    folder.mkdir(parents=True, exist_ok=True)
     stem = f"infer-{dt.datetime.now():%Y-%m-%d_%H-%M-%S}-{os.getpid()}"
-    (folder / f"{stem}.yaml").write_text(config_yaml)
-    handler = logging.FileHandler(folder / f"{stem}.log", encoding="utf-8")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{stem}.yaml").write_text(config_yaml)
+        handler = logging.FileHandler(folder / f"{stem}.log", encoding="utf-8")
+    except (OSError, ValueError) as err:  # a full disk, a logs/ that is a file
+        raise unwritable(out, "infer.out_dir", err) from None
     handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
     root = logging.getLogger()
     root.addHandler(handler)

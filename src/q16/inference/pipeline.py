@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import lightning as L
+import torch
 
 from q16.errors import Q16Error
 from q16.inference.collect import collect
@@ -22,9 +23,9 @@ from q16.inference.head import RunHeads, check_embeddings, needs_text_tower
 from q16.inference.loop import score_shards
 from q16.inference.pixel_heads import PixelHeads
 from q16.inference.reader import ImageDecoder, UInt8Preprocess, partition, reads_blocks
-from q16.inference.resume import fingerprint, prepare_out_dir
+from q16.inference.resume import fingerprint, prepare_out_dir, resolved, scoring_id
 from q16.inference.scorer import Scorer, resolve_autocast
-from q16.inference.settings import InferSettings, auto_batch_size, auto_workers
+from q16.inference.settings import InferSettings, auto_batch_size, auto_workers, cpu_threads
 from q16.inference.state import LoopStats, wait_for_ranks, write_embeddings_meta, write_rank
 from q16.inference.summary import RunSetup, build_summary, write_summary
 from q16.inference.writer import ShardWriter
@@ -72,6 +73,26 @@ class RunSettings:
     """the resolved config, written beside the summary (config.yaml, run_info.json)"""
 
 
+def check_stats(stats: dict[str, Any], found: int) -> dict[str, Any]:
+    """The downloader's stats beside what the shards held: where every shard has stats and
+    they claim another number of downloads than q16 found (scored or recorded), the summary
+    says so (``stats_agree`` false, ``images_in_shards``) and the datasheet with it."""
+    if stats.get("shards_with_stats") != stats.get("shards_total"):
+        return stats
+    claimed = stats.get("successes")
+    if not isinstance(claimed, int) or isinstance(claimed, bool):
+        return stats
+    agree = claimed == found
+    if not agree:
+        log.warning(
+            "the downloader's stats claim %d images downloaded, the shards hold %d: cut or "
+            "missing shards, or stats of another download (summary.json source_stats)",
+            claimed,
+            found,
+        )
+    return {**stats, "images_in_shards": found, "stats_agree": agree}
+
+
 @dataclass
 class ScoringRun:
     """One rank's run over ``shards`` (all ranks' list; this rank takes its partition)."""
@@ -110,18 +131,18 @@ class ScoringRun:
         )
         # detector models load here, before the out_dir is touched: a missing extra is one line
         pixel = PixelHeads.build(settings.heads, str(self.fabric.device), settings.hashes)
-        todo = self._todo(backbone, heads, autocast, pixel)
-        thresholds = heads.thresholds() + pixel.thresholds()
+        todo, scoring = self._todo(backbone, heads, autocast, pixel)
         writer = ShardWriter(
             out,
             heads.threshold,
             settings.save_embeddings,
             meta_columns=self.data.meta_columns,
-            heads=thresholds,
+            heads=heads.thresholds() + pixel.thresholds(),
             pixel_fields=pixel.fields(),
+            scoring=scoring,
         )
         if settings.save_embeddings and self.rank == 0:
-            write_embeddings_meta(out, backbone)
+            write_embeddings_meta(out, backbone, [resolved(s.source) for s in self.shards])
         preprocess = (
             UInt8Preprocess([], (0.0,) * 3, (1.0,) * 3)
             if embeddings_only
@@ -132,6 +153,26 @@ class ScoringRun:
         )
         batch_size = auto_batch_size(settings.batch_size, self.fabric.device)
         setup = self._setup(heads, self._workers(), batch_size, pixel)
+        threads = torch.get_num_threads()
+        if self.fabric.device.type == "cpu":  # threads + workers within the cores
+            torch.set_num_threads(cpu_threads(self._local_ranks(), setup.num_workers))
+        try:
+            return self._loop(setup, heads, todo, scorer, writer, preprocess, pixel)
+        finally:
+            torch.set_num_threads(threads)
+
+    def _loop(
+        self,
+        setup: RunSetup,
+        heads: RunHeads,
+        todo: list[Shard],
+        scorer: Scorer,
+        writer: ShardWriter,
+        preprocess: UInt8Preprocess,
+        pixel: PixelHeads,
+    ) -> dict[str, Any]:
+        """Score ``todo``, report this rank; rank 0 then finishes the run."""
+        settings, out = self.settings, self.settings.out_dir
         stats = score_shards(
             self.source,
             todo,
@@ -150,6 +191,7 @@ class ScoringRun:
                 "the same infer.out_dir to retry them",
                 *(self.rank, len(stats.unread), ", ".join(stats.unread[:5])),
             )
+        thresholds = heads.thresholds() + pixel.thresholds()
         return self._finish(setup, thresholds, pixel.unlisted()) if self.rank == 0 else {}
 
     def _backbone(self) -> tuple[Backbone, bool]:
@@ -164,8 +206,9 @@ class ScoringRun:
 
     def _todo(
         self, backbone: Backbone, heads: RunHeads, autocast: str, pixel: PixelHeads
-    ) -> list[Shard]:
-        """This rank's shards that the out_dir has not committed under the same fingerprint."""
+    ) -> tuple[list[Shard], str]:
+        """This rank's shards that the out_dir has not committed under the same fingerprint,
+        and the run's scoring id (stored in each shard's parquet, checked on resume)."""
         spec = backbone.spec
         current = fingerprint(
             model=spec.name,
@@ -189,15 +232,18 @@ class ScoringRun:
             "rank %d/%d: %d shards, %d already done",
             *(self.rank, self.world, len(mine), len(mine) - len(todo)),
         )
-        return todo
+        return todo, scoring_id(current)
 
     def _workers(self) -> int:
         """DataLoader workers per rank: the setting, else from the cores this node's ranks
         share; 0 for block sources (read in place, mmap; workers would pickle each block)."""
         if self.settings.num_workers is None and reads_blocks(self.source):
             return 0
-        per_node = max(1, self.world // max(1, self.run.num_nodes))
-        return auto_workers(self.settings.num_workers, per_node)
+        return auto_workers(self.settings.num_workers, self._local_ranks())
+
+    def _local_ranks(self) -> int:
+        """Ranks on this node, sharing its cores."""
+        return max(1, self.world // max(1, self.run.num_nodes))
 
     def _setup(
         self, heads: RunHeads, num_workers: int, batch_size: int, pixel: PixelHeads
@@ -243,7 +289,9 @@ class ScoringRun:
             else None
         )
         if found:  # what the downloader listed and lost (img2dataset), for the datasheet
-            summary["source_stats"] = found
+            summary["source_stats"] = check_stats(
+                found, counts.images_scored + counts.images_unscored
+            )
         write_summary(out, summary)
         if self.run.record is not None:
             write_run_info(out, self.run.record, task="infer", summary=SUMMARY_FILE)

@@ -131,7 +131,7 @@ class Batch:
     metas: list[dict[str, str | None] | None] = field(default_factory=list)
     images: torch.Tensor | None = None
     features: torch.Tensor | None = None
-    errors: list[dict[str, str | None]] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)
     done: bool = False
     unread: bool = False
     """Set on the ``done`` batch of a shard that could not be opened: not committed, retried."""

@@ -60,7 +60,11 @@ class InferSettings:
         }
         if self.autocast not in AUTOCAST_SETTINGS:
             raise Q16Error(f"infer.autocast must be auto, off, bf16 or fp16, not {self.autocast!r}")
-        if self.out_dir.exists() and not self.out_dir.is_dir():
+        try:
+            is_file = self.out_dir.exists() and not self.out_dir.is_dir()
+        except (OSError, ValueError) as err:  # a name too long, a NUL byte, a loop of links
+            raise Q16Error(f"infer.out_dir={str(self.out_dir)[:200]!r}: {err}"[:400]) from None
+        if is_file:
             raise Q16Error(f"infer.out_dir={str(self.out_dir)!r} is a file, not a directory")
         for name, value in checked.items():
             object.__setattr__(self, name, value)
@@ -76,12 +80,26 @@ class InferSettings:
         return tuple(h for h in self.heads or () if h.detector is not None)
 
 
+def usable_cores() -> int:
+    """Cores this process may run on (its affinity, as a container or ``taskset`` sets it)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, cores or 1)
+
+
 def auto_workers(setting: int | None, local_processes: int) -> int:
     """Workers per rank: the machine's cores shared between ranks, one left for the model."""
     if setting is not None:
         return int(setting)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min(8, (cores or 2) // max(1, local_processes) - 1))
+    return max(1, min(8, usable_cores() // max(1, local_processes) - 1))
+
+
+def cpu_threads(local_processes: int, num_workers: int) -> int:
+    """Torch threads of a rank scoring on the CPU: its share of the cores less one per
+    DataLoader worker (each decodes on a core of its own), at least one, so that threads and
+    workers never ask for more cores than there are (unless the workers alone do).
+    scripts/bench_threads.py measures why: a forward pass with more threads than free cores
+    waits for the busy ones (results/bench/threads-cpu.json)."""
+    return max(1, usable_cores() // max(1, local_processes) - num_workers)
 
 
 def auto_batch_size(setting: int | None, device: torch.device) -> int:

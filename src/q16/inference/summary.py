@@ -88,6 +88,7 @@ def build_summary(
         "threshold": setup.threshold,
         "shards_total": setup.shards_total,
         "shards_done": counts.shards_done,
+        "shards_incomplete": counts.shards_incomplete,
         "ranks_missing": ranks_missing,
         "inputs": setup.inputs,
         "data": setup.data,

@@ -44,6 +44,10 @@ IDENTITY_KEY = SHARD_INPUT_KEY
 """Parquet metadata: the shard's input identity (``resume.shard_identity``), checked on resume."""
 STAMP_KEY = SHARD_STAMP_KEY
 """Parquet metadata: size and mtime of the shard's files when scored (``resume.shard_stamp``)."""
+SCORING_KEY = b"q16.scoring"
+"""Parquet metadata: how the shard's scores were made (model, prompt and heads by content,
+preprocessing: ``resume.scoring_id``), checked on resume shard by shard, so a lost
+``fingerprint.json`` never lets scores of two prompts mix under one name."""
 
 SCHEMA = pa.schema(
     [
@@ -124,13 +128,22 @@ def row_columns(batch: Batch, meta_columns: tuple[str, ...]) -> dict[str, pa.Arr
 
 
 def is_done(
-    out_dir: Path, shard: str, identity: str | None = None, stamp: str | None = None
+    out_dir: Path,
+    shard: str,
+    identity: str | None = None,
+    stamp: str | None = None,
+    scoring: str | None = None,
+    *,
+    fingerprinted: bool = True,
 ) -> bool:
     """Whether the shard's parquet exists and can be trusted as its result.
 
     With ``identity``: a parquet made from other input paths (or by no q16 run: no identity
     in it) is refused (Q16Error); one whose files changed since (``stamp``: size, mtime) or
-    that cannot be read (cut, corrupt) is not done: it is scored again, with a warning.
+    that cannot be read (cut, corrupt) is not done: it is scored again, with a warning. With
+    ``scoring``: a parquet whose scores were made otherwise (another prompt, heads, model,
+    threshold) is refused; one that does not say (written before q16 recorded it) is trusted
+    only while the out_dir's ``fingerprint.json`` vouches for it (``fingerprinted``).
     """
     path = scores_path(out_dir, shard)
     if not path.is_file():
@@ -152,6 +165,17 @@ def is_done(
     if stamp is not None and metadata.get(STAMP_KEY, b"").decode() != stamp:
         log.warning("shard %r changed since it was scored (size or mtime): scoring it again", shard)
         return False
+    if scoring is not None:
+        recorded = metadata.get(SCORING_KEY)
+        if (recorded is None and not fingerprinted) or (
+            recorded is not None and recorded.decode() != scoring
+        ):
+            why = "another prompt, heads or model" if recorded else "no recorded prompt"
+            raise Q16Error(
+                f"{path} holds scores made with {why} (fingerprint.json "
+                f"{'agrees, the shard does not' if fingerprinted else 'is gone'}); pass a new "
+                "infer.out_dir, or delete that shard's parquet to score it again"
+            )
     return True
 
 
@@ -185,6 +209,8 @@ class ShardWriter:
     """``heads:`` (name, threshold) in order; the first is also ``p_inappropriate``."""
     pixel_fields: tuple[pa.Field, ...] = ()
     """Columns the pixel heads add (boxes, hashes), given to ``add`` as ``pixel``."""
+    scoring: str | None = None
+    """``resume.scoring_id`` of this run, written into every shard's parquet."""
     pending: dict[str, _PendingShard] = field(default_factory=dict)
     _pool: ThreadPoolExecutor | None = field(default=None, init=False, repr=False)
     _queued: deque[Future[int]] = field(default_factory=deque, init=False, repr=False)
@@ -249,7 +275,7 @@ class ShardWriter:
         if not commit:
             self._write_errors(shard, records)
             return
-        metadata = {IDENTITY_KEY: identity, STAMP_KEY: stamp}
+        metadata = {IDENTITY_KEY: identity, STAMP_KEY: stamp, SCORING_KEY: self.scoring}
         if self._pool is None:
             self.commit(shard, rows, records, metadata)
             return

@@ -181,6 +181,18 @@ class FeatureBlock:
         return len(self.keys)
 
 
+IMAGES_FIELD, INCOMPLETE_FIELD = "images", "incomplete"
+"""Optional fields of an error record: inputs it covers, and that its file was cut."""
+
+
+def unscored_images(record: dict[str, Any]) -> int:
+    """Inputs an error record says were not scored (one per keyed record unless it says)."""
+    images = record.get(IMAGES_FIELD)
+    if isinstance(images, int) and not isinstance(images, bool) and images >= 0:
+        return images
+    return 1 if record.get("key") is not None else 0
+
+
 @dataclass
 class ErrorLog:
     """A webdataset-style handler that records and continues; it never sleeps or raises.
@@ -190,14 +202,30 @@ class ErrorLog:
     """
 
     shard: str
-    records: list[dict[str, str | None]] = field(default_factory=list)
+    records: list[dict[str, Any]] = field(default_factory=list)
     io_errors: int = 0
     """OSErrors seen (vanished / unreadable file, NFS): may be transient, unlike a bad tar."""
 
-    def add(self, key: str | None, reason: str) -> None:
-        """``key`` None: not one sample's problem (a cut tar, a member that is no sample)."""
+    def add(
+        self, key: str | None, reason: str, *, images: int | None = None, incomplete: bool = False
+    ) -> None:
+        """``key`` None: not one sample's problem (a cut tar, a member that is no sample).
+
+        ``images``: how many inputs the record says were not scored (default: 1 with a key,
+        0 without); ``incomplete``: the shard's file ends before its end (cut or unfinished),
+        counted in ``summary.json``'s ``shards_incomplete``.
+        """
         key = None if key is None else utf8_text(capped(key, MAX_KEY_CHARS))
-        self.records.append({"key": key, "shard": self.shard, "reason": utf8_text(reason[:500])})
+        record: dict[str, Any] = {
+            "key": key,
+            "shard": self.shard,
+            "reason": utf8_text(reason[:500]),
+        }
+        if images is not None:
+            record[IMAGES_FIELD] = int(images)
+        if incomplete:
+            record[INCOMPLETE_FIELD] = True
+        self.records.append(record)
 
     def __call__(self, exn: BaseException) -> bool:
         if isinstance(exn, OSError):
