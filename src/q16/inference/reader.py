@@ -1,10 +1,10 @@
 """Reader stage: shards -> decoded uint8 batches, in DataLoader workers.
 
 Each worker owns whole shards (a deterministic partition over ranks x workers, no resampling,
-no shuffling), decodes and resizes on the CPU, and ships uint8 tensors: normalisation happens
-on the device (4x less to copy than float32). Batches never span two shards, and each shard
-ends with a ``done`` batch carrying its error records, so the writer can commit a shard
-atomically and a resumed run recomputes exactly the same batches.
+no shuffling), decodes and resizes on the CPU (``q16.pixels``), and ships uint8 tensors:
+normalisation happens on the device (4x less to copy than float32). Batches never span two
+shards, and each shard ends with a ``done`` batch carrying its error records, so the writer can
+commit a shard atomically and a resumed run recomputes exactly the same batches.
 
 Whatever a source yields, one sample never stops a shard: a sample whose fields cannot be
 stored, whose key was already seen in the shard, whose image cannot be decoded or whose
@@ -14,26 +14,30 @@ saved features are not finite is recorded in the shard's errors and skipped.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
 import numpy as np
 import pyarrow as pa
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from q16.errors import Q16Error
-from q16.imageload import DEFAULT_MAX_PIXELS, ImageLoadError, load_rgb
+from q16.imageload import DEFAULT_MAX_PIXELS
 from q16.inference.blocks import BlockChecks
+from q16.pixels import DecodeError, ImageDecoder, UInt8Preprocess
 from q16.sources.base import BlockSource, ErrorLog, InferenceSource, RawSample, Shard, checked
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-__all__ = ["DEFAULT_MAX_PIXELS", "DecodeError", "ImageDecoder", "ShardStream"]
-TENSOR_STEPS = ("ToTensor", "MaybeToTensor")
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "DecodeError",
+    "ImageDecoder",
+    "ShardStream",
+    "UInt8Preprocess",
+]
 
 
 def partition(items: Sequence[T], index: int, count: int) -> list[T]:
@@ -41,61 +45,6 @@ def partition(items: Sequence[T], index: int, count: int) -> list[T]:
     if not 0 <= index < count:
         raise ValueError(f"index {index} outside 0..{count - 1}")
     return list(items[index::count])
-
-
-@dataclass
-class UInt8Preprocess:
-    """The backbone's preprocessing split at the tensor step.
-
-    ``pil_steps`` run in workers (resize, crop, RGB) and give uint8; ``mean``/``std`` run on
-    the device. Together they equal ``backbone.preprocess`` exactly.
-    """
-
-    pil_steps: list[Callable]
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-
-    @classmethod
-    def from_transform(cls, preprocess: Callable) -> UInt8Preprocess:
-        steps = list(getattr(preprocess, "transforms", []))
-        names = [type(s).__name__ for s in steps]
-        at = next((i for i, n in enumerate(names) if n in TENSOR_STEPS), None)
-        if at is None or at + 2 != len(steps) or names[-1] != "Normalize":
-            raise Q16Error(
-                f"the model's preprocessing {names} is not [PIL steps..., ToTensor, Normalize], "
-                "which infer.py needs to decode in workers and normalise on the device"
-            )
-        normalize = steps[-1]
-        return cls(steps[:at], tuple(map(float, normalize.mean)), tuple(map(float, normalize.std)))
-
-    def __call__(self, image: Image.Image) -> torch.Tensor:
-        for step in self.pil_steps:
-            image = step(image)
-        if image.mode != "RGB":
-            image = image.convert("RGB")
-        array = np.asarray(image, dtype=np.uint8)
-        return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
-
-
-DecodeError = ImageLoadError
-"""An input that cannot be scored; the message goes to errors.jsonl."""
-
-
-@dataclass
-class ImageDecoder:
-    """bytes -> uint8 (3, H, W) through ``q16.imageload`` (the training cache's decoder too):
-    known formats only, bombs refused before decoding, 16-bit scaled, EXIF only if asked."""
-
-    preprocess: UInt8Preprocess
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    exif_transpose: bool = False
-
-    def __call__(self, data: bytes) -> torch.Tensor:
-        image = load_rgb(data, max_pixels=self.max_pixels, exif_transpose=self.exif_transpose)
-        try:
-            return self.preprocess(image)
-        except Exception as err:  # a resize of a degenerate image, say: never stops a run
-            raise DecodeError(f"unprocessable image: {type(err).__name__}: {err}") from err
 
 
 @dataclass
