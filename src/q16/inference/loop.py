@@ -52,7 +52,7 @@ def score_shards(
         if len(batch):
             tick = time.perf_counter()
             if batch.features is not None:
-                scores = scorer.score_features(batch.features, keep=keep)
+                scores = scorer.score_features(batch.features, keep=keep, norms=batch.norms)
             else:
                 assert batch.images is not None
                 scores = scorer.score_images(batch.images, keep=keep)

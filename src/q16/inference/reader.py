@@ -70,6 +70,8 @@ class Batch:
     ``class_id``, ``class_name``, ``synset`` as arrays, instead of the lists above."""
     meta_arrays: dict[str, pa.Array] | None = None
     """With ``columns``: ``data.meta_columns`` as string arrays."""
+    norms: torch.Tensor | None = None
+    """With ``columns``: the features' L2 norms from the row checks (``blocks.Checked``)."""
 
     def __len__(self) -> int:
         return len(self.columns["key"]) if self.columns is not None else len(self.keys)
@@ -174,6 +176,7 @@ class ShardStream(IterableDataset):
                     columns=rows.columns,
                     meta_arrays=rows.meta,
                     features=rows.features,
+                    norms=rows.norms,
                 )
         if n_rows == 0 and not errors.records:
             errors.add(None, "empty shard: no samples")
