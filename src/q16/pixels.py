@@ -42,8 +42,10 @@ from q16.imageload import (
     open_checked,
 )
 
-DECODE_MODES = ("fast", "pil")
-"""``data.decode``: ``fast`` (libjpeg-turbo + tensor resize for JPEGs) or ``pil`` (PIL only)."""
+DECODE_MODES = ("pil", "fast", "gpu")
+"""``data.decode``: ``pil`` (PIL only), ``fast`` (libjpeg-turbo + tensor resize for JPEGs) or
+``gpu`` (JPEGs leave the workers encoded, ``q16.inference.gpu_decode`` decodes the batch on the
+device; on its own, ``ImageDecoder`` then decodes as ``fast``)."""
 DEFAULT_DECODE = "pil"
 """What OpenAI's preprocessing does; ``fast`` does not pass the parity test (docs/parity.md)."""
 TENSOR_STEPS = ("ToTensor", "MaybeToTensor")
@@ -170,9 +172,19 @@ class ImageDecoder:
         except Exception as err:  # a resize of a degenerate image, say: never stops a run
             raise DecodeError(f"unprocessable image: {type(err).__name__}: {err}") from err
 
+    def for_batch(self, data: bytes) -> torch.Tensor:
+        """What a worker ships: the decoded uint8 (3, H, W), or with ``decode="gpu"`` a JPEG of
+        the fast path as its checked, encoded bytes (1-D uint8), decoded with its batch."""
+        if self.decode == "gpu" and self.takes_fast_path(
+            open_checked(data, max_pixels=self.max_pixels)
+        ):
+            return torch.frombuffer(bytearray(data), dtype=torch.uint8)
+        return self(data)
+
     def takes_fast_path(self, image: Image.Image) -> bool:
-        """Whether ``image`` (opened, not decoded) goes to libjpeg-turbo through torchvision."""
-        if self.decode != "fast" or self.preprocess.geometry is None:
+        """Whether ``image`` (opened, not decoded) goes to libjpeg-turbo through torchvision
+        (or, with ``decode="gpu"``, to the batch decoder)."""
+        if self.decode == "pil" or self.preprocess.geometry is None:
             return False
         if image.format not in JPEG_FORMATS or image.mode not in FAST_MODES:
             return False
