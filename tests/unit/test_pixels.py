@@ -166,7 +166,7 @@ def test_pil_is_the_default(preprocess: UInt8Preprocess) -> None:
 
 
 def test_unknown_decode_mode_is_a_user_error(preprocess: UInt8Preprocess) -> None:
-    with pytest.raises(Q16Error, match=r"data\.decode must be one of fast, pil"):
+    with pytest.raises(Q16Error, match=r"data\.decode must be one of pil, fast, gpu"):
         ImageDecoder(preprocess, decode="turbo")
 
 
