@@ -57,14 +57,14 @@ infer-demo: install ## offline: demo prompts (make demo) flag the synthetic imag
 REVIEW_RUN := outputs/demo/infer
 review-demo: install ## offline: learn from a (scripted) reviewer: audit sample, decisions, soft prompts retrained from the demo's, AUROC before/after
 	$(MAKE) infer-demo INFER_EXTRA=infer.save_embeddings=true
-	$(PY) scripts/report.py $(REVIEW_RUN) --audit 200
+	$(PY) -m q16.cli audit $(REVIEW_RUN) -n 200
 	$(PY) scripts/simulate_review.py $(REVIEW_RUN)/review.csv --from-synthetic data/synthetic_smid \
 		--curator smid+green
-	$(PY) scripts/report.py $(REVIEW_RUN) --apply-review $(REVIEW_RUN)/review.csv
+	$(PY) -m q16.cli apply $(REVIEW_RUN) $(REVIEW_RUN)/review.csv
 	$(PY) train.py data=review data.path=$(REVIEW_RUN)/review.csv prompt=soft \
 		prompt.init=outputs/demo/train/prompts.safetensors model=tiny device=cpu \
 		split.test_fraction=0.3 hydra.run.dir=outputs/demo/review
-	$(PY) scripts/report.py $(REVIEW_RUN) --next-batch 50
+	$(PY) -m q16.cli next $(REVIEW_RUN) -n 50
 
 COMPARE_RUNS := outputs/demo/compare
 compare-demo: install ## offline: zero-shot vs trained soft/linear/coop prompts, with intervals -> results/compare/synthetic-q16-tiny/

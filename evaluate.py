@@ -6,7 +6,7 @@ from omegaconf import DictConfig
 from q16.errors import exit_on_user_error
 
 
-@hydra.main(version_base="1.3", config_path="configs", config_name="evaluate")
+@hydra.main(version_base="1.3", config_path="configs/evaluate", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
     from q16.evaluate import run
 

@@ -6,8 +6,8 @@ A simulated curator labels images by a rule that differs from the one the initia
 learned (the reviewer's decision direction is the training direction rotated by each of
 ``--angles`` degrees), so there is something to learn from the review. Embeddings are Gaussian
 clusters in ``--dim`` dimensions (no CLIP model, no images). Each round the curator decides
-``--batch`` more images, picked either at random or by ``q16.report.next_batch.pick`` with the
-scores of the prompt re-trained in the previous round (what ``scripts/report.py --next-batch``
+``--batch`` more images, picked either at random or by ``q16.review.next_batch.pick`` with the
+scores of the prompt re-trained in the previous round (what ``q16 next``
 does: a shrinking share explores by k-means++ draws, the rest is uncertainty near the threshold
 + k-center diversity); ``active-no-explore`` is the same without the exploring share. The soft
 prompt is then re-trained from the initial prompts on all decisions so far with ``fit_head``
@@ -29,15 +29,16 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
-from bench_infer import REPO, write_result  # scripts/ is on sys.path when run as a script
 from sklearn.metrics import precision_score
 
+from q16.benchmarks import write_result
 from q16.models.prompts import ClassEmbeddingHead
-from q16.report.next_batch import POOL_FACTOR, pick
+from q16.review.next_batch import POOL_FACTOR, pick
 from q16.training.fit import evaluate, fit_head
 from q16.training.settings import FitSettings
 from q16.training.tuner import predict_proba
 
+REPO = Path(__file__).resolve().parents[1]
 THRESHOLD = 0.5
 LOGIT_SCALE = 100.0
 
@@ -194,9 +195,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument(
-        "--pool-factor", type=int, default=POOL_FACTOR, help="as report.py --next-batch"
-    )
+    parser.add_argument("--pool-factor", type=int, default=POOL_FACTOR, help="as q16 next")
     parser.add_argument("--jobs", type=int, default=1, help="runs in parallel (processes)")
     parser.add_argument("--out", type=Path, default=REPO / "results" / "audit")
     args = parser.parse_args()

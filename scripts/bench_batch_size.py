@@ -14,15 +14,12 @@ import argparse
 from pathlib import Path
 
 import torch
-from bench_infer import (  # scripts/ is on sys.path when run as a script
-    REPO,
-    model_only,
-    random_weight_scorer,
-    write_result,
-)
 
+from q16.benchmarks import model_only, random_weight_scorer, write_result
 from q16.inference.reader import ImageDecoder
 from q16.sources.wds import synthetic_images
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:

@@ -28,10 +28,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
-from bench_infer import REPO, write_result  # scripts/ is on sys.path when run as a script
 
+from q16.benchmarks import write_result
 from q16.sources.wds import synthetic_images, write_shards
 
+REPO = Path(__file__).resolve().parents[1]
 DIM = 768
 CHILD = """
 import atexit, resource, runpy, sys

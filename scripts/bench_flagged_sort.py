@@ -16,10 +16,12 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-from bench_infer import REPO, write_result  # scripts/ is on sys.path when run as a script
 
+from q16.benchmarks import write_result
 from q16.inference.collect import FLAGGED_SCHEMA
 from q16.inference.flagged import flagged_sorter
+
+REPO = Path(__file__).resolve().parents[1]
 
 PER_SHARD = 1000
 

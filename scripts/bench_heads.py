@@ -16,10 +16,11 @@ import argparse
 import os
 import statistics
 import time
+from pathlib import Path
 
 import torch
-from bench_infer import REPO, write_result  # scripts/ is on sys.path when run as a script
 
+from q16.benchmarks import write_result
 from q16.inference.scorer import Scorer
 from q16.models.backbone import BackboneSpec
 from q16.models.concepts import ConceptHead
@@ -27,6 +28,8 @@ from q16.models.prompt_head import PromptHead
 from q16.models.prompt_io import load_prompt
 from q16.models.prompts import ClassEmbeddingHead
 from q16.models.space import embedding_space_backbone
+
+REPO = Path(__file__).resolve().parents[1]
 
 DIM = 768
 

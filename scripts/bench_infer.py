@@ -13,7 +13,6 @@ Writes ``results/bench/infer-<model>-<device>.json``.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
 import shutil
@@ -29,11 +28,9 @@ from typing import Any
 import torch
 from PIL import Image
 
-from q16.inference.reader import ImageDecoder, UInt8Preprocess
-from q16.inference.scorer import AUTOCAST_DTYPES, Scorer, resolve_autocast
-from q16.models.backbone import BackboneSpec, load_backbone
-from q16.models.prompts import class_embedding_prompt
-from q16.runinfo import git_commit, machine_description
+from q16.benchmarks import model_only, random_weight_scorer, write_result
+from q16.inference.reader import ImageDecoder
+from q16.inference.scorer import AUTOCAST_DTYPES
 from q16.sources.wds import synthetic_images, write_shards
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,16 +61,6 @@ def make_data(
     return folder
 
 
-def model_only(scorer: Scorer, images: torch.Tensor, batch_size: int) -> float:
-    scorer.score_images(images[:batch_size])  # warm-up
-    sync(scorer.device)
-    start = time.perf_counter()
-    for chunk in images.split(batch_size):
-        scorer.score_images(chunk)
-    sync(scorer.device)
-    return len(images) / (time.perf_counter() - start)
-
-
 def naive(backbone: Any, head: torch.nn.Module, files: list[Path], autocast: str) -> float:
     """The paper's loop: one file, one preprocess, one forward pass at a time.
 
@@ -96,41 +83,6 @@ def naive(backbone: Any, head: torch.nn.Module, files: list[Path], autocast: str
         for path in files:
             score(path)
     return len(files) / (time.perf_counter() - start)
-
-
-def random_weight_scorer(model: str, device: torch.device) -> tuple[Any, Scorer, UInt8Preprocess]:
-    """The model with seeded random weights, its zero-shot head and its uint8 preprocessing."""
-    torch.manual_seed(0)
-    backbone = load_backbone(BackboneSpec(model, pretrained=None), device)
-    pre = UInt8Preprocess.from_transform(backbone.preprocess)
-    autocast = resolve_autocast("auto", device)
-    return (
-        backbone,
-        Scorer(
-            backbone, class_embedding_prompt(backbone, trainable=False), pre.mean, pre.std, autocast
-        ),
-        pre,
-    )
-
-
-def write_result(out_dir: Path, name: str, result: dict[str, Any]) -> Path:
-    """``result`` plus how and where it was measured, as ``out_dir/name``."""
-    result = {
-        **result,
-        "command": " ".join(["python", f"scripts/{Path(sys.argv[0]).name}", *sys.argv[1:]]),
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "git_commit": git_commit(REPO),
-        "machine": machine_description(),
-    }
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / name
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    return path
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def tree_rss_mb(pid: int) -> float:

@@ -6,8 +6,8 @@
 Each setting is a synthetic population with a known share of inappropriate images (the
 truth) and scores from a two-component mixture (inappropriate images score higher, with
 overlap, so there are false alarms above the threshold and misses below). Every repetition
-draws a fresh audit with the real design (``q16.report.audit.design_audit``), "reviews" it
-with the true labels and runs the real estimator (``q16.report.estimates.estimate``); we count
+draws a fresh audit with the real design (``q16.review.audit.design_audit``), "reviews" it
+with the true labels and runs the real estimator (``q16.review.estimates.estimate``); we count
 how often each interval holds the true value and how wide it is.
 """
 
@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from q16.report.audit import design_audit
-from q16.report.estimates import estimate
+from q16.review.audit import design_audit
+from q16.review.estimates import estimate
 
 REPO = Path(__file__).resolve().parents[1]
 SETTINGS = [  # (prevalence, audit size, separation of the two score components)

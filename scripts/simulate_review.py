@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
-    parser.add_argument("review", type=Path, help="a review.csv written by scripts/report.py")
+    parser.add_argument("review", type=Path, help="a review.csv written by q16 report or q16 audit")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--truth", type=Path, help="a norms CSV: img_name, moral_mean")
     source.add_argument("--from-synthetic", type=Path, metavar="DATA_ROOT",
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> None:
         if not norms.is_file():
             raise Q16Error(f"{norms}: labels not found (make demo writes data/synthetic_smid)")
         if not args.review.is_file():
-            raise Q16Error(f"{args.review}: review file not found (run scripts/report.py first)")
+            raise Q16Error(f"{args.review}: review file not found (run q16 report OUT first)")
         decided, unlabelled = fill_review(args.review, decisions_from_norms(norms), args.curator)
         print(f"{args.review}: {decided} rows decided from {norms}; {unlabelled} without a label")
 

@@ -81,7 +81,8 @@ def compose_config(config_name: str, overrides: Sequence[str], tmp_path: Path) -
         f"paths.output_dir={tmp_path / 'out'}",
         f"paths.cache_dir={tmp_path / 'cache'}",
     ]
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+    # each entry point composes from its own folder (configs/<name>/) and those roots.yaml names
+    with initialize_config_dir(config_dir=str(CONFIG_DIR / config_name), version_base="1.3"):
         cfg = compose(config_name, overrides=[*base, *overrides], return_hydra_config=True)
     HydraConfig.instance().set_config(cfg)
     with open_dict(cfg):

@@ -1,5 +1,5 @@
 """Hand-made inference out_dirs with saved embeddings and a filled-in review (the contract
-infer.py and scripts/report.py write), for the learn-from-reviewers tests."""
+infer.py and the q16 command write), for the learn-from-reviewers tests."""
 
 from __future__ import annotations
 

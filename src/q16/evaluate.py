@@ -6,12 +6,13 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from q16 import train_config
 from q16.data.labeled import mark_duplicates
+from q16.entry import command, require_values, run_task
 from q16.errors import Q16Error
 from q16.experiments.bootstrap_metrics import BootstrapSettings, MetricSettings
 from q16.experiments.compare_prompts import CompareResult, CompareSettings, compare_prompts
@@ -23,11 +24,16 @@ from q16.training.settings import HeadFactory
 log = logging.getLogger(__name__)
 
 
-def run(cfg: DictConfig) -> CompareResult:
+def run(cfg: DictConfig) -> Any:
+    """What ``cfg.task``'s runner returns (``CompareResult`` for ``task=compare``)."""
+    return run_task(cfg, "evaluate.py")
+
+
+def run_compare(cfg: DictConfig) -> CompareResult:
     """Cheap checks first (settings, sources, the labelled data), then the model and every
     prompt against it, and only then the one pass of the image encoder."""
     started = time.perf_counter()
-    _require_values(cfg)
+    require_values(cfg, "evaluate.py")
     settings = compare_settings(cfg)
     configs = dict(cfg.get("prompts") or {})
     raw = cfg.sources
@@ -77,7 +83,7 @@ def compare_settings(cfg: DictConfig) -> CompareSettings:
             method=str(cfg.bootstrap.method),
             seed=integer(cfg, "bootstrap.seed"),
         ),
-        command=_command(),
+        command=command("evaluate.py"),
     )
 
 
@@ -93,16 +99,3 @@ def _zero_shot_heads(cfg: DictConfig, names: set[str]) -> dict[str, HeadFactory]
             )
         heads[name] = train_config.method(cfg, prompt, name).build_head
     return heads
-
-
-def _require_values(cfg: DictConfig) -> None:
-    missing = sorted(OmegaConf.missing_keys(cfg))
-    if missing:
-        hint = " ".join(f"{key}=..." for key in missing)
-        raise Q16Error(f"{', '.join(missing)} must be set, e.g. python evaluate.py ... {hint}")
-
-
-def _command() -> str:
-    if not HydraConfig.initialized():
-        return "python evaluate.py"
-    return " ".join(["python evaluate.py", *HydraConfig.get().overrides.task])

@@ -1,7 +1,9 @@
-"""Which files count as images, for every input that lists files (SMID, folders, tar shards)."""
+"""Which files count as images, for every input that lists files (SMID, folders, tar shards),
+and which member of a tar sample is its image: one rule for scoring and for thumbnails."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import PurePath
 
 IMAGE_EXTENSIONS: tuple[str, ...] = ("jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "gif")
@@ -12,3 +14,20 @@ def is_image_file(name: str | PurePath) -> bool:
     """By extension, case-insensitively; hidden files (``.x.jpg``, editors' droppings) are not."""
     path = PurePath(name)
     return not path.name.startswith(".") and path.suffix[1:].lower() in IMAGE_EXTENSIONS
+
+
+def split_member_name(name: str) -> tuple[str, str] | None:
+    """webdataset's rule: ``"dir/0001.jpg"`` -> ``("dir/0001", "jpg")``, the key being the path
+    up to the first dot of the base name; None for a name that is not ``<key>.<extension>``."""
+    folder, _, base = name.rpartition("/")
+    stem, dot, extension = base.partition(".")
+    if not stem or not dot or not extension:
+        return None
+    return (f"{folder}/{stem}" if folder else stem), extension
+
+
+def image_member(extensions: Iterable[str]) -> str | None:
+    """The member of a tar sample that is scored (and shown): the first of
+    :data:`IMAGE_EXTENSIONS` among its extensions, compared in lower case."""
+    members = {extension.lower(): extension for extension in extensions}
+    return next((members[e] for e in IMAGE_EXTENSIONS if e in members), None)

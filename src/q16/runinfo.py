@@ -7,6 +7,7 @@ import hashlib
 import json
 import platform
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -70,14 +71,28 @@ def config_hash(cfg: DictConfig, keys: tuple[str, ...] = EXPERIMENT_KEYS) -> str
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def write_run_info(out_dir: Path, cfg: DictConfig, **extra: Any) -> Path:
+@dataclass(frozen=True)
+class ConfigRecord:
+    """A run's resolved config (``config.yaml``) and its hash, taken in ``run(cfg)`` so that
+    code below it can write the run's record without the config tree."""
+
+    yaml: str
+    hash: str
+
+    @classmethod
+    def of(cls, cfg: DictConfig) -> ConfigRecord:
+        return cls(OmegaConf.to_yaml(cfg, resolve=True), config_hash(cfg))
+
+
+def write_run_info(out_dir: Path, cfg: DictConfig | ConfigRecord, **extra: Any) -> Path:
     """``config.yaml`` (resolved) and ``run_info.json`` beside the run's outputs."""
+    record = cfg if isinstance(cfg, ConfigRecord) else ConfigRecord.of(cfg)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    (out_dir / "config.yaml").write_text(record.yaml)
     info = {
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "git_commit": git_commit(),
-        "config_hash": config_hash(cfg),
+        "config_hash": record.hash,
         "machine": machine_description(),
         **extra,
     }

@@ -1,19 +1,20 @@
-"""``python train.py``: the training tasks. Each has its own entry with a typed result; the
-config's ``task`` key (set by ``experiment=smid_cv``) only picks which one ``run`` calls."""
+"""``python train.py``: the training tasks, each a runner with its own typed result
+(:func:`run_split`, :func:`run_smid_protocol`); the ``task`` group (``configs/train/task/``,
+set by ``experiment=smid_cv``) names the one ``run`` calls."""
 
 from __future__ import annotations
 
 import logging
 import os
 import time
-from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from q16 import train_config
 from q16.data.labeled import LabeledImages, mark_duplicates
+from q16.entry import command, run_task
 from q16.errors import Q16Error
 from q16.experiments.single_split import Lineage, SplitResult, log_table, run_single_split
 from q16.experiments.smid_cv import Grid, ProtocolResult, ProtocolSettings, run_protocol
@@ -26,16 +27,9 @@ from q16.training.prompt_init import parent_lineage
 log = logging.getLogger(__name__)
 
 
-def run(cfg: DictConfig) -> SplitResult | ProtocolResult:
-    """The task named by ``cfg.task``: ``single_split`` (default) or ``smid_cv``."""
-    tasks: dict[str, Callable[[DictConfig], SplitResult | ProtocolResult]] = {
-        "single_split": run_split,
-        "smid_cv": run_smid_protocol,
-    }
-    task = tasks.get(str(cfg.get("task", "single_split")))
-    if task is None:
-        raise Q16Error(f"task={cfg.task!r} is not one of {', '.join(tasks)}")
-    return task(cfg)
+def run(cfg: DictConfig) -> Any:
+    """What ``cfg.task``'s runner returns (``SplitResult`` for ``task=single_split``)."""
+    return run_task(cfg, "train.py")
 
 
 def run_split(cfg: DictConfig) -> SplitResult:
@@ -116,7 +110,7 @@ def run_smid_protocol(cfg: DictConfig) -> ProtocolResult:
         calibration_bins=train_config.integer(cfg, "cv.calibration_bins", 1),
         paper_model=str(cv.paper_model),
         reference_csv=_reference_csv(cv.get("reference_csv")),
-        command=_command(),
+        command=command("train.py"),
     )
     methods = {name: train_config.method(cfg, prompt, name) for name, prompt in _methods(cfg)}
     data = load_training_data(cfg)
@@ -182,9 +176,3 @@ def allow_deterministic_cublas(cfg: DictConfig) -> None:
     features does before Lightning sets it for ``trainer.deterministic``: set it first."""
     if cfg.get("trainer", {}).get("deterministic"):
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-
-
-def _command() -> str:
-    if not HydraConfig.initialized():
-        return "python train.py experiment=smid_cv"
-    return " ".join(["python train.py", *HydraConfig.get().overrides.task])

@@ -12,21 +12,14 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 
-from q16.data.labeled import LabeledImages
+from q16.data.labeled import LabeledImages, LabelledSet
 from q16.data.review import ReviewDecisions, ReviewedFeatures
+from q16.entry import require_values
 from q16.errors import Q16Error
 from q16.experiments.single_split import SplitSettings
 from q16.models.backbone import Backbone, BackboneSpec, load_backbone, pick_device
 from q16.training.prompt_init import check_init, with_init
 from q16.training.settings import FeatureSettings, FitSettings, Method
-
-
-def require_values(cfg: DictConfig) -> None:
-    """Hydra's ``???`` values, reported as one line instead of a traceback."""
-    missing = sorted(OmegaConf.missing_keys(cfg))
-    if missing:
-        hint = " ".join(f"{key}=..." for key in missing)
-        raise Q16Error(f"{', '.join(missing)} must be set, e.g. python train.py ... {hint}")
 
 
 def real(
@@ -70,7 +63,7 @@ def split_settings(cfg: DictConfig) -> SplitSettings:
 
 def check_values(cfg: DictConfig) -> None:
     """Everything both tasks read, checked before any data or weights are touched."""
-    require_values(cfg)
+    require_values(cfg, "train.py")
     integer(cfg, "seed")
     real(cfg, "eval.threshold", 0, 1)
     integer(cfg, "features.batch_size", 1)
@@ -83,14 +76,8 @@ def build_backbone(cfg: DictConfig) -> Backbone:
 
 
 def load_labeled(cfg: DictConfig) -> LabeledImages:
-    source = instantiate(cfg.data)
-    if not hasattr(source, "load"):
-        raise Q16Error(
-            f"data={cfg.data.get('name', '?')} is an inference input; training and evaluation "
-            "need labelled images: data=smid, data=synthetic or data=csv"
-        )
-    data: LabeledImages = source.load()
-    return data
+    source: LabelledSet = instantiate(cfg.data)
+    return source.load()
 
 
 def load_reviewed(cfg: DictConfig) -> ReviewedFeatures | None:

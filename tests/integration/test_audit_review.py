@@ -1,5 +1,5 @@
 """Audit end to end: infer over a synthetic SMID folder, an audit sample, a scripted review
-(the synthetic labels stand in for a person), --apply-review, the datasheet's estimates."""
+(the synthetic labels stand in for a person), q16 apply, the datasheet's estimates."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from conftest import infer_overrides
+from q16 import cli
 from q16.errors import Q16Error
 from q16.report import apply_review_files, write_report
 
@@ -53,8 +54,7 @@ def run_copy(scored: Path, tmp_path: Path) -> Path:
 
 
 def test_audit_review_estimates_in_datasheet(run_copy: Path, synthetic_root: Path, capsys) -> None:
-    report = _script("report")
-    report.main([str(run_copy), "--audit", "120", "--seed", "3"])
+    cli.main(["audit", str(run_copy), "-n", "120", "--seed", "3"])
     review = pd.read_csv(run_copy / "review.csv", dtype=str, keep_default_na=False)
     assert len(review) == 120
     assert {"stratum", "stratum_size", "inclusion_probability"} <= set(review.columns)
@@ -70,7 +70,7 @@ def test_audit_review_estimates_in_datasheet(run_copy: Path, synthetic_root: Pat
     assert (decided["decision"] != "").all()
     assert decided.drop(columns="decision").equals(review.drop(columns="decision"))
 
-    report.main([str(run_copy), "--apply-review", str(run_copy / "review.csv")])
+    cli.main(["apply", str(run_copy), str(run_copy / "review.csv")])
     assert "estimated share inappropriate" in capsys.readouterr().out
     estimates = json.loads((run_copy / "estimates.json").read_text())
     prevalence = estimates["prevalence"]
@@ -131,7 +131,7 @@ def test_review_from_another_run_is_refused(run_copy: Path, tmp_path: Path) -> N
 @pytest.mark.parametrize("bad", ["0", "-3", "x", "2.5"])
 def test_bad_audit_size_is_one_line(run_copy: Path, bad: str, capsys) -> None:
     with pytest.raises(SystemExit) as stop:
-        _script("report").main([str(run_copy), "--audit", bad])
+        cli.main(["audit", str(run_copy), "-n", bad])
     assert stop.value.code != 0
     message = capsys.readouterr().err.strip().splitlines()
     assert message and "audit" in message[-1]

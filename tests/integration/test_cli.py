@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from helpers.errors import one_line
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -36,27 +38,23 @@ def test_train_cli_soft_prompt_on_synthetic(tmp_path) -> None:
     assert "RANDOM weights" in result.stdout + result.stderr
 
 
-def _assert_one_line_error(result: subprocess.CompletedProcess, expected: str) -> None:
-    assert result.returncode != 0
-    assert "Traceback" not in result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("q16: error:")]
-    assert len(errors) == 1 and expected in errors[0], result.stderr[-2000:]
-
-
+@pytest.mark.slow
 def test_missing_smid_exits_with_one_line(tmp_path) -> None:
     result = _train(tmp_path, "model=tiny", f"data.root={tmp_path}/no_smid")
-    _assert_one_line_error(result, "SMID not found")
+    one_line(result, "SMID not found")
     assert "data=synthetic" in result.stderr
 
 
+@pytest.mark.slow
 def test_offline_weights_exit_with_one_line(tmp_path) -> None:
     result = _train(tmp_path, "model=ViT-B-32", "data=synthetic", f"model.cache_dir={tmp_path}/hf")
-    _assert_one_line_error(result, "could not load weights ViT-B-32-quickgelu")
+    one_line(result, "could not load weights ViT-B-32-quickgelu")
 
 
+@pytest.mark.slow
 def test_missing_mandatory_value_exits_with_one_line(tmp_path) -> None:
     result = _train(tmp_path, "model=tiny", "data=csv")
-    _assert_one_line_error(result, "data.path must be set")
+    one_line(result, "data.path must be set")
 
 
 def test_prompt_dim_mismatch_exits_with_one_line(tmp_path) -> None:
@@ -69,4 +67,4 @@ def test_prompt_dim_mismatch_exits_with_one_line(tmp_path) -> None:
         f"with exit_on_user_error():\n    load_prompt({str(ref)!r}, embed_dim=64)\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    _assert_one_line_error(result, "prompt embedding dim 768 does not match the model's 64")
+    one_line(result, "prompt embedding dim 768 does not match the model's 64")

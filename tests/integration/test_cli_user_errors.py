@@ -3,7 +3,6 @@ anything expensive (weights, image decoding)."""
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +12,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from helpers.errors import one_line
 from q16 import train_config
 from q16.errors import Q16Error
 from q16.train import run
@@ -32,13 +32,7 @@ def _run(tmp_path: Path, env: dict[str, str], *argv: str) -> subprocess.Complete
     )
 
 
-def _assert_one_line_error(result: subprocess.CompletedProcess, expected: str) -> None:
-    assert result.returncode != 0
-    assert "Traceback" not in result.stderr, result.stderr[-2000:]
-    errors = [line for line in result.stderr.splitlines() if line.startswith("q16: error:")]
-    assert len(errors) == 1 and expected in errors[0], result.stderr[-2000:]
-
-
+@pytest.mark.slow
 def test_missing_smid_is_reported_before_the_weights(tmp_path: Path, launch_env) -> None:
     """The default model (ViT-L-14, not downloadable offline) is never reached."""
     result = _run(
@@ -50,13 +44,13 @@ def test_missing_smid_is_reported_before_the_weights(tmp_path: Path, launch_env)
         f"paths.cache_dir={tmp_path}/cache",
         f"model.cache_dir={tmp_path}/hf",
     )
-    _assert_one_line_error(result, "SMID not found")
+    one_line(result, "SMID not found")
 
 
 @pytest.mark.slow
 def test_bad_settings_are_one_line(tmp_path: Path, launch_env) -> None:
     result = _run(tmp_path, launch_env(), str(REPO / "train.py"), *FAST, "eval.threshold=nan")
-    _assert_one_line_error(result, "eval.threshold=nan must lie in [0, 1]")
+    one_line(result, "eval.threshold=nan must lie in [0, 1]")
 
 
 @pytest.mark.slow
@@ -73,7 +67,7 @@ def test_non_numeric_score_column_is_one_line(tmp_path: Path, launch_env) -> Non
         "data.score_column=rating",
         f"model.cache_dir={tmp_path}/hf",
     )
-    _assert_one_line_error(result, "column 'rating' is not a number")
+    one_line(result, "column 'rating' is not a number")
 
 
 @pytest.mark.parametrize(
@@ -153,31 +147,26 @@ def test_duplicated_training_csv_is_reported_and_split_by_image(
     assert result.n_test % 5 == 0 and result.n_train % 5 == 0  # whole sets of copies
 
 
-def _report_script():
-    spec = importlib.util.spec_from_file_location("report_script", REPO / "scripts" / "report.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_report_cli_refuses_conflicting_decisions(tmp_path: Path, capsys) -> None:
     from test_report_hostile import make_hostile_out_dir
 
     out = make_hostile_out_dir(tmp_path)
-    script = _report_script()
-    script.main([str(out)])
+    from q16 import cli
+
+    cli.main(["report", str(out)])
     review = pd.read_csv(out / "review.csv", dtype=str, keep_default_na=False)
     review = pd.concat([review, review.head(1)], ignore_index=True)
     review["decision"] = ["keep"] * (len(review) - 1) + ["remove"]
     review.to_csv(tmp_path / "r.csv", index=False, lineterminator="\r\n")
     with pytest.raises(SystemExit) as exit_info:
-        script.main([str(out), "--apply-review", str(tmp_path / "r.csv")])
+        cli.main(["apply", str(out), str(tmp_path / "r.csv")])
     err = capsys.readouterr().err
     assert exit_info.value.code != 0 and err.count("\n") == 1
     assert err.startswith("q16: error:") and "conflicting decisions for 1 image(s)" in err
     assert not (tmp_path / "keys_remove.csv").exists()
 
 
+@pytest.mark.slow
 def test_infer_with_a_nan_prompt_exits_with_one_line(tmp_path: Path, launch_env) -> None:
     """Refused at load, before any image is read."""
     (tmp_path / "images").mkdir()
@@ -193,4 +182,4 @@ def test_infer_with_a_nan_prompt_exits_with_one_line(tmp_path: Path, launch_env)
         f"prompt.path={tmp_path / 'nan.npy'}",
         f"infer.out_dir={tmp_path / 'out'}",
     )
-    _assert_one_line_error(result, "non-finite")
+    one_line(result, "non-finite")

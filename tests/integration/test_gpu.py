@@ -15,8 +15,8 @@ import pytest
 import torch
 from omegaconf import DictConfig
 
+from helpers.hostile import hostile_samples, write_tar
 from q16 import infer
-from q16.sources.hostile import hostile_samples, write_tar
 from q16.sources.wds import synthetic_images, write_shards
 from q16.train import run_split as train_run
 

@@ -18,10 +18,10 @@ import pytest
 from omegaconf import DictConfig
 
 from conftest import infer_overrides
+from helpers.hostile import hostile_members, hostile_samples, write_hostile_folder, write_tar
 from q16 import infer
 from q16.errors import Q16Error
 from q16.inference.guard import out_dir_lock
-from q16.sources.hostile import hostile_members, hostile_samples, write_hostile_folder, write_tar
 from q16.sources.wds import synthetic_images, write_shards
 
 MakeCfg = Callable[..., DictConfig]
@@ -56,6 +56,7 @@ def errors(out: Path) -> list[dict]:
     return [json.loads(line) for line in (out / "errors.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_hostile_tars_run_to_the_end_and_write_only_inside_out_dir(tmp_path: Path) -> None:
     shards, cwd, out = tmp_path / "shards", tmp_path / "cwd", tmp_path / "out"
     write_tar(shards / "hostile.tar", hostile_samples(), hostile_members())
@@ -160,6 +161,7 @@ def test_a_second_run_on_a_locked_out_dir_is_refused(
     assert infer.run(cfg)["images_scored"] == 8  # released: the directory is q16's now
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "args,message",
     [

@@ -160,14 +160,16 @@ def test_bad_class_names_fail_in_the_main_process(make_cfg: MakeCfg, tmp_path: P
 
 def test_missing_mandatory_value_is_a_user_error(make_cfg: MakeCfg, tmp_path: Path) -> None:
     cfg = make_cfg(*base(tmp_path / "out", "data=folder"), config_name="infer")
-    with pytest.raises(Q16Error, match=r"data\.path is required: data=folder data\.path="):
+    with pytest.raises(
+        Q16Error, match=r"data\.path must be set, e\.g\. python infer\.py data=folder data\.path"
+    ):
         infer.run(cfg)
 
 
 @pytest.mark.parametrize(
     "args,message",
     [
-        (["data=folder"], "q16: error: data.path is required: data=folder data.path=/images"),
+        (["data=folder"], "q16: error: data.path must be set, e.g. python infer.py data=folder"),
         (["data.shards=S", "infer.autocast=bf15"], "q16: error: infer.autocast must be auto"),
     ],
 )

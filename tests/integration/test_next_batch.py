@@ -1,8 +1,7 @@
-"""``scripts/report.py OUT --next-batch N``: the next images a curator should review."""
+"""``q16 next OUT -n N``: the next images a curator should review."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -11,9 +10,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from q16 import cli
 from q16.errors import Q16Error
-from q16.report import load_run
-from q16.report.next_batch import (
+from q16.review import load_run
+from q16.review.next_batch import (
     NEXT_FILE,
     explore_count,
     k_center,
@@ -21,7 +21,7 @@ from q16.report.next_batch import (
     pick,
     write_next_batch,
 )
-from q16.report.review import REVIEW_COLUMNS
+from q16.review.sheet import REVIEW_COLUMNS
 from q16.spreadsheet import read_text_csv, write_text_csv
 from review_runs import make_run
 
@@ -45,12 +45,13 @@ def _decide(out: Path, keys: list[int], shard: str = "shard-a") -> None:
     write_text_csv(pd.DataFrame(rows, columns=["decision", "shard", "key"]), out / "review.csv")
 
 
-def test_picks_near_threshold_and_writes_review_columns(tmp_path: Path) -> None:
+@pytest.mark.parametrize("seed", [0, 7])
+def test_picks_near_threshold_and_writes_review_columns(tmp_path: Path, seed: int) -> None:
     out = make_run(tmp_path, n_per_shard=200, shards=("shard-a",))
     probs = np.linspace(0.0, 1.0, 200)
     _set_scores(out, "shard-a", probs)
     _decide(out, [*range(50), *range(150, 200)])  # 100 decided: explore 25 / 105 -> none of 5
-    picked = _next(out, 5)
+    picked = _next(out, 5, seed)
     assert list(picked.columns[: len(REVIEW_COLUMNS) - 1]) == list(REVIEW_COLUMNS[:-1])
     assert picked.columns[-1] == "note" and (picked["decision"] == "").all()
     chosen = picked["p_inappropriate"].astype(float)
@@ -104,10 +105,18 @@ def test_duplicated_embeddings_are_not_picked_twice(tmp_path: Path) -> None:
 
 
 def test_seeded(tmp_path: Path) -> None:
+    """A seed gives the same batch again; another seed another batch (the draws are seeded,
+    not fixed)."""
     out = make_run(tmp_path, n_per_shard=60, shards=("shard-a", "shard-b"))
-    first = _next(out, 8, seed=3)
-    (out / NEXT_FILE).unlink()
-    assert _next(out, 8, seed=3).equals(first)
+    batches = {}
+    for seed in (3, 4):
+        batches[seed] = _next(out, 8, seed=seed)
+        (out / NEXT_FILE).unlink()
+        assert _next(out, 8, seed=seed).equals(batches[seed])
+        (out / NEXT_FILE).unlink()
+    assert set(batches[3]["key"] + batches[3]["shard"]) != set(
+        batches[4]["key"] + batches[4]["shard"]
+    )
 
 
 def test_without_embeddings_uncertainty_only(tmp_path: Path) -> None:
@@ -144,13 +153,10 @@ def test_filled_in_next_batch_is_kept_and_the_next_round_gets_its_own_sheet(
         write_next_batch(load_run(out), 3, out=out / NEXT_FILE)
 
 
-def test_cli_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    spec = importlib.util.spec_from_file_location("report_script", REPO / "scripts/report.py")
-    assert spec and spec.loader
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+def test_cli_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = make_run(tmp_path, n_per_shard=20, shards=("shard-a",))
-    script.main([str(out), "--next-batch", "4"])
+    cli.main(["next", str(out), "-n", "4"])
     assert "next batch: 4 of 20" in capsys.readouterr().out
-    with pytest.raises(SystemExit):
-        script.main([str(out), "--next-batch", "0"])
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["next", str(out), "-n", "0"])
+    assert stop.value.code == 2 and "q16 next -n 0" in capsys.readouterr().err

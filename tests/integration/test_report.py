@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import shutil
 import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
@@ -18,10 +16,12 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+from q16 import cli
 from q16.errors import Q16Error
 from q16.outdir import FLAGGED_COLUMNS, UNKNOWN_CLASS
-from q16.report import apply_review, load_run, write_report
-from q16.report.inputs import per_class_table
+from q16.report import write_report
+from q16.review import apply_review, load_run
+from q16.review.run import per_class_table
 
 REPO = Path(__file__).resolve().parents[2]
 THRESHOLD = 0.5
@@ -119,13 +119,6 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def _report_script():
-    spec = importlib.util.spec_from_file_location("report_script", REPO / "scripts" / "report.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_report_files(report: Path) -> None:
     for name in ("report.html", "flagged_classes.png", "datasheet_q16.md", "review.csv"):
         assert (report / name).stat().st_size > 0, name
@@ -161,7 +154,7 @@ def test_real_weights_have_no_random_warning(tmp_path: Path) -> None:
 
 def test_review_round_trip(out_dir: Path) -> None:
     report = out_dir
-    _report_script().main([str(out_dir)])
+    cli.main(["report", str(out_dir)])
     review = pd.read_csv(report / "review.csv", dtype=str, keep_default_na=False)
     assert review.columns[0] == "decision" and (review["decision"] == "").all()
     assert review["key"].tolist() == ["000000", "000001", "000002", "cat", "000003"]
@@ -175,16 +168,15 @@ def test_review_round_trip(out_dir: Path) -> None:
     assert len(kept) == 9 - 2 and "000000" not in set(kept["key"]) and "cat" in set(kept["key"])
 
 
-def test_cli_error_is_one_line(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "report.py"), str(tmp_path / "absent")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode != 0 and "Traceback" not in result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("q16: error:")]
-    assert len(errors) == 1 and "no such inference out_dir" in errors[0], result.stderr
+@pytest.mark.parametrize("command", ["report", "audit", "apply", "next"])
+def test_cli_error_is_one_line(tmp_path: Path, command: str, capsys) -> None:
+    extra = {"audit": ["-n", "5"], "apply": [str(tmp_path / "r.csv")], "next": ["-n", "5"]}
+    (tmp_path / "r.csv").write_text("decision,shard,key\n", encoding="utf-8")
+    with pytest.raises(SystemExit) as stop:
+        cli.main([command, str(tmp_path / "absent"), *extra.get(command, [])])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err.count("\n") == 1, err
+    assert err.startswith("q16: error:") and "no such inference out_dir" in err
 
 
 def test_cli_rejects_invalid_decisions(tmp_path: Path, report: Path, capsys) -> None:
@@ -192,7 +184,7 @@ def test_cli_rejects_invalid_decisions(tmp_path: Path, report: Path, capsys) -> 
     review.loc[1, "decision"] = "delete"
     review.to_csv(tmp_path / "bad.csv", index=False)
     with pytest.raises(SystemExit) as exit_info:
-        _report_script().main([str(report), "--apply-review", str(tmp_path / "bad.csv")])
+        cli.main(["apply", str(report), str(tmp_path / "bad.csv")])
     assert exit_info.value.code != 0
     err = capsys.readouterr().err
     assert err.startswith("q16: error:") and "invalid decision" in err and "line 3" in err
@@ -268,8 +260,8 @@ def test_html_renders_in_headless_chromium(report: Path, tmp_path: Path) -> None
 @pytest.mark.slow
 def test_report_from_a_real_inference_run(make_cfg, tmp_path: Path) -> None:
     """The contract end to end: infer.run on tiny shards (one hostile), then the report."""
+    from helpers.hostile import hostile_samples, write_tar
     from q16 import infer
-    from q16.sources.hostile import hostile_samples, write_tar
     from q16.sources.wds import synthetic_images, write_shards
 
     shards = tmp_path / "shards"

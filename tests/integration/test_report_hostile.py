@@ -21,7 +21,8 @@ from q16.errors import Q16Error
 from q16.inference.collect import collect
 from q16.inference.writer import SCHEMA
 from q16.outdir import UNKNOWN_CLASS, scores_path
-from q16.report import apply_review, load_run, write_report
+from q16.report import write_report
+from q16.review import apply_review, load_run
 from q16.spreadsheet import FORMULA_STARTS
 
 NA_KEYS = ["NA", "null", "None", "nan"]
@@ -82,7 +83,7 @@ def make_hostile_out_dir(root: Path, p: float | None = None) -> Path:
     for shard, part in frame.groupby("shard"):
         table = pa.Table.from_pandas(part, preserve_index=False).select(SCHEMA.names)
         pq.write_table(table.cast(SCHEMA), scores_path(out, str(shard)))
-    counts = collect(out, ["shard-0", "00042"])
+    counts = collect(out, ["shard-0", "00042"], threshold=0.5)
     (out / "errors.jsonl").write_text(
         json.dumps({"key": "\ud800bad\n", "shard": "shard-0", "reason": "\u202e<b>x</b>"}) + "\n"
     )

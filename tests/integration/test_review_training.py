@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from helpers.errors import one_line
 from q16.data.review import ReviewDecisions, sha256_file
 from q16.errors import Q16Error
 from q16.models.prompt_io import load_prompt
@@ -33,6 +34,7 @@ def _review_cfg(make_cfg, review: Path, init: Path, *extra: str):
     )
 
 
+@pytest.mark.slow
 def test_one_round_raises_held_out_auroc_and_records_lineage(tmp_path: Path, make_cfg) -> None:
     """The reviewer's rule differs from the init prompt's: training on the review must raise
     AUROC on held-out reviewed images, and the new file must say where it came from."""
@@ -80,12 +82,6 @@ def _review(out: Path, rows: list[tuple[str, str, str]], name: str = "review.csv
     return path
 
 
-def _one_line(err: pytest.ExceptionInfo[Q16Error]) -> str:
-    message = str(err.value)
-    assert "\n" not in message
-    return message
-
-
 @pytest.mark.parametrize(
     ("rows", "expected"),
     [
@@ -95,14 +91,14 @@ def _one_line(err: pytest.ExceptionInfo[Q16Error]) -> str:
         ([("keep", "shard-a", "999999"), ("remove", "shard-a", "000001")], "another run"),
         ([("keep", "../../etc", "passwd"), ("remove", "shard-a", "000001")], "another run"),
         ([("keep", "shard-a", "000000"), ("delete", "shard-a", "000001")], "invalid decision"),
-        ([("keep", "shard-a", "000000"), ("remove", "shard-a", "000000")], "contradicts"),
+        ([("keep", "shard-a", "000000"), ("remove", "shard-a", "000000")], "conflicting decisions"),
     ],
 )
 def test_bad_reviews_are_one_line(tmp_path: Path, rows, expected: str) -> None:
     out = make_run(tmp_path, n_per_shard=4, shards=("shard-a",))
     with pytest.raises(Q16Error) as err:
         ReviewDecisions(str(_review(out, rows))).load_features()
-    assert expected in _one_line(err)
+    assert expected in one_line(err)
 
 
 def test_one_image_quoted_and_unquoted_with_two_decisions_is_refused(tmp_path: Path) -> None:
@@ -119,7 +115,7 @@ def test_one_image_quoted_and_unquoted_with_two_decisions_is_refused(tmp_path: P
 
     with pytest.raises(Q16Error) as err:
         ReviewDecisions(write()).load_features()
-    assert "decide it once" in _one_line(err)
+    assert "conflicting decisions for 1 image(s): =evil/000000" in one_line(err)
     rows[1] = ("keep", "=evil", "000000")  # the same decision twice: that image once
     assert len(ReviewDecisions(write()).load_features().data) == 2
 
@@ -130,7 +126,7 @@ def test_run_without_saved_embeddings_says_how_to_make_them(tmp_path: Path) -> N
     review = _review(out, [("keep", "shard-a", "000000"), ("remove", "shard-a", "000001")])
     with pytest.raises(Q16Error) as err:
         ReviewDecisions(str(review)).load_features()
-    assert "infer.save_embeddings=true" in _one_line(err)
+    assert "infer.save_embeddings=true" in one_line(err)
 
 
 def test_review_outside_a_run_names_data_run_dir(tmp_path: Path) -> None:
@@ -140,7 +136,7 @@ def test_review_outside_a_run_names_data_run_dir(tmp_path: Path) -> None:
     review = _review(elsewhere, [("keep", "shard-a", "000000"), ("remove", "shard-a", "000001")])
     with pytest.raises(Q16Error) as err:
         ReviewDecisions(str(review)).load_features()
-    assert "data.run_dir" in _one_line(err)
+    assert "data.run_dir" in one_line(err)
     assert len(ReviewDecisions(str(review), run_dir=str(out)).load_features().data) == 2
 
 
@@ -152,7 +148,7 @@ def test_embeddings_of_another_model_are_refused_before_the_weights(
     init = write_init_prompt(tmp_path / "init.safetensors")
     with pytest.raises(Q16Error) as err:
         run(_review_cfg(make_cfg, review, init))
-    assert "model=ViT-L-14" in _one_line(err)
+    assert "model=ViT-L-14" in one_line(err)
 
 
 def test_init_for_another_model_is_one_line(tmp_path: Path, make_cfg) -> None:
@@ -161,7 +157,7 @@ def test_init_for_another_model_is_one_line(tmp_path: Path, make_cfg) -> None:
     wide = write_init_prompt(tmp_path / "wide.safetensors", model="ViT-B-32", dim=512)
     with pytest.raises(Q16Error) as err:
         run(_review_cfg(make_cfg, review, wide))
-    message = _one_line(err)
+    message = one_line(err)
     assert message.startswith("prompt.init:") and "ViT-B-32" in message
 
 
@@ -175,7 +171,7 @@ def test_init_settings_checked_first(
     cfg = make_cfg(*FAST, "data=synthetic", f"prompt={prompt}", f"prompt.init={tmp_path / init}")
     with pytest.raises(Q16Error) as err:
         run(cfg)
-    assert expected in _one_line(err)
+    assert expected in one_line(err)
 
 
 def test_rounds_of_reviews_add_up_and_conflicts_are_refused(tmp_path: Path) -> None:
@@ -195,7 +191,7 @@ def test_rounds_of_reviews_add_up_and_conflicts_are_refused(tmp_path: Path) -> N
     clash = _review(out, [("remove", "shard-a", "000000")], "review_clash.csv")
     with pytest.raises(Q16Error) as err:
         ReviewDecisions([str(first), str(clash)]).load_features()
-    assert "contradicts" in _one_line(err)
+    assert "contradicts" in one_line(err)
 
 
 @pytest.mark.slow
@@ -206,8 +202,8 @@ def test_review_of_a_real_infer_run(tmp_path: Path, make_cfg, tiny_backbone) -> 
     from q16 import infer
     from q16.models.prompt_io import PromptMetadata, save_prompt
     from q16.models.prompts import class_embedding_prompt
-    from q16.report import load_run
-    from q16.report.next_batch import write_next_batch
+    from q16.review import load_run
+    from q16.review.next_batch import write_next_batch
     from q16.sources.wds import synthetic_images, write_shards
 
     head = class_embedding_prompt(tiny_backbone, trainable=False)
@@ -244,6 +240,7 @@ def test_review_of_a_real_infer_run(tmp_path: Path, make_cfg, tiny_backbone) -> 
     assert batch.candidates == 0 and batch.picked == 0  # everything is decided
 
 
+@pytest.mark.slow
 def test_cli_review_without_decisions_is_one_line(tmp_path: Path, launch_env) -> None:
     import subprocess
     import sys

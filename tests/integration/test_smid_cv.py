@@ -168,6 +168,7 @@ def test_hydra_multirun(tmp_path, synthetic_root) -> None:
     assert list(tmp_path.glob("outputs/smid_cv/multirun-*/1"))
 
 
+@pytest.mark.slow
 def test_a_new_prompt_type_joins_from_the_command_line(make_cfg, synthetic_root, tmp_path) -> None:
     """Methods are prompt configs composed by Hydra into cv.prompts; one not in the experiment's
     defaults joins with +prompt@cv.prompts.<name>=<config>, and keeps its own overrides."""

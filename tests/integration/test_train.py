@@ -115,8 +115,12 @@ def test_wandb_logger_runs_offline(train_cfg, tmp_path) -> None:
     assert list((tmp_path / "out").rglob("wandb/offline-run-*"))
 
 
-def test_unknown_task_is_a_user_error(train_cfg) -> None:
+def test_a_task_is_a_runner(train_cfg) -> None:
+    """``task`` names a runner (configs/train/task/); anything else is one line."""
     cfg = train_cfg()
     cfg.task = "nope"
-    with pytest.raises(Q16Error, match="task='nope' is not one of single_split, smid_cv"):
+    with pytest.raises(Q16Error, match="task='nope' names no runner"):
+        run(cfg)
+    cfg.task = {"_target_": "q16.train.no_such_runner", "_partial_": True}
+    with pytest.raises(Q16Error, match="no_such_runner cannot be built"):
         run(cfg)

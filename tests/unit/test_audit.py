@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from q16.errors import Q16Error
-from q16.report.audit import (
+from q16.review.audit import (
     AuditPlan,
     allocate,
     check_audit_settings,
@@ -88,7 +88,7 @@ def test_allocation_moves_unused_places() -> None:
 def test_bad_audit_sizes_are_one_line_errors(bad: object) -> None:
     with pytest.raises(Q16Error) as err:
         check_audit_size(bad)
-    assert "\n" not in str(err.value) and "--audit" in str(err.value)
+    assert "\n" not in str(err.value) and "q16 audit -n" in str(err.value)
 
 
 def test_nothing_scored_is_a_user_error() -> None:
@@ -116,7 +116,7 @@ def test_a_small_audit_samples_every_stratum_it_keeps() -> None:
     sample = design_audit(scores, 0.99, 10, n_strata=8)
     assert sample.plan.sampled == 10
     assert all(s.sampled >= 1 for s in sample.plan.strata if s.size)
-    with pytest.raises(Q16Error, match="--audit 1"):
+    with pytest.raises(Q16Error, match="q16 audit -n 1"):
         design_audit(scores, 0.5, 1)
 
 

@@ -16,10 +16,24 @@ from omegaconf import DictConfig
 
 from q16 import infer
 from q16.errors import Q16Error
-from q16.sources.base import EmbeddingSource, ErrorLog
+from q16.inference.blocks import BlockChecks
+from q16.sources.base import BlockSource, EmbeddingSource, ErrorLog, Shard
 from q16.sources.clip_retrieval import ClipRetrievalEmbeddings
 from q16.sources.datacomp import DataCompShards
 from q16.spreadsheet import read_text_csv
+
+
+def checked_rows(source: BlockSource, shard: Shard) -> tuple[list[dict], ErrorLog]:
+    """The shard's rows as the reader keeps them (the product's checks), one dict each."""
+    errors = ErrorLog(shard.name)
+    checks = BlockChecks(shard.name, errors)
+    rows = []
+    for block in source.iter_blocks(shard, errors):
+        kept = checks.check(block)
+        columns = {c: v.to_pylist() for c, v in (kept.columns | kept.meta).items()}
+        for i, features in enumerate(kept.features.float().numpy()):
+            rows.append({c: v[i] for c, v in columns.items()} | {"features": features})
+    return rows, errors
 
 
 def test_clip_retrieval_rows_keys_and_metadata(tmp_path: Path) -> None:
@@ -30,14 +44,13 @@ def test_clip_retrieval_rows_keys_and_metadata(tmp_path: Path) -> None:
     assert source.embedding_space().embed_dim == 32
     shards = source.list_shards()
     assert [s.name for s in shards] == ["img_emb_0", "img_emb_1"]
-    errors = ErrorLog(shards[1].name)
-    samples = list(source.iter_samples(shards[1], errors))
-    assert [s.key for s in samples] == ["000010000", "000010001"]
-    assert samples[0].meta == {
-        "url": "https://example.com/000010000.jpg",
-        "caption": "=caption 000010000",
-    }
-    assert samples[0].features is not None and samples[0].features.dtype == np.float32
+    rows, errors = checked_rows(source, shards[1])
+    assert [r["key"] for r in rows] == ["000010000", "000010001"]
+    assert (rows[0]["url"], rows[0]["caption"]) == (
+        "https://example.com/000010000.jpg",
+        "=caption 000010000",
+    )
+    assert rows[0]["features"].shape == (32,)
     assert not errors.records
 
 
@@ -48,8 +61,8 @@ def test_datacomp_model_picks_the_array(tmp_path: Path) -> None:
     assert l14.embedding_space().weights == "openai"
     assert DataCompShards(str(root), model="ViT-B-32-quickgelu").embedding_space().embed_dim == 512
     shard = l14.list_shards()[0]
-    samples = list(l14.iter_samples(shard, ErrorLog(shard.name)))
-    assert len(samples) == 4 and samples[0].key == samples[0].meta["uid"]  # type: ignore[index]
+    rows, _ = checked_rows(l14, shard)
+    assert len(rows) == 4 and rows[0]["key"] == rows[0]["uid"]
     with pytest.raises(Q16Error, match="DataComp ships embeddings of"):
         DataCompShards(str(root), model="RN50").list_shards()
     with pytest.raises(Q16Error, match="no array 'h14_img'"):
@@ -86,14 +99,13 @@ def test_nan_rows_are_records_and_long_rows_are_normalised(tmp_path: Path, caplo
     np.save(root / "img_emb" / "img_emb_0.npy", array)
     source = ClipRetrievalEmbeddings(str(root))
     shard = source.list_shards()[0]
-    errors = ErrorLog(shard.name)
     with caplog.at_level(logging.WARNING):
-        samples = list(source.iter_samples(shard, errors))
-    bad = {s.key: s.error for s in samples if s.error}
+        rows, errors = checked_rows(source, shard)
+    bad = {r["key"]: r["reason"] for r in errors.records}
     assert set(bad) == {"000000001", "000000004"} and "NaN" in bad["000000001"]
-    for s in samples:
-        if s.features is not None:
-            assert abs(np.linalg.norm(s.features) - 1) < 1e-3
+    assert len(rows) == 3
+    for row in rows:
+        assert abs(np.linalg.norm(row["features"]) - 1) < 1e-3
     assert sum("not unit length" in r.message for r in caplog.records) == 1
 
 

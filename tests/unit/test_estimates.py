@@ -7,9 +7,9 @@ import pytest
 from statsmodels.stats.proportion import proportion_confint
 
 from q16.errors import Q16Error
-from q16.report.audit import design_audit
-from q16.report.estimates import estimate, precision_interval
 from q16.report.estimates_text import NO_AUDIT, estimates_section
+from q16.review.audit import design_audit
+from q16.review.estimates import estimate, precision_interval
 
 THRESHOLD = 0.5
 

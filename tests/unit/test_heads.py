@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
+from helpers.errors import one_line
 from q16.errors import Q16Error
 from q16.inference.head import RunHeads
 from q16.inference.scorer import Scorer
@@ -27,12 +28,6 @@ categories:
   violence: ["a photo of a gun pointed at a person", "a photo of a fist fight"]
   drugs: ["a photo of a syringe"]
 """
-
-
-def _one_line(err: pytest.ExceptionInfo[Q16Error]) -> str:
-    text = str(err.value)
-    assert "\n" not in text and text
-    return text
 
 
 @pytest.mark.parametrize(
@@ -55,7 +50,7 @@ def _one_line(err: pytest.ExceptionInfo[Q16Error]) -> str:
 def test_bad_heads_are_one_line(value: object, says: str) -> None:
     with pytest.raises(Q16Error) as err:
         parse_heads(value)
-    assert says in _one_line(err)
+    assert says in one_line(err)
 
 
 def test_heads_parse_in_order() -> None:
@@ -86,7 +81,7 @@ def test_hostile_concept_files_are_one_line(tmp_path: Path, text: str, says: str
     path.write_text(text)
     with pytest.raises(Q16Error) as err:
         read_concept_set(path)
-    assert says in _one_line(err)
+    assert says in one_line(err)
 
 
 def test_concept_head_scores_its_own_phrase_highest(
@@ -130,7 +125,7 @@ def test_concept_file_round_trip(tmp_path: Path, tiny_backbone: Backbone) -> Non
     save_file(tensors, str(tmp_path / "bad.safetensors"), metadata=meta.to_strings())
     with pytest.raises(Q16Error) as err:
         load_prompt(tmp_path / "bad.safetensors")
-    assert "missing or bad tensors" in _one_line(err)
+    assert "missing or bad tensors" in one_line(err)
 
 
 def _prompt_file(tmp_path: Path, dim: int = 64, seed: int = 0) -> Path:
@@ -158,7 +153,7 @@ def test_threshold_in_prompt_file(tmp_path: Path) -> None:
         save_file(tensors, str(tmp_path / "bad.safetensors"), metadata=strings)
         with pytest.raises(Q16Error) as err:
             load_prompt(tmp_path / "bad.safetensors")
-        assert "threshold must be a number in [0, 1]" in _one_line(err)
+        assert "threshold must be a number in [0, 1]" in one_line(err)
 
 
 @pytest.mark.parametrize(
@@ -174,7 +169,7 @@ def test_bad_thresholds_json_is_one_line(tmp_path: Path, points: object, says: s
     (tmp_path / "t.json").write_text(json.dumps(points))
     with pytest.raises(Q16Error) as err:
         threshold_from_json(tmp_path / "t.json")
-    assert says in _one_line(err)
+    assert says in one_line(err)
 
 
 def test_store_threshold_refuses_files_without_metadata(tmp_path: Path) -> None:

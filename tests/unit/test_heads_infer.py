@@ -260,6 +260,7 @@ def test_heads_on_image_shards_share_one_image_tower_pass(
     assert np.allclose(both["p_other"], alone["p_inappropriate"], rtol=0, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_datacomp_two_heads_by_one_command(tmp_path: Path, launch_env) -> None:
     """The issue's bar: one infer.py command, offline, DataComp shard, two heads, metadata."""
     root = datacomp_folder(tmp_path / "dc", [6])

@@ -1,6 +1,6 @@
 """One bad input never stops a shard, and nothing is read beyond its limits (issue 10).
 
-The hostile corpus (``q16.sources.hostile``) says what a correct reader must score and record;
+The hostile corpus (``tests/helpers/hostile.py``) says what a correct reader must score and record;
 these tests read it through the real sources and reader stage.
 """
 
@@ -14,12 +14,7 @@ import numpy as np
 import pytest
 from PIL import EpsImagePlugin, Image
 
-from q16.imageload import ImageLoadError, load_rgb, load_rgb_file, read_file
-from q16.inference.reader import Batch, ImageDecoder, ShardStream, UInt8Preprocess
-from q16.models.backbone import Backbone
-from q16.sources.base import ErrorLog, RawSample, Shard, checked
-from q16.sources.folder import ImageFolder, list_images
-from q16.sources.hostile import (
+from helpers.hostile import (
     EPS,
     hostile_members,
     hostile_samples,
@@ -27,6 +22,11 @@ from q16.sources.hostile import (
     write_hostile_folder,
     write_tar,
 )
+from q16.imageload import ImageLoadError, load_rgb, load_rgb_file, read_file
+from q16.inference.reader import Batch, ImageDecoder, ShardStream, UInt8Preprocess
+from q16.models.backbone import Backbone
+from q16.sources.base import ErrorLog, RawSample, Shard, checked
+from q16.sources.folder import ImageFolder, list_images
 from q16.sources.wds import WebDatasetShards
 
 

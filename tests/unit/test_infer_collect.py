@@ -27,7 +27,7 @@ from q16.inference.summary import RunSetup, build_summary, write_summary
 from q16.inference.writer import ShardWriter
 from q16.models.backbone import BackboneSpec
 from q16.outdir import UNKNOWN_CLASS
-from q16.report.inputs import load_run, per_class_table
+from q16.review.run import load_run, per_class_table
 from q16.sources.base import Shard
 
 
@@ -49,7 +49,7 @@ def commit(out: Path, shard: str, probs: list[float], classes: list[str | None],
 
 
 def test_collect_nothing_done_writes_empty_run_files(tmp_path: Path) -> None:
-    counts = collect(tmp_path, ["a", "b"])
+    counts = collect(tmp_path, ["a", "b"], threshold=0.5)
     assert counts == RunCounts(0, 0, 0, {}, 0)
     assert (tmp_path / "flagged.csv").read_text().splitlines() == [
         "key,shard,source,file_name,class_id,class_name,p_inappropriate"
@@ -61,7 +61,7 @@ def test_collect_counts_classes_and_keeps_errors_in_shard_order(tmp_path: Path) 
     error = {"key": "x", "shard": "b", "reason": "bad jpeg"}
     commit(tmp_path, "a", [0.9, 0.1, 0.7], ["cat", None, "cat"])
     commit(tmp_path, "b", [0.2], ["dog"], errors=[error])
-    counts = collect(tmp_path, ["b", "a", "not-yet"])
+    counts = collect(tmp_path, ["b", "a", "not-yet"], threshold=0.5)
     assert counts.images_scored == 4 and counts.images_flagged == 2 and counts.shards_done == 2
     assert counts.per_class == {
         UNKNOWN_CLASS: {"scored": 1, "flagged": 0},
@@ -197,7 +197,7 @@ def test_settings_and_fabric_come_from_the_infer_config(make_cfg: Any, tmp_path:
 
 def test_report_per_class_table_of_a_run_without_scored_images(tmp_path: Path) -> None:
     commit(tmp_path, "a", [], [])
-    counts = collect(tmp_path, ["a"])
+    counts = collect(tmp_path, ["a"], threshold=0.5)
     summary = build_summary(setup(), counts, [LoopStats()], [], wall_s=1.0)
     write_summary(tmp_path, summary)
     table = per_class_table(load_run(tmp_path))
@@ -213,5 +213,5 @@ def test_a_shard_scored_again_loses_its_old_rows_first(tmp_path: Path) -> None:
     commit(out, "a", [0.9, 0.1], [None, None], identity=shard_identity(a), stamp="old-size-mtime")
     assert prepare_out_dir(out, make_fingerprint([a]), [a], record=True) == [a]
     assert not (out / "scores" / "a.parquet").exists()
-    counts = collect(out, ["a"])
+    counts = collect(out, ["a"], threshold=0.5)
     assert counts.images_scored == 0 and counts.shards_done == 0

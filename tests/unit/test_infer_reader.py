@@ -13,6 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
+from helpers.hostile import cut_tar, encode, hostile_samples, write_tar
 from q16.errors import Q16Error
 from q16.inference.reader import (
     Batch,
@@ -29,7 +30,6 @@ from q16.models.prompts import class_embedding_prompt
 from q16.sources.base import ErrorLog, RawSample, Shard
 from q16.sources.classnames import load_class_names
 from q16.sources.folder import ImageFolder
-from q16.sources.hostile import cut_tar, encode, hostile_samples, write_tar
 from q16.sources.wds import (
     WebDatasetShards,
     expand_shards,

@@ -72,7 +72,7 @@ def test_writer_commits_shards_and_collects(tmp_path: Path) -> None:
     assert table.column("p_inappropriate").type == "float"
     assert pq.read_table(tmp_path / "scores" / "s2.parquet").num_rows == 0
 
-    counts = collect(tmp_path, ["s1", "s2", "never-run"])
+    counts = collect(tmp_path, ["s1", "s2", "never-run"], threshold=0.9)
     assert counts.images_scored == 3 and counts.images_flagged == 2
     assert counts.errors == 2 and counts.shards_done == 2
     assert counts.per_class == {
@@ -106,10 +106,10 @@ def test_flagged_csv_sorted_on_disk_equals_sorted_in_memory(tmp_path: Path) -> N
     """Beyond max_flagged_in_memory rows, flagged.csv is merged from sorted runs on disk; the
     file is byte for byte the one sorted in memory, and no spill files are left behind."""
     names = write_random_shards(tmp_path, n_shards=12, per_shard=10, seed=0)
-    in_memory = collect(tmp_path, names)
+    in_memory = collect(tmp_path, names, threshold=0.5)
     expected = (tmp_path / "flagged.csv").read_bytes()
     (tmp_path / "flagged.csv").unlink()
-    on_disk = collect(tmp_path, names, max_flagged_in_memory=7)
+    on_disk = collect(tmp_path, names, max_flagged_in_memory=7, threshold=0.5)
     assert on_disk == in_memory and in_memory.images_flagged > 7 * 3
     assert (tmp_path / "flagged.csv").read_bytes() == expected
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
@@ -167,7 +167,7 @@ def test_unread_shard_records_errors_but_is_not_done(tmp_path: Path) -> None:
     writer.finish("gone", [error], commit=False)
     writer.close()
     assert not is_done(tmp_path, "gone")
-    counts = collect(tmp_path, ["gone"])
+    counts = collect(tmp_path, ["gone"], threshold=0.5)
     assert counts.shards_done == 0 and counts.errors == 1
     assert json.loads((tmp_path / "errors.jsonl").read_text()) == error
 

@@ -3,6 +3,7 @@ layers. The contract lives in pyproject.toml; import-linter checks it."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -37,3 +38,18 @@ def test_the_check_fails_when_layers_are_inverted(tmp_path) -> None:
     )
     result = lint_imports(config)
     assert result.returncode != 0 and "BROKEN" in result.stdout
+
+
+def test_every_package_and_module_is_in_a_layer() -> None:
+    """A module the contract does not name is checked by nothing: a new package (as
+    ``q16.review`` was) must be given its layer."""
+    text = PYPROJECT.read_text()
+    contract = text.split('name = "q16 layers"', 1)[1].split("]\n", 1)[0]
+    named = set(re.findall(r"q16\.[a-z_]+", contract))
+    package = PYPROJECT.parent / "src" / "q16"
+    modules = {
+        f"q16.{path.stem}"
+        for path in package.iterdir()
+        if (path.suffix == ".py" and path.stem != "__init__") or (path / "__init__.py").is_file()
+    }
+    assert "q16.review" in modules and modules <= named, sorted(modules - named)

@@ -17,7 +17,7 @@ from q16.models.coop import CoOpPrompt
 from q16.models.prompt_head import is_trainable
 from q16.models.prompts import PAPER_CLASS_PROMPTS, ClassEmbeddingHead
 
-PROMPT_DIR = Path(__file__).resolve().parents[2] / "configs" / "prompt"
+PROMPT_DIR = Path(__file__).resolve().parents[2] / "configs" / "labelled" / "prompt"
 
 
 def test_coop_config_needs_nothing_from_train_yaml_but_seed() -> None:

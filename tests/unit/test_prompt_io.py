@@ -120,9 +120,14 @@ def test_missing_and_unknown_files(tmp_path) -> None:
         load_prompt(tmp_path / "x.txt")
 
 
-def test_local_copy_of_the_weights_is_not_refused(tmp_path, tiny_backbone) -> None:
+def test_local_copy_of_the_weights_is_not_refused(tmp_path, tiny_backbone, caplog) -> None:
     head = class_embedding_prompt(tiny_backbone)
     meta = PromptMetadata(kind=head.kind, embed_dim=64, model="ViT-B-32", pretrained="openai")
     path = save_prompt(tmp_path / "p.safetensors", head, meta)
-    # trained with the tag, scored with a local checkpoint file: allowed (with a warning)
-    load_prompt(path, model="ViT-B-32", pretrained="/ckpt/vit-b-32-openai.pt")
+    # trained with the tag, scored with a local checkpoint file: allowed, with a warning
+    with caplog.at_level("WARNING", logger="q16.models.prompt_io"):
+        load_prompt(path, model="ViT-B-32", pretrained="/ckpt/vit-b-32-openai.pt")
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any(
+        "trained with weights openai, now used with /ckpt/vit-b-32-openai.pt" in m for m in warned
+    ), warned

@@ -18,10 +18,12 @@ from q16.infer import check_embeddings
 from q16.models.backbone import Backbone
 from q16.outdir import EMBEDDINGS_DIR, EMBEDDINGS_META_FILE
 from q16.sources.base import (
+    BlockSource,
     EmbeddingSource,
     EmbeddingSpace,
     ErrorLog,
     InferenceSource,
+    SampleSource,
     is_remote,
 )
 from q16.sources.clip_retrieval import ClipRetrievalEmbeddings
@@ -59,6 +61,9 @@ def test_every_source_is_an_inference_source(tmp_path: Path) -> None:
     assert all(isinstance(s, InferenceSource) for s in images + embeddings)
     assert not any(isinstance(s, EmbeddingSource) for s in images)
     assert all(isinstance(s, EmbeddingSource) for s in embeddings)
+    # images are read a sample at a time, embeddings a block at a time (one rule set each)
+    assert all(isinstance(s, SampleSource) and not isinstance(s, BlockSource) for s in images)
+    assert all(isinstance(s, BlockSource) and not isinstance(s, SampleSource) for s in embeddings)
     for source in images:
         shards = source.list_shards()
         errors = ErrorLog(shards[0].name)
@@ -107,11 +112,10 @@ def test_saved_embeddings_read_back_rows_and_vectors(tmp_path: Path) -> None:
     np.save(tmp_path / EMBEDDINGS_DIR / "unfinished.npy", np.eye(2, dtype=np.float32))
     shards = source.list_shards()
     assert [s.name for s in shards] == ["s"]  # only shards whose scores are done
-    rows = list(source.iter_samples(shards[0], ErrorLog("s")))
-    assert [(r.key, r.class_id, r.features.tolist()) for r in rows] == [  # type: ignore[union-attr]
-        ("a", 1, [1.0, 0.0]),
-        ("b", -1, [0.0, 1.0]),
-    ]
+    (block,) = source.iter_blocks(shards[0], ErrorLog("s"))
+    assert block.keys.to_pylist() == ["a", "b"] and not block.unit
+    assert block.fields["class_id"].to_pylist() == [1, -1]
+    assert np.asarray(block.features).tolist() == [[1.0, 0.0], [0.0, 1.0]]
 
 
 def test_remote_specs_are_never_resolved() -> None:
@@ -124,7 +128,7 @@ def test_sources_and_report_import_no_inference_or_model_code() -> None:
     inference package that writes it."""
     code = (
         "import sys, q16.sources.base, q16.sources.wds, q16.sources.folder, "
-        "q16.sources.embeddings, q16.sources.classnames, q16.sources.hostile, q16.report; "
+        "q16.sources.embeddings, q16.sources.classnames, q16.report, q16.review, q16.cli; "
         "print(sorted(m for m in sys.modules if m.startswith(('q16.inference', 'q16.models'))))"
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -10,7 +10,6 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from q16.report.text import clean, html_text, md_cell, plot_label
 from q16.report.thumbnails import thumbnail_uri
 from q16.spreadsheet import (
     FORMULA_STARTS,
@@ -19,6 +18,7 @@ from q16.spreadsheet import (
     restore,
     write_text_csv,
 )
+from q16.text import clean, html_text, md_cell, plot_label
 
 SAMPLES = [
     "",

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from helpers.errors import one_line
 from q16.data.csv import CSVImageLabels
 from q16.data.labeled import LabeledImages, mark_duplicates, threshold_labels
 from q16.data.smid import SMIDDataset
@@ -26,12 +27,6 @@ def _images(folder: Path, n: int) -> list[str]:
         Image.new("RGB", (8, 8), (i * 7 % 256, i * 13 % 256, 40)).save(folder / f"{i}.png")
         names.append(f"{i}.png")
     return names
-
-
-def _one_line(err: pytest.ExceptionInfo[Q16Error]) -> str:
-    message = str(err.value)
-    assert "\n" not in message
-    return message
 
 
 @pytest.mark.parametrize(
@@ -58,7 +53,7 @@ def test_bad_training_csv_is_one_line(tmp_path: Path, content: str | bytes, expe
     score = "score" if "score" in str(content) else None
     with pytest.raises(Q16Error) as err:
         CSVImageLabels(str(path), score_column=score).load()
-    assert expected in _one_line(err)
+    assert expected in one_line(err)
 
 
 def test_smid_norms_with_a_non_numeric_moral_mean(tmp_path: Path) -> None:
@@ -66,7 +61,7 @@ def test_smid_norms_with_a_non_numeric_moral_mean(tmp_path: Path) -> None:
     (tmp_path / "SMID_norms.csv").write_text("img_name,moral_mean\n0,1.5\n1,n/a\n")
     with pytest.raises(Q16Error) as err:
         SMIDDataset(str(tmp_path)).load()
-    assert "column 'moral_mean' is not a number in 1 row(s) (line 3)" in _one_line(err)
+    assert "column 'moral_mean' is not a number in 1 row(s) (line 3)" in one_line(err)
 
 
 def test_image_names_are_strings_as_written(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ import math
 from dataclasses import dataclass, field
 from numbers import Real
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -15,6 +16,13 @@ import pandas as pd
 from q16.errors import Q16Error
 
 log = logging.getLogger(__name__)
+
+
+class LabelledSet(Protocol):
+    """What a ``configs/labelled/data/<name>.yaml`` builds (SMID, synthetic, CSV, a review):
+    the labelled images, listed and checked, none decoded yet."""
+
+    def load(self) -> LabeledImages: ...
 
 
 @dataclass

@@ -5,9 +5,9 @@ Labels come from the decisions (``remove`` = 1 inappropriate, ``keep`` = 0 appro
 (``infer.save_embeddings=true``): the row of ``(shard, key)`` in ``scores/<shard>.parquet`` is
 the row in ``embeddings/<shard>.npy``, so no image is decoded and no image tower runs.
 
-Every cell is hostile: shard names are only looked up among the run's own shards (never
-turned into a path), keys are matched exactly (with or without the spreadsheet quote), and a
-review that does not fit the run is a one-line error saying what to do.
+Every cell is hostile: rows are matched to the run's own images by :mod:`q16.review.match` (the
+rule ``q16 apply`` uses: never turned into a path, exact with or without the spreadsheet quote),
+and a review that does not fit the run is a one-line error saying what to do.
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ from q16.outdir import (
     embeddings_path,
     scores_path,
 )
-from q16.review_file import read_review
-from q16.spreadsheet import restore
+from q16.review.match import Image, match_images, one_decision_per_image, show
+from q16.review.sheet import read_review
 
 log = logging.getLogger(__name__)
 
@@ -95,11 +95,12 @@ class ReviewDecisions:
         if not paths:
             raise Q16Error("data.path=[]: name at least one review.csv")
         review_path = paths[0]
-        decisions = merge([read_decisions(path) for path in paths], paths)
         run = Path(self.run_dir).expanduser() if self.run_dir else review_path.parent
         space = read_space(run)
         known = _run_shards(run)
-        rows = _locate(decisions, known, review_path, run)
+        images = {(shard, key) for shard, keys in known.items() for key in keys}
+        decisions = merge([read_decisions(path, images, run) for path in paths], paths)
+        rows = [(s, known[s][k], label) for (s, k), label in decisions.images.items()]
         features, labels, names = _gather(rows, run, int(space["embed_dim"]))
         dropped = {"unsure_or_blank": len(decisions.undecided)}
         if len(features) < len(rows):
@@ -137,42 +138,38 @@ class ReviewDecisions:
 class Decisions:
     """The decided rows (shard, key, label) and how many rows were unsure or blank."""
 
-    images: dict[tuple[str, str], int]
+    images: dict[Image, int]
+    """Each decided image of the run (its exact shard and key) and its label."""
     undecided: list[int]
 
 
-def read_decisions(path: Path) -> Decisions:
-    """keep/remove rows of a review, one decision per image, or a one-line error."""
+def read_decisions(path: Path, known: set[Image], run: Path) -> Decisions:
+    """keep/remove decisions of a review, matched to the run's images (``q16.review.match``:
+    the rule ``q16 apply`` uses), one decision per image, or a one-line error."""
     review = read_review(path)
-    decision = review["decision"]
-    images: dict[tuple[str, str], int] = {}
-    undecided = []
-    cells = zip(review["shard"], review["key"], decision, strict=True)
-    for row, (shard, key, what) in enumerate(cells):
-        if what not in LABELS:
-            undecided.append(row)
-            continue
-        image = (shard, key)
-        if images.get(image, LABELS[what]) != LABELS[what]:
-            raise Q16Error(f"{path}: line {row + 2} contradicts an earlier decision for its image")
-        images[image] = LABELS[what]
-    if not images:
+    decision = review["decision"].tolist()
+    undecided = [row for row, what in enumerate(decision) if what not in LABELS]
+    if len(undecided) == len(decision):
         raise Q16Error(
             f"{path}: no keep or remove decisions ({len(review)} rows, all unsure or blank); "
             "fill in the decision column before training on it"
         )
+    hint = "was the review made for another run? Pass data.run_dir=<that run's infer.out_dir>"
+    matched = match_images(review, known, str(path), run, hint)
+    chosen = one_decision_per_image(matched, decision, str(path))
+    images = {image: LABELS[what] for image, what in chosen.items() if what in LABELS}
     return Decisions(images, undecided)
 
 
 def merge(reviews: list[Decisions], paths: list[Path]) -> Decisions:
     """Decisions of several reviews of one run; an image decided both ways is an error."""
-    images: dict[tuple[str, str], int] = {}
+    images: dict[Image, int] = {}
     for review, path in zip(reviews, paths, strict=True):
         for image, label in review.images.items():
             if images.setdefault(image, label) != label:
                 raise Q16Error(
-                    f"{path}: shard {image[0][:60]!r} key {image[1][:60]!r} contradicts its "
-                    "decision in an earlier review; give each image one decision"
+                    f"{path}: {show(image)} contradicts its decision in an earlier review; "
+                    "give each image one decision"
                 )
     return Decisions(images, [row for review in reviews for row in review.undecided])
 
@@ -212,44 +209,9 @@ def _run_shards(run: Path) -> dict[str, dict[str, int]]:
     return shards
 
 
-Located = list[tuple[str, int, int]]
-"""(shard, row, label) of each decided image."""
-
-
-def _locate(
-    decisions: Decisions, known: dict[str, dict[str, int]], path: Path, run: Path
-) -> Located:
-    found: Located = []
-    unknown = []
-    labels: dict[tuple[str, int], int] = {}
-    for (shard, key), label in decisions.images.items():
-        spot = next(
-            (
-                (s, known[s][k])
-                for s in (restore(shard), shard)
-                if s in known
-                for k in (restore(key), key)
-                if k in known[s]
-            ),
-            None,
-        )
-        if spot is None:
-            unknown.append((shard, key))
-        elif labels.setdefault(spot, label) != label:  # '=x' and =x: one image, two decisions
-            where = f"shard {restore(shard)[:60]!r} key {restore(key)[:60]!r}"
-            raise Q16Error(f"{path}: {where} is decided both keep and remove; decide it once")
-        elif len(labels) > len(found):  # the same image again (quoted, unquoted): once
-            found.append((spot[0], spot[1], label))
-    if unknown:
-        raise Q16Error(
-            f"{path}: {len(unknown)} decided image(s) are not images of {run} (e.g. shard "
-            f"{restore(unknown[0][0])[:60]!r}, key {restore(unknown[0][1])[:60]!r}); was the "
-            "review made for another run? Pass data.run_dir=<that run's infer.out_dir>"
-        )
-    return found
-
-
-def _gather(rows: Located, run: Path, dim: int) -> tuple[np.ndarray, np.ndarray, list[Path]]:
+def _gather(
+    rows: list[tuple[str, int, int]], run: Path, dim: int
+) -> tuple[np.ndarray, np.ndarray, list[Path]]:
     """Embeddings and labels of the located rows; rows with NaN/inf embeddings dropped."""
     by_shard: dict[str, list[tuple[int, int]]] = {}
     for shard, row, label in rows:

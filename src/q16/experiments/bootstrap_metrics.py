@@ -205,3 +205,15 @@ def estimate(
         delta_high=high[1],
         best_f1_threshold=best,
     )
+
+
+@dataclass
+class SplitComparison:
+    """Every source's test scores on one split, and their metrics."""
+
+    seed: int
+    test_idx: np.ndarray
+    labels: np.ndarray
+    probs: np.ndarray
+    """(n_sources, n_test) p(inappropriate), sources in table order."""
+    estimates: Estimates

@@ -27,8 +27,8 @@ from q16.experiments import compare_report
 from q16.experiments.bootstrap_metrics import (
     METRICS,
     BootstrapSettings,
-    Estimates,
     MetricSettings,
+    SplitComparison,
     estimate,
 )
 from q16.experiments.comparison import run_caveats
@@ -54,18 +54,6 @@ class CompareSettings:
     metrics: MetricSettings = field(default_factory=MetricSettings)
     bootstrap: BootstrapSettings = field(default_factory=BootstrapSettings)
     command: str = "python evaluate.py"
-
-
-@dataclass
-class SplitComparison:
-    """Every source's test scores on one split, and their metrics."""
-
-    seed: int
-    test_idx: np.ndarray
-    labels: np.ndarray
-    probs: np.ndarray
-    """(n_sources, n_test) p(inappropriate), sources in table order."""
-    estimates: Estimates
 
 
 @dataclass

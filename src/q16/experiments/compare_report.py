@@ -7,18 +7,15 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from sklearn.metrics import precision_recall_curve, roc_curve
 
-from q16.experiments.bootstrap_metrics import BootstrapSettings, MetricSettings
+from q16.experiments.bootstrap_metrics import BootstrapSettings, MetricSettings, SplitComparison
 from q16.experiments.prompt_sources import PromptSource
-
-if TYPE_CHECKING:
-    from q16.experiments.compare_prompts import SplitComparison
 
 REPORT_FILE = "table.md"
 ROC_FILE = "roc.png"

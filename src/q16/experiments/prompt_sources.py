@@ -19,9 +19,9 @@ from typing import Any
 
 from q16.errors import Q16Error
 from q16.models.backbone import Backbone, base_model_name
-from q16.models.paper_assets import PAPER, PAPER_PROMPT_MODELS, paper_prompt_file
+from q16.models.paper_assets import PAPER, PAPER_PROMPT_MODELS
 from q16.models.prompt_head import PromptHead, is_trainable
-from q16.models.prompt_io import PromptMetadata, load_prompt
+from q16.models.prompt_io import load_prompt_for, prompt_file
 from q16.training.settings import HeadFactory
 
 _LABEL = re.compile(r"[\w .+()-]+")  # no "/": "runs/lr=0.1/prompts.safetensors" stays a path
@@ -125,12 +125,12 @@ def _load(spec: SourceSpec, backbone: Backbone, configs: Mapping[str, HeadFactor
                 f"sources: the paper released prompts for {', '.join(PAPER_PROMPT_MODELS)} "
                 f"only, not {model}; drop 'paper' from sources or pass one of those models"
             )
-        path = paper_prompt_file(model)
-        head, _ = _load_file(path, backbone)
+        path = prompt_file(PAPER, model)
+        head, _ = load_prompt_for(path, backbone)
         origin = f"{PAPER} ({base_model_name(model)})"
         return PromptSource(spec.label or PAPER, head, PAPER, origin, sha256=_sha256(path))
     path = spec.path.resolve()
-    head, meta = _load_file(path, backbone)
+    head, meta = load_prompt_for(path, backbone)
     prompt_type = meta.extra.get("prompt") if meta.source == "q16" else None
     return PromptSource(
         spec.label or prompt_type or path.stem,
@@ -140,17 +140,6 @@ def _load(spec: SourceSpec, backbone: Backbone, configs: Mapping[str, HeadFactor
         prompt_type=prompt_type,
         trained_on=meta.extra.get("data"),
         sha256=_sha256(path),
-    )
-
-
-def _load_file(path: Path, backbone: Backbone) -> tuple[PromptHead, PromptMetadata]:
-    spec = backbone.spec
-    return load_prompt(
-        path,
-        model=spec.name,
-        pretrained=spec.pretrained,
-        quick_gelu=spec.quick_gelu,
-        embed_dim=backbone.embed_dim,
     )
 
 

@@ -1,8 +1,8 @@
 """The reader's fast path for embedding collections: whole ``FeatureBlock``s, checked vectorised.
 
-The row path (``ShardStream._decode``) checks one ``RawSample`` at a time; at LAION scale
-(millions of rows per file) that Python loop, not reading, is the cost. Here the same rules
-run on arrays, and the outcome is the same rows, scores and error records (tests compare):
+The one home of the row rules for embeddings (every ``BlockSource``: clip-retrieval, DataComp,
+saved embeddings): at LAION scale (millions of rows per file) a Python loop per row, not
+reading, would be the cost, so the rules run on arrays:
 
 - a key that is empty is recorded (``sample without a key``); a null key is ``<shard>/<row>``;
 - a row holding NaN or infinity is recorded, and for collections (``unit``) so is a zero row;

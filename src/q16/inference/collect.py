@@ -61,7 +61,7 @@ def collect(
     shards: Iterable[str],
     max_flagged_in_memory: int = 1_000_000,
     *,
-    threshold: float | None = None,
+    threshold: float,
     meta_columns: tuple[str, ...] = (),
     heads: tuple[tuple[str, float], ...] = (),
 ) -> RunCounts:
@@ -127,7 +127,7 @@ def _count_classes(table: pa.Table, per_class: dict[str, dict[str, int]]) -> Non
 
 
 def _read_scores(
-    path: Path, threshold: float | None, heads: tuple[tuple[str, float], ...] = ()
+    path: Path, threshold: float, heads: tuple[tuple[str, float], ...] = ()
 ) -> pa.Table | None:
     """A done shard's rows with ``flagged`` = p >= threshold, and each head's flags at its
     own (rewritten where they were not); None if the shard is not done or its parquet cannot
@@ -139,8 +139,6 @@ def _read_scores(
     except Exception as err:  # ArrowInvalid / OSError: cut or corrupt since it was committed
         log.warning("%s is unreadable (%s): not counted; re-run to score it again", path, err)
         return None
-    if threshold is None:  # not a run's collection (tests, tools): the stored flags
-        return table
     changed = False
     for p_col, flagged_col, at in [
         ("p_inappropriate", "flagged", threshold),

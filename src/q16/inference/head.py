@@ -12,9 +12,9 @@ from q16.errors import Q16Error
 from q16.inference.settings import HeadSpec
 from q16.models.backbone import Backbone, BackboneSpec, base_model_name
 from q16.models.concepts import ConceptHead, encode_concept_set, read_concept_set
-from q16.models.paper_assets import PAPER, default_prompt_file, paper_prompt_file
+from q16.models.paper_assets import default_prompt_file
 from q16.models.prompt_head import PromptHead
-from q16.models.prompt_io import PromptMetadata, load_prompt
+from q16.models.prompt_io import PromptMetadata, load_prompt_for, prompt_file
 from q16.models.prompts import class_embedding_prompt
 from q16.sources.base import EmbeddingSource, InferenceSource
 
@@ -120,16 +120,8 @@ def _load(
                 base_model_name(spec.name),
             )
         path = str(default)
-    elif path == PAPER:
-        path = str(paper_prompt_file(spec.name))
-    head, meta = load_prompt(
-        path,
-        model=spec.name,
-        pretrained=spec.pretrained,
-        quick_gelu=spec.quick_gelu,
-        embed_dim=backbone.embed_dim,
-    )
-    return head, str(Path(path).expanduser().resolve()), meta
+    head, meta = load_prompt_for(path, backbone)
+    return head, str(prompt_file(path, spec.name).resolve()), meta
 
 
 def check_embeddings(source: InferenceSource, backbone: Backbone) -> None:

@@ -18,7 +18,6 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-import numpy as np
 import pyarrow as pa
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
@@ -26,7 +25,15 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from q16.imageload import DEFAULT_MAX_PIXELS
 from q16.inference.blocks import BlockChecks
 from q16.pixels import DecodeError, ImageDecoder, UInt8Preprocess
-from q16.sources.base import BlockSource, ErrorLog, InferenceSource, RawSample, Shard, checked
+from q16.sources.base import (
+    BlockSource,
+    ErrorLog,
+    InferenceSource,
+    RawSample,
+    SampleSource,
+    Shard,
+    checked,
+)
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +67,10 @@ class Batch:
     synsets: list[str | None] = field(default_factory=list)
     metas: list[dict[str, str | None] | None] = field(default_factory=list)
     images: torch.Tensor | None = None
+    encoded: list[torch.Tensor] | None = None
+    """``infer.decode=gpu``, instead of ``images``: per row a JPEG's checked, encoded bytes
+    (1-D uint8) or an image the worker decoded (3-D); decoded with the batch on the device
+    (``q16.inference.gpu_decode``)."""
     features: torch.Tensor | None = None
     errors: list[dict[str, str | None]] = field(default_factory=list)
     done: bool = False
@@ -76,6 +87,13 @@ class Batch:
     def __len__(self) -> int:
         return len(self.columns["key"]) if self.columns is not None else len(self.keys)
 
+    def keep_rows(self, rows: Sequence[int]) -> None:
+        """Only ``rows`` (in order) of a batch of samples: those the device could decode."""
+        for name in ("keys", "sources", "file_names", "class_ids", "class_names", "synsets",
+                     "metas"):  # fmt: skip
+            values = getattr(self, name)
+            setattr(self, name, [values[i] for i in rows])
+
     def pin_memory(self) -> Batch:
         if self.images is not None:
             self.images = self.images.pin_memory()
@@ -87,8 +105,8 @@ class Batch:
 class ShardStream(IterableDataset):
     """Batches from the shards owned by this DataLoader worker (all of them with no workers).
 
-    A source of embedding blocks (``BlockSource``) is read a block at a time (``blocks``,
-    the default; ``blocks=False`` keeps the row path, which tests compare against).
+    A source of images (``SampleSource``) is read a sample at a time, a source of embeddings
+    (``BlockSource``) a block at a time.
     """
 
     def __init__(
@@ -97,14 +115,12 @@ class ShardStream(IterableDataset):
         shards: Sequence[Shard],
         decoder: ImageDecoder,
         batch_size: int,
-        blocks: bool = True,
     ) -> None:
         super().__init__()
         self.source = source
         self.shards = list(shards)
         self.decoder = decoder
         self.batch_size = batch_size
-        self.blocks = blocks and isinstance(source, BlockSource)
         self._warn = [True]
 
     def __iter__(self) -> Iterator[Batch]:
@@ -114,9 +130,10 @@ class ShardStream(IterableDataset):
             yield from self.read_shard(shard)
 
     def read_shard(self, shard: Shard) -> Iterator[Batch]:
-        if self.blocks:
+        if isinstance(self.source, BlockSource):
             yield from self._read_blocks(shard)
             return
+        assert isinstance(self.source, SampleSource)
         errors = ErrorLog(shard.name)
         pending: list[tuple[RawSample, torch.Tensor]] = []
         n_samples = 0
@@ -195,17 +212,11 @@ class ShardStream(IterableDataset):
             errors.add(raw.key, "key seen before in this shard; this copy not scored")
             return None
         seen.add(raw.key)
-        if raw.features is not None:
-            features = np.asarray(raw.features, dtype=np.float32)
-            if not np.isfinite(features).all():
-                errors.add(raw.key, "saved embedding holds NaN or infinite values")
-                return None
-            return torch.from_numpy(features)
         if raw.data is None:
             errors.add(raw.key, "no image data")
             return None
         try:
-            return self.decoder(raw.data)
+            return self.decoder.for_batch(raw.data)
         except DecodeError as err:
             errors.add(raw.key, str(err))
             return None
@@ -221,12 +232,11 @@ class ShardStream(IterableDataset):
             batch.class_names.append(raw.class_name)
             batch.synsets.append(raw.synset)
             batch.metas.append(raw.meta)
-        if items:
-            stacked = torch.stack([t for _, t in items])
-            if items[0][0].features is not None:
-                batch.features = stacked
-            else:
-                batch.images = stacked
+        tensors = [t for _, t in items]
+        if any(t.dim() == 1 for t in tensors):  # infer.decode=gpu: decoded with the batch
+            batch.encoded = tensors
+        elif tensors:
+            batch.images = torch.stack(tensors)
         return batch
 
 

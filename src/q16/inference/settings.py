@@ -13,6 +13,7 @@ import torch
 
 from q16.errors import Q16Error, check_bool, check_float, check_int
 from q16.imageload import DEFAULT_MAX_PIXELS
+from q16.pixels import DECODE_MODES, DEFAULT_DECODE
 
 AUTOCAST_SETTINGS = ("auto", "off", "bf16", "fp16")
 
@@ -34,6 +35,8 @@ class InferSettings:
     progress: bool = True
     rank_wait_timeout_s: float = 3600.0
     report: bool = False
+    decode: str = DEFAULT_DECODE
+    """``pil``, ``fast`` or ``gpu`` (``q16.pixels.DECODE_MODES``)."""
     heads: tuple[HeadSpec, ...] | None = None
     """``heads:`` (top level of configs/infer.yaml; a raw list is parsed by
     :func:`parse_heads`); None = one head from ``prompt.path``."""
@@ -52,6 +55,9 @@ class InferSettings:
             ),
             "heads": parse_heads(self.heads),
         }
+        if self.decode not in DECODE_MODES:
+            choices = " | ".join(DECODE_MODES)
+            raise Q16Error(f"infer.decode must be {choices}, not {self.decode!r}")
         if self.autocast not in AUTOCAST_SETTINGS:
             raise Q16Error(f"infer.autocast must be auto, off, bf16 or fp16, not {self.autocast!r}")
         if self.out_dir.exists() and not self.out_dir.is_dir():

@@ -25,7 +25,7 @@ from safetensors.torch import load_file, safe_open, save_file
 
 from q16 import CLASS_NAMES, __version__
 from q16.errors import Q16Error
-from q16.models.backbone import OPENAI_TAG, BackboneSpec, base_model_name
+from q16.models.backbone import OPENAI_TAG, Backbone, BackboneSpec, base_model_name
 from q16.models.concepts import ConceptHead
 from q16.models.paper_assets import PAPER, paper_prompt_file
 from q16.models.prompt_checks import check_head, check_tensors, one_line
@@ -120,6 +120,28 @@ def save_prompt(path: str | Path, head: PromptHead, metadata: PromptMetadata) ->
     return path
 
 
+def prompt_file(path: str | Path, model: str | None) -> Path:
+    """Where a ``prompt.path`` points: ``"paper"`` is the paper's released prompt file for
+    ``model`` (shipped with q16), anything else a path (``~`` expanded)."""
+    if str(path) == PAPER:
+        if model is None:
+            raise Q16Error("prompt.path=paper needs the model to pick the paper's prompt file")
+        return paper_prompt_file(model)
+    return Path(path).expanduser()
+
+
+def load_prompt_for(path: str | Path, backbone: Backbone) -> tuple[PromptHead, PromptMetadata]:
+    """:func:`load_prompt` checked against the backbone it will score with (one place)."""
+    spec = backbone.spec
+    return load_prompt(
+        path,
+        model=spec.name,
+        pretrained=spec.pretrained,
+        quick_gelu=spec.quick_gelu,
+        embed_dim=backbone.embed_dim,
+    )
+
+
 def load_prompt(
     path: str | Path,
     *,
@@ -135,11 +157,7 @@ def load_prompt(
     Raises:
         Q16Error: missing file, unknown format, unsafe pickle, or a model/dimension mismatch.
     """
-    if str(path) == PAPER:
-        if model is None:
-            raise Q16Error("prompt.path=paper needs the model to pick the paper's prompt file")
-        path = paper_prompt_file(model)
-    path = Path(path).expanduser()
+    path = prompt_file(path, model)
     if not path.is_file():
         raise Q16Error(f"prompt file {str(path)!r} does not exist")
     suffix = path.suffix.lower()

@@ -1,7 +1,7 @@
 """The audit sample on ``report.html``: stratum by stratum, each image with its score.
 
 A reviewer sees why each image is there (its stratum and the stratum's inclusion
-probability); every string from the dataset goes through ``q16.report.text.html_text``.
+probability); every string from the dataset goes through ``q16.text.html_text``.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from q16.report.audit import AuditPlan
-from q16.report.text import html_text as _e
+from q16.review.audit import AuditPlan
+from q16.text import html_text as _e
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ def audit_section(view: AuditView | None) -> list[str]:
         f'<h2 id="audit">Audit sample ({plan.sampled:,} of {plan.population:,} scored images, '
         f"seed {plan.seed})</h2>",
         '<p class="note">A stratified random sample over every scored image: decide each row '
-        "of <code>review.csv</code> (keep / remove), then <code>--apply-review</code> estimates "
+        "of <code>review.csv</code> (keep / remove), then <code>q16 apply</code> estimates "
         "precision, prevalence and misses with 95 % intervals.</p>",
     ]
     if plan.all_taken:

@@ -20,8 +20,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from q16.errors import Q16Error
-from q16.report.inputs import UNKNOWN_CLASS
-from q16.report.text import clean, plot_label
+from q16.review.run import UNKNOWN_CLASS
+from q16.text import clean, plot_label
 
 log = logging.getLogger(__name__)
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import pandas as pd
 
-from q16.report.estimates import Estimates
 from q16.report.estimates_text import estimates_section
 from q16.report.heads_table import heads_markdown
-from q16.report.inputs import Coverage, InferenceRun
 from q16.report.source_stats import source_stats_lines
-from q16.report.text import md_cell
+from q16.review.estimates import Estimates
+from q16.review.run import Coverage, InferenceRun
+from q16.text import md_cell
 
 QUESTION = (
     "Does the dataset contain data that, if viewed directly, might be offensive, insulting, "

@@ -6,14 +6,14 @@ of how much of the dataset is inappropriate.
 
 from __future__ import annotations
 
-from q16.report.estimates import MIN_CLASS_DECIDED, Estimates, ShareEstimate
-from q16.report.text import md_cell
+from q16.review.estimates import MIN_CLASS_DECIDED, Estimates, ShareEstimate
+from q16.text import md_cell
 
 NO_AUDIT = (
     "No audit reviewed yet: the counts above are images over a threshold, mixing false alarms "
     "with real finds and saying nothing about what the threshold missed. To estimate how much "
-    "of the dataset is inappropriate, write an audit sample (`scripts/report.py OUT --audit "
-    "400`), decide its rows in `review.csv`, and apply it (`--apply-review`)."
+    "of the dataset is inappropriate, write an audit sample (`q16 audit OUT -n 400`), "
+    "decide its rows in `review.csv`, and apply it (`q16 apply OUT OUT/review.csv`)."
 )
 
 

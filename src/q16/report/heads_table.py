@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from q16.report.text import html_text, md_cell
+from q16.text import html_text, md_cell
 
 
 @dataclass(frozen=True)

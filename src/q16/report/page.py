@@ -15,8 +15,8 @@ import pandas as pd
 from q16.outdir import META_PREFIX
 from q16.report.audit_page import AuditView, audit_section
 from q16.report.heads_table import heads_html
-from q16.report.inputs import Coverage, InferenceRun, meta_columns
-from q16.report.text import html_text
+from q16.review.run import Coverage, InferenceRun, meta_columns
+from q16.text import html_text
 
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:24px;color:#222;

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from q16.report.text import md_cell
+from q16.text import md_cell
 
 COUNT_KEYS = ("urls_listed", "successes", "failed_to_download", "failed_to_resize")
 

@@ -1,8 +1,11 @@
 """Small JPEG thumbnails of flagged images, embedded as data URIs so the page needs no server.
 
 Images come back from where inference read them: a member of a webdataset tar shard (found by
-its sample key) or an image file (folder input). A missing or unreadable image gives ``None``
-and the page shows a placeholder; the report never fails on one bad image.
+its sample key with the reader's rules, ``q16.imagefiles``: the member shown is the member
+scored) or an image file (folder input). What inference would not read is not read here either:
+links, devices and FIFOs, and anything over the run's ``data.max_bytes``. A missing or
+unreadable image gives ``None`` and the page shows a placeholder; the report never fails on one
+bad image.
 """
 
 from __future__ import annotations
@@ -10,25 +13,17 @@ from __future__ import annotations
 import base64
 import io
 import logging
-import re
 import tarfile
 from collections.abc import Iterable
 from pathlib import Path
 
 from PIL import Image, ImageOps
 
-from q16.imagefiles import IMAGE_EXTENSIONS
+from q16.imagefiles import image_member, split_member_name
+from q16.imageload import DEFAULT_MAX_BYTES, ImageLoadError
+from q16.imageload import read_file as read_capped
 
 log = logging.getLogger(__name__)
-
-# webdataset's convention: the key is the member path up to the first dot of its base name
-_KEY_RE = re.compile(r"^((?:.*/|)[^./]+)\.([^/]*)$")
-
-
-def split_member_name(name: str) -> tuple[str, str] | None:
-    """``"dir/0001.jpg"`` -> ``("dir/0001", "jpg")``, as webdataset groups tar members."""
-    match = _KEY_RE.match(name)
-    return (match.group(1), match.group(2)) if match else None
 
 
 def thumbnail_uri(data: bytes, size: int = 192) -> str | None:
@@ -55,40 +50,55 @@ def resolve_source(source: str, out_dir: Path) -> Path:
     return out_dir / path
 
 
-def read_from_tar(tar_path: Path, keys: Iterable[str]) -> dict[str, bytes]:
-    """Image bytes for each wanted key, in one sequential pass over the shard."""
+def read_from_tar(
+    tar_path: Path, keys: Iterable[str], max_bytes: int = DEFAULT_MAX_BYTES
+) -> dict[str, bytes]:
+    """Image bytes for each wanted key, in one sequential pass over the shard: the member the
+    reader scored (``image_member`` of the key's first group of members, as webdataset groups
+    them), only if it is a regular file within ``max_bytes``."""
     wanted = set(keys)
+    members: dict[str, dict[str, tarfile.TarInfo]] = {}
+    closed: set[str] = set()  # a key that comes back later is another (unscored) sample
     found: dict[str, bytes] = {}
+    current = None
     try:
         with tarfile.open(tar_path, mode="r:*") as tar:
             for member in tar:
-                if not member.isfile():
+                parts = split_member_name(member.name) if not member.isdir() else None
+                if parts is None:
                     continue
-                parts = split_member_name(member.name)
-                if parts is None or parts[0] not in wanted or parts[0] in found:
+                key, extension = parts
+                if key != current and current is not None:
+                    closed.add(current)
+                current = key
+                if key in wanted and key not in closed:
+                    members.setdefault(key, {}).setdefault(extension, member)
+            for key, by_extension in members.items():
+                chosen = image_member(by_extension)
+                info = by_extension.get(chosen) if chosen else None
+                if info is None or not info.isreg() or info.size > max_bytes:
                     continue
-                if parts[1].rsplit(".", 1)[-1].lower() not in IMAGE_EXTENSIONS:
-                    continue
-                handle = tar.extractfile(member)
+                handle = tar.extractfile(info)
                 if handle is not None:
-                    found[parts[0]] = handle.read()
-                if len(found) == len(wanted):
-                    break
+                    found[key] = handle.read(max_bytes + 1)[: max_bytes + 1]
     except (OSError, tarfile.TarError) as err:
         log.warning("thumbnails: cannot read shard %s: %s", tar_path, err)
-    return found
+    return {key: data for key, data in found.items() if len(data) <= max_bytes}
 
 
-def read_file(path: Path, file_name: str | None = None) -> bytes | None:
-    """Bytes of an image file (folder input); ``source`` may be the folder plus ``file_name``."""
+def read_file(
+    path: Path, file_name: str | None = None, max_bytes: int = DEFAULT_MAX_BYTES
+) -> bytes | None:
+    """Bytes of an image file (folder input); ``source`` may be the folder plus ``file_name``.
+    Read as inference reads it (``q16.imageload.read_file``): regular files within the cap."""
     candidates = [path]
     if isinstance(file_name, str) and _inside(path / file_name, path):
         candidates.append(path / file_name)
     for candidate in candidates:
         if candidate.is_file():
             try:
-                return candidate.read_bytes()
-            except OSError as err:
+                return read_capped(candidate, max_bytes)
+            except (OSError, ImageLoadError) as err:
                 log.warning("thumbnails: cannot read %s: %s", candidate, err)
     return None
 
@@ -102,11 +112,15 @@ def _inside(candidate: Path, folder: Path) -> bool:
 
 
 def collect_thumbnails(
-    rows: list[dict[str, str | None]], out_dir: Path, size: int = 192
+    rows: list[dict[str, str | None]],
+    out_dir: Path,
+    size: int = 192,
+    max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> list[str | None]:
     """One data URI (or None) per row of ``{"key", "source", "file_name"}``, in row order.
 
-    Rows are grouped by source so each tar shard is opened once.
+    Rows are grouped by source so each tar shard is opened once; ``max_bytes`` is the run's
+    ``data.max_bytes`` (no image inference refused as too large is read for the page).
     """
     by_source: dict[str, list[int]] = {}
     for i, row in enumerate(rows):
@@ -115,13 +129,13 @@ def collect_thumbnails(
     for source, indices in by_source.items():
         path = resolve_source(source, out_dir)
         if path.is_file() and tarfile.is_tarfile(path):
-            data = read_from_tar(path, (str(rows[i]["key"]) for i in indices))
+            data = read_from_tar(path, (str(rows[i]["key"]) for i in indices), max_bytes)
             for i in indices:
                 blob = data.get(str(rows[i]["key"]))
                 uris[i] = thumbnail_uri(blob, size) if blob else None
         else:
             for i in indices:
-                blob = read_file(path, rows[i].get("file_name"))
+                blob = read_file(path, rows[i].get("file_name"), max_bytes)
                 uris[i] = thumbnail_uri(blob, size) if blob else None
     missing = sum(uri is None for uri in uris)
     if missing:

@@ -4,11 +4,11 @@ A *source* (tar shards, an image folder, saved embeddings) lists its *shards* an
 shard's samples. A shard is the unit of work, partitioning and resume: one worker reads it
 whole, and its scores are written in one atomic step when it is done.
 
-Adding a source is one module here and one ``configs/data/<name>.yaml`` whose ``_target_`` is
+Adding a source is one module here and one ``configs/infer/data/<name>.yaml`` whose ``_target_`` is
 its class: ``infer.py`` checks the instance against :class:`InferenceSource` and nothing else.
-A source of precomputed image embeddings (``RawSample.features`` instead of ``data``) also
-implements :class:`EmbeddingSource`, so the model is checked against the embeddings' before
-anything is scored.
+A source of images is a :class:`SampleSource`; a source of precomputed image embeddings is a
+:class:`BlockSource` (an :class:`EmbeddingSource`, so the model is checked against the
+embeddings' before anything is scored).
 """
 
 from __future__ import annotations
@@ -38,13 +38,12 @@ class Shard:
 
 @dataclass
 class RawSample:
-    """An undecoded input: image bytes (or saved features) plus what is known about it."""
+    """An undecoded image: its bytes plus what is known about it."""
 
     key: str
     source: str
     file_name: str | None = None
     data: bytes | None = None
-    features: np.ndarray | None = None
     class_id: int = -1
     class_name: str | None = None
     synset: str | None = None
@@ -121,10 +120,10 @@ def text_array(values: pa.Array | pa.ChunkedArray) -> pa.Array:
 
 @dataclass
 class FeatureBlock:
-    """Consecutive rows of a shard of precomputed embeddings, as arrays (the fast path).
+    """Consecutive rows of a shard of precomputed embeddings, as arrays.
 
-    The reader checks them, vectorised, by the rules of the row path (``checked``, NaN and
-    zero rows recorded, duplicate keys recorded, long rows normalised), so a source only reads.
+    The reader checks them, vectorised (``q16.inference.blocks``: NaN and zero rows recorded,
+    duplicate keys recorded, long rows normalised), so a source only reads.
 
     Args:
         start: the shard row of the first row (error records say ``row <n>``).
@@ -198,12 +197,12 @@ class EmbeddingSpace:
 
 @runtime_checkable
 class InferenceSource(Protocol):
-    """What ``infer.py`` needs from a ``data=`` config: shards and a way to read one.
+    """What ``infer.py`` needs from a ``data=`` config: shards, and a way to read one as a
+    :class:`SampleSource` (images) or a :class:`BlockSource` (embeddings).
 
     ``list_shards`` runs once, in the main process of every rank (so a bad setting fails
-    there, as one line); ``iter_samples`` runs in DataLoader workers, must not raise for a bad
-    input (record it in ``errors``, or yield a ``RawSample`` with ``error`` set) and must yield
-    the same samples in the same order every time (resume relies on it).
+    there, as one line); reading must not raise for a bad input (record it in ``errors``) and
+    must yield the same rows in the same order every time (resume relies on it).
     """
 
     name: str
@@ -213,14 +212,20 @@ class InferenceSource(Protocol):
         """Every shard, in a fixed order (ranks take ``shards[rank::world_size]``)."""
         ...
 
+
+@runtime_checkable
+class SampleSource(InferenceSource, Protocol):
+    """A source of images, read a sample at a time (in DataLoader workers)."""
+
     def iter_samples(self, shard: Shard, errors: ErrorLog) -> Iterator[RawSample]:
-        """The samples of one shard: ``data`` (encoded image bytes) or ``features`` set."""
+        """The samples of one shard (``data``: encoded image bytes), or records in ``errors``
+        (or a ``RawSample`` with ``error`` set)."""
         ...
 
 
 @runtime_checkable
 class EmbeddingSource(InferenceSource, Protocol):
-    """A source whose samples carry ``features`` (precomputed image embeddings)."""
+    """A source of precomputed image embeddings: the model is checked against them first."""
 
     def embedding_space(self) -> EmbeddingSpace:
         """The encoder the embeddings come from; raises ``Q16Error`` if it cannot be told."""
@@ -229,9 +234,8 @@ class EmbeddingSource(InferenceSource, Protocol):
 
 @runtime_checkable
 class BlockSource(EmbeddingSource, Protocol):
-    """An embedding source that can also hand over whole blocks of rows (``FeatureBlock``):
-    the reader then checks and scores them vectorised instead of one ``RawSample`` at a time.
-    Both paths give the same scores and records (tests/unit/test_embedding_blocks.py)."""
+    """An embedding source read as whole blocks of rows (``FeatureBlock``), which the reader
+    checks and scores vectorised (``q16.inference.blocks``: the one home of the row rules)."""
 
     def iter_blocks(self, shard: Shard, errors: ErrorLog) -> Iterator[FeatureBlock]:
         """The shard's rows in order, as blocks; must not raise for bad rows (the reader

@@ -7,34 +7,25 @@ enabled: ``url``, ``key``, ...). Each ``.npy`` is a shard: the unit of partition
 The files do not say which model made them: ``model=`` fixes the space, and its width is
 checked against the arrays'.
 
-The arrays are memory-mapped and read in chunks, so memory does not grow with the files.
+The arrays are memory-mapped and read in blocks, so memory does not grow with the files.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
 from q16.errors import Q16Error
-from q16.sources.base import EmbeddingSpace, ErrorLog, FeatureBlock, RawSample, Shard
-from q16.sources.collection import (
-    RowReader,
-    check_matrix,
-    collection_key_column,
-    npy_header,
-    parquet_rows,
-    same_width,
-)
+from q16.sources.collection import EmbeddingCollection, npy_header
 
 EMB_DIR, META_DIR = "img_emb", "metadata"
-KEY_CANDIDATES = ("key", "image_path")
 
 
 @dataclass
-class ClipRetrievalEmbeddings:
+class ClipRetrievalEmbeddings(EmbeddingCollection):
     """clip-retrieval's output folder.
 
     Args:
@@ -44,20 +35,14 @@ class ClipRetrievalEmbeddings:
         name: label for reports.
     """
 
-    path: str
-    meta_columns: Sequence[str] = ()
-    key_column: str | None = None
     name: str = "clip_retrieval"
-    _reader: RowReader | None = field(default=None, init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        self.meta_columns = tuple(str(c) for c in self.meta_columns)
+    KEY_CANDIDATES: ClassVar[tuple[str, ...]] = ("key", "image_path")
 
     @property
     def root(self) -> Path:
         return Path(self.path).expanduser()
 
-    def _files(self) -> list[Path]:
+    def files(self) -> list[Path]:
         if not (self.root / EMB_DIR).is_dir():
             raise Q16Error(f"data.path={self.path!r}: no {EMB_DIR}/ folder (clip-retrieval layout)")
         files = sorted((self.root / EMB_DIR).glob("img_emb_*.npy"))
@@ -65,42 +50,13 @@ class ClipRetrievalEmbeddings:
             raise Q16Error(f"data.path={self.path!r}: no {EMB_DIR}/img_emb_*.npy files")
         return files
 
-    def metadata_file(self, npy: Path) -> Path:
-        return self.root / META_DIR / f"metadata_{npy.stem.removeprefix('img_emb_')}.parquet"
+    def metadata_file(self, file: Path) -> Path:
+        return self.root / META_DIR / f"metadata_{file.stem.removeprefix('img_emb_')}.parquet"
 
-    def _widths(self) -> dict[str, int]:
-        widths = {}
-        for npy in self._files():
-            rows = parquet_rows(self.metadata_file(npy), self.meta_columns)
-            with npy.open("rb") as file:
-                shape, dtype = npy_header(file, str(npy))
-            widths[str(npy)] = check_matrix(str(npy), shape, dtype, rows)
-        return widths
+    def header(self, file: Path) -> tuple[str, tuple[int, ...], np.dtype]:
+        with file.open("rb") as handle:
+            shape, dtype = npy_header(handle, str(file))
+        return str(file), shape, dtype
 
-    def embedding_space(self) -> EmbeddingSpace:
-        """Only the width is known (clip-retrieval records no model)."""
-        return EmbeddingSpace(None, None, None, same_width(self._widths()))
-
-    def list_shards(self) -> list[Shard]:
-        same_width(self._widths())
-        files = [self.metadata_file(f) for f in self._files()]
-        collection_key_column(files, self.key_column, KEY_CANDIDATES)  # one line, up front
-        return [Shard(npy.stem, str(npy)) for npy in self._files()]
-
-    def _open(self, shard: Shard) -> tuple[RowReader, np.ndarray, Path]:
-        npy = Path(shard.source)
-        metadata = self.metadata_file(npy)
-        if self._reader is None:
-            files = [self.metadata_file(f) for f in self._files()]
-            key = collection_key_column(files, self.key_column, KEY_CANDIDATES)
-            self._reader = RowReader(tuple(self.meta_columns), key)
-        return self._reader, np.load(npy, mmap_mode="r", allow_pickle=False), metadata
-
-    def iter_samples(self, shard: Shard, errors: ErrorLog) -> Iterator[RawSample]:
-        reader, array, metadata = self._open(shard)
-        yield from reader.rows(shard.name, shard.source, array, metadata, errors)
-
-    def iter_blocks(self, shard: Shard, errors: ErrorLog) -> Iterator[FeatureBlock]:
-        """Blocks of the memory-mapped array: only the rows of blocks in flight are read."""
-        reader, array, metadata = self._open(shard)
-        yield from reader.blocks(shard.name, shard.source, array, metadata, errors)
+    def load(self, file: Path) -> np.ndarray:
+        return np.load(file, mmap_mode="r", allow_pickle=False)

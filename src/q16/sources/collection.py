@@ -3,9 +3,13 @@
 Both put rows of image embeddings (``.npy``, or arrays in an ``.npz``) beside a parquet whose
 rows follow them by position. Everything that can be told from headers is checked when the
 shards are listed, as one line each (a missing metadata file, row counts that disagree, a dtype
-that is not float, another width); what needs the values is per row, while reading: a NaN or
-infinite row becomes that row's error record, a row that is not unit length is normalised
-(CLIP's prompts compare by cosine; one warning per reader).
+that is not float, another width); what needs the values is checked by the reader, a block at a
+time (``q16.inference.blocks``, the one home of the row rules): a NaN or infinite row becomes
+that row's error record, a row that is not unit length is normalised (CLIP's prompts compare
+by cosine; one warning per reader).
+
+:class:`EmbeddingCollection` is the skeleton both sources share; each says where its files
+are and how one array is read.
 """
 
 from __future__ import annotations
@@ -15,22 +19,20 @@ import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, ClassVar
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from q16.errors import Q16Error
-from q16.sources.base import ErrorLog, FeatureBlock, RawSample, text_array
+from q16.sources.base import EmbeddingSpace, ErrorLog, FeatureBlock, Shard, text_array
 
 log = logging.getLogger(__name__)
 
 UNIT_TOLERANCE = 1e-2
 """A row whose L2 norm is further than this from 1 is normalised (float16 rounding stays within)."""
 TOO_LARGE = "embedding too large to normalise (its length overflows float32)"
-CHUNK_ROWS = 65536
-"""Rows converted to float32 and checked at a time: memory does not grow with the file."""
 BLOCK_ROWS = 16384
 """Rows per ``FeatureBlock``: large enough that per-block costs vanish (25 MB of float16 at
 768-d), small enough that a few blocks in flight stay far below the size of a file."""
@@ -177,49 +179,70 @@ class RowReader:
                 meta={c: v.slice(start, stop - start) for c, v in meta.items()},
             )
 
-    def rows(
-        self, shard: str, source: str, array: np.ndarray, metadata: Path, errors: ErrorLog
-    ) -> Iterator[RawSample]:
-        table = self._table(shard, array, metadata, errors)
-        if table is None:
-            return
-        columns = table.column_names
-        values = {c: table.column(c).to_pylist() for c in columns}
-        for start in range(0, len(array), CHUNK_ROWS):
-            chunk = np.array(array[start : start + CHUNK_ROWS], dtype=np.float32)
-            finite: np.ndarray = np.asarray(np.isfinite(chunk).all(axis=1))
-            norms = np.linalg.norm(np.where(finite[:, None], chunk, 0.0), axis=1)
-            sized = np.isfinite(norms)  # huge float32 values: the length overflows
-            off = finite & sized & (np.abs(norms - 1.0) > UNIT_TOLERANCE) & (norms > 0)
-            if off.any():
-                if not self.warned:
-                    log.warning(
-                        "%s: %d of %d embeddings are not unit length; normalised (CLIP "
-                        "embeddings are compared by cosine)",
-                        shard,
-                        int(off.sum()),
-                        len(chunk),
-                    )
-                    self.warned = True
-                chunk[off] /= norms[off, None]
-            for i, vector in enumerate(chunk):
-                row = start + i
-                key = values[self.key][row] if self.key else None
-                sample = RawSample(
-                    key=f"{shard}/{row}" if key is None else str(key),
-                    source=source,
-                    meta={c: _text(values[c][row]) for c in self.meta_columns},
-                )
-                if not finite[i]:
-                    sample.error = f"row {row}: embedding holds NaN or infinite values"
-                elif not sized[i]:
-                    sample.error = f"row {row}: {TOO_LARGE}"
-                elif norms[i] == 0:
-                    sample.error = f"row {row}: embedding is all zeros"
-                else:
-                    sample.features = vector
-                yield sample
 
+@dataclass
+class EmbeddingCollection:
+    """A folder of embedding files, each with a metadata parquet beside it: one shard per file.
 
-def _text(value: object) -> str | None:
-    return None if value is None else str(value)
+    Subclasses say where the files are (:meth:`files`, :meth:`metadata_file`), how an array's
+    header and rows are read (:meth:`header`, :meth:`load`) and which columns may name rows
+    (``KEY_CANDIDATES``); listing, checking and reading blocks are here.
+    """
+
+    path: str
+    meta_columns: Sequence[str] = ()
+    key_column: str | None = None
+    name: str = "embeddings"
+    KEY_CANDIDATES: ClassVar[tuple[str, ...]] = ("key",)
+    _reader: RowReader | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.meta_columns = tuple(str(c) for c in self.meta_columns)
+
+    def files(self) -> list[Path]:
+        raise NotImplementedError
+
+    def metadata_file(self, file: Path) -> Path:
+        raise NotImplementedError
+
+    def header(self, file: Path) -> tuple[str, tuple[int, ...], np.dtype]:
+        """Where (for messages), shape and dtype of the file's array, from its header only."""
+        raise NotImplementedError
+
+    def load(self, file: Path) -> np.ndarray:
+        """The file's (rows, D) array (memory-mapped where the format allows)."""
+        raise NotImplementedError
+
+    def widths(self) -> dict[str, int]:
+        widths = {}
+        for file in self.files():
+            rows = parquet_rows(self.metadata_file(file), self.meta_columns)
+            where, shape, dtype = self.header(file)
+            widths[str(file)] = check_matrix(where, shape, dtype, rows)
+        return widths
+
+    def width(self) -> int:
+        return same_width(self.widths())
+
+    def embedding_space(self) -> EmbeddingSpace:
+        """Only the width is known unless a subclass says which encoder made the files."""
+        return EmbeddingSpace(None, None, None, self.width())
+
+    def list_shards(self) -> list[Shard]:
+        self.width()
+        self._key()  # one line, up front
+        return [Shard(file.stem, str(file)) for file in self.files()]
+
+    def _key(self) -> str | None:
+        files = [self.metadata_file(f) for f in self.files()]
+        return collection_key_column(files, self.key_column, self.KEY_CANDIDATES)
+
+    def iter_blocks(self, shard: Shard, errors: ErrorLog) -> Iterator[FeatureBlock]:
+        """Blocks of the shard's array: only the rows of blocks in flight are read."""
+        if self._reader is None:
+            self._reader = RowReader(tuple(self.meta_columns), self._key())
+        file = Path(shard.source)
+        array = self.load(file)
+        yield from self._reader.blocks(
+            shard.name, shard.source, array, self.metadata_file(file), errors
+        )

@@ -8,31 +8,23 @@ model named picks the array (``model=ViT-L-14`` reads ``l14_img``); each ``.npz`
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
 from q16.errors import Q16Error
 from q16.models.backbone import base_model_name
-from q16.sources.base import EmbeddingSpace, ErrorLog, FeatureBlock, RawSample, Shard
-from q16.sources.collection import (
-    RowReader,
-    check_matrix,
-    collection_key_column,
-    npz_header,
-    parquet_rows,
-    same_width,
-)
+from q16.sources.base import EmbeddingSpace
+from q16.sources.collection import EmbeddingCollection, npz_header
 
 ARRAYS = {"ViT-B-32": "b32_img", "ViT-L-14": "l14_img"}
 """Model -> the image-embedding array DataComp computed with OpenAI's weights of it."""
-KEY_CANDIDATES = ("uid", "key")
 
 
 @dataclass
-class DataCompShards:
+class DataCompShards(EmbeddingCollection):
     """A folder of DataComp shards (``*.npz`` beside ``*.parquet``).
 
     Args:
@@ -44,16 +36,10 @@ class DataCompShards:
         name: label for reports.
     """
 
-    path: str
     model: str | None = None
     array: str | None = None
-    meta_columns: Sequence[str] = ()
-    key_column: str | None = None
     name: str = "datacomp"
-    _reader: RowReader | None = field(default=None, init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        self.meta_columns = tuple(str(c) for c in self.meta_columns)
+    KEY_CANDIDATES: ClassVar[tuple[str, ...]] = ("uid", "key")
 
     @property
     def array_name(self) -> str:
@@ -67,50 +53,29 @@ class DataCompShards:
             )
         return ARRAYS[base]
 
-    def _files(self) -> list[Path]:
+    def files(self) -> list[Path]:
         root = Path(self.path).expanduser()
         files = sorted(root.glob("*.npz")) if root.is_dir() else []
         if not files:
             raise Q16Error(f"data.path={self.path!r}: no DataComp .npz shards there")
         return files
 
-    def _widths(self) -> dict[str, int]:
-        widths = {}
-        for npz in self._files():
-            rows = parquet_rows(npz.with_suffix(".parquet"), self.meta_columns)
-            shape, dtype = npz_header(npz, self.array_name)
-            widths[str(npz)] = check_matrix(f"{npz}:{self.array_name}", shape, dtype, rows)
-        return widths
+    def metadata_file(self, file: Path) -> Path:
+        return file.with_suffix(".parquet")
+
+    def header(self, file: Path) -> tuple[str, tuple[int, ...], np.dtype]:
+        shape, dtype = npz_header(file, self.array_name)
+        return f"{file}:{self.array_name}", shape, dtype
+
+    def load(self, file: Path) -> np.ndarray:
+        # an .npz member cannot be memory-mapped: one shard's array is read whole (DataComp
+        # shards hold about 10k rows: 15 MB at 768-d)
+        with np.load(file, allow_pickle=False) as arrays:
+            array: np.ndarray = arrays[self.array_name]
+        return array
 
     def embedding_space(self) -> EmbeddingSpace:
         """OpenAI's weights of the model whose array is read."""
         model = {v: k for k, v in ARRAYS.items()}.get(self.array_name)
         weights = "openai" if model else None
-        return EmbeddingSpace(model, weights, weights, same_width(self._widths()))
-
-    def list_shards(self) -> list[Shard]:
-        same_width(self._widths())
-        files = [f.with_suffix(".parquet") for f in self._files()]
-        collection_key_column(files, self.key_column, KEY_CANDIDATES)  # one line, up front
-        return [Shard(npz.stem, str(npz)) for npz in self._files()]
-
-    def _open(self, shard: Shard) -> tuple[RowReader, np.ndarray, Path]:
-        npz = Path(shard.source)
-        metadata = npz.with_suffix(".parquet")
-        if self._reader is None:
-            files = [f.with_suffix(".parquet") for f in self._files()]
-            key = collection_key_column(files, self.key_column, KEY_CANDIDATES)
-            self._reader = RowReader(tuple(self.meta_columns), key)
-        # an .npz member cannot be memory-mapped: one shard's array is read whole (DataComp
-        # shards hold about 10k rows: 15 MB at 768-d)
-        with np.load(npz, allow_pickle=False) as arrays:
-            array = arrays[self.array_name]
-        return self._reader, array, metadata
-
-    def iter_samples(self, shard: Shard, errors: ErrorLog) -> Iterator[RawSample]:
-        reader, array, metadata = self._open(shard)
-        yield from reader.rows(shard.name, shard.source, array, metadata, errors)
-
-    def iter_blocks(self, shard: Shard, errors: ErrorLog) -> Iterator[FeatureBlock]:
-        reader, array, metadata = self._open(shard)
-        yield from reader.blocks(shard.name, shard.source, array, metadata, errors)
+        return EmbeddingSpace(model, weights, weights, self.width())

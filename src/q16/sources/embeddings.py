@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 
 from q16.errors import Q16Error
 from q16.outdir import EMBEDDINGS_DIR, EMBEDDINGS_META_FILE, scores_path
-from q16.sources.base import EmbeddingSpace, ErrorLog, FeatureBlock, RawSample, Shard, text_array
+from q16.sources.base import EmbeddingSpace, ErrorLog, FeatureBlock, Shard, text_array
 
 META_COLUMNS = ("key", "source", "file_name", "class_id", "class_name", "synset")
 TEXT_FIELDS = ("source", "file_name", "class_name", "synset")
@@ -126,24 +126,6 @@ class SavedEmbeddings:
             return None
         return features, table
 
-    def iter_samples(self, shard: Shard, errors: ErrorLog) -> Iterator[RawSample]:
-        opened = self._open(shard, errors)
-        if opened is None:
-            return
-        features, table = opened
-        meta = self._meta_sources(scores_path(Path(shard.source).parent.parent, shard.name))
-        for row, vector in zip(table.to_pylist(), features, strict=True):
-            yield RawSample(
-                key=row["key"],
-                source=row.get("source") or shard.source,
-                file_name=row.get("file_name"),
-                features=np.array(vector, dtype=np.float32),
-                class_id=int(row.get("class_id") if row.get("class_id") is not None else -1),
-                class_name=row.get("class_name"),
-                synset=row.get("synset"),
-                meta={c: _text(row[name]) for c, name in meta.items()} if meta else None,
-            )
-
     def iter_blocks(self, shard: Shard, errors: ErrorLog) -> Iterator[FeatureBlock]:
         """Blocks of the memory-mapped array with the scores' columns beside them."""
         opened = self._open(shard, errors)
@@ -153,7 +135,7 @@ class SavedEmbeddings:
         n = table.num_rows
         meta = self._meta_sources(scores_path(Path(shard.source).parent.parent, shard.name))
         fields = {c: text_array(table.column(c)) for c in TEXT_FIELDS if c in table.column_names}
-        if "source" in fields:  # an empty source is this file, as in the row path
+        if "source" in fields:  # an empty source is this file
             empty = pc.or_kleene(pc.is_null(fields["source"]), pc.equal(fields["source"], ""))
             fields["source"] = pc.if_else(empty, shard.source, fields["source"])
         if "class_id" in table.column_names:

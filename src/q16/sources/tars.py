@@ -26,20 +26,12 @@ from typing import Any
 
 from webdataset.tariterators import url_opener
 
+from q16.imagefiles import split_member_name as split_name
 from q16.sources.base import ErrorLog
 
 PROBLEMS = "__problems__"
 """Sample entry: why members of the sample were not read (the sample is then not scored)."""
 KEY, URL = "__key__", "__url__"
-
-
-def split_name(name: str) -> tuple[str, str] | None:
-    """webdataset's rule: the key is the path up to the first dot of the base name."""
-    folder, _, base = name.rpartition("/")
-    stem, dot, extension = base.partition(".")
-    if not stem or not dot or not extension:
-        return None
-    return (f"{folder}/{stem}" if folder else stem), extension
 
 
 def member_kind(info: tarfile.TarInfo) -> str:

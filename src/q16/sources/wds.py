@@ -31,7 +31,7 @@ import numpy as np
 import webdataset as wds
 
 from q16.errors import check_bool, check_int
-from q16.imagefiles import IMAGE_EXTENSIONS
+from q16.imagefiles import image_member
 from q16.imageload import DEFAULT_MAX_BYTES
 from q16.sources.base import INT64_MAX, ErrorLog, RawSample, Shard
 from q16.sources.classnames import ClassNames, load_class_names
@@ -149,7 +149,7 @@ def to_raw_sample(
     fields = fields or JsonFields()
     key = str(sample["__key__"])
     members = {k.lower(): k for k in sample if not k.startswith("__")}
-    image_ext = next((members[e] for e in IMAGE_EXTENSIONS if e in members), None)
+    image_ext = image_member(members.values())
     record, problem = parse_json_object(sample.get(members.get("json", ""), b""))
     raw = RawSample(key=key, source=str(sample.get("__url__", shard.source)))
     raw.file_name = next((str(record[f]) for f in fields.file_name if record.get(f)), None)

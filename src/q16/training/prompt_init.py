@@ -9,9 +9,9 @@ from pathlib import Path
 
 from q16.errors import Q16Error
 from q16.models.backbone import Backbone
-from q16.models.paper_assets import PAPER, paper_prompt_file
+from q16.models.paper_assets import PAPER
 from q16.models.prompt_head import PromptHead
-from q16.models.prompt_io import load_prompt
+from q16.models.prompt_io import load_prompt_for, prompt_file
 from q16.models.prompts import ClassEmbeddingHead, LinearProbe
 from q16.training.settings import HeadFactory
 
@@ -39,15 +39,8 @@ def with_init(build: HeadFactory, init: str) -> HeadFactory:
 
 def _initialised(build: HeadFactory, init: str, backbone: Backbone) -> PromptHead:
     head = build(backbone)
-    spec = backbone.spec
     try:
-        loaded, meta = load_prompt(
-            init,
-            model=spec.name,
-            pretrained=spec.pretrained,
-            quick_gelu=spec.quick_gelu,
-            embed_dim=backbone.embed_dim,
-        )
+        loaded, meta = load_prompt_for(init, backbone)
     except Q16Error as err:
         raise Q16Error(f"prompt.init: {err}") from None
     if isinstance(head, ClassEmbeddingHead) and isinstance(loaded, ClassEmbeddingHead):
@@ -65,8 +58,6 @@ def _initialised(build: HeadFactory, init: str, backbone: Backbone) -> PromptHea
 
 def parent_lineage(init: str, backbone: Backbone) -> dict[str, str]:
     """``path`` and ``sha256`` of the init file (what the new prompt was trained from)."""
-    path = Path(init).expanduser()
-    if init == PAPER:
-        path = Path(paper_prompt_file(backbone.spec.name))
+    path = prompt_file(init, backbone.spec.name)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     return {"path": str(path.resolve()), "sha256": digest}

@@ -1,4 +1,4 @@
-"""Read an inference out_dir: the contract between ``infer.py`` and the report.
+"""Read an inference out_dir: the contract between ``infer.py`` and the review loop.
 
 An out_dir holds ``scores/<shard>.parquet`` (every scored image), ``flagged.csv`` (those at or
 above the threshold, highest first), ``errors.jsonl`` (one ``{"key","shard","reason"}`` per
@@ -18,8 +18,10 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from q16.errors import Q16Error
+from q16.imageload import DEFAULT_MAX_BYTES
 from q16.outdir import (
     ERRORS_FILE,
+    FINGERPRINT_FILE,
     FLAGGED_COLUMNS,
     FLAGGED_FILE,
     META_PREFIX,
@@ -51,6 +53,17 @@ class InferenceRun:
     flagged: pd.DataFrame
     errors: list[dict[str, Any]]
     score_files: list[Path]
+
+    @property
+    def max_bytes(self) -> int:
+        """The run's ``data.max_bytes`` (fingerprint.json): the largest image file it read."""
+        try:
+            value = json.loads((self.out_dir / FINGERPRINT_FILE).read_text(encoding="utf-8"))
+            value = value.get("max_bytes") if isinstance(value, dict) else None
+        except (OSError, ValueError):
+            value = None
+        ok = isinstance(value, int) and not isinstance(value, bool) and value > 0
+        return int(value) if ok else DEFAULT_MAX_BYTES  # type: ignore[arg-type]
 
     @property
     def threshold(self) -> float:

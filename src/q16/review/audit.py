@@ -125,16 +125,18 @@ class AuditSample:
 
 
 def check_audit_size(n: object) -> int:
-    """``--audit N`` as a positive integer, or a one-line error."""
+    """``q16 audit -n N`` as a positive integer, or a one-line error."""
     if isinstance(n, bool) or not isinstance(n, int | np.integer):
-        raise Q16Error(f"--audit {n!r}: give the number of images to audit, a whole number ≥ 1")
+        raise Q16Error(
+            f"q16 audit -n {n!r}: give the number of images to audit, a whole number ≥ 1"
+        )
     if n < 1:
-        raise Q16Error(f"--audit {n}: give the number of images to audit, a whole number ≥ 1")
+        raise Q16Error(f"q16 audit -n {n}: give the number of images to audit, at least 1")
     return int(n)
 
 
 def check_audit_settings(n: object, seed: object, n_strata: object) -> None:
-    """``--audit N --seed S --strata K`` usable, or a one-line error (before any file is
+    """``q16 audit -n N --seed S --strata K`` usable, or a one-line error (before any file is
     written)."""
     check_audit_size(n)
     for flag, value, least in (("--seed", seed, 0), ("--strata", n_strata, 1)):
@@ -208,11 +210,11 @@ def design_audit(
         places = sum(taken[1:])
         if places < 1:
             raise Q16Error(
-                f"--audit {n}: too small to sample the images below the threshold as well as "
+                f"q16 audit -n {n}: too small to sample the images below the threshold as well as "
                 "the flagged ones; give a larger N"
             )
         log.warning(
-            "--audit %d leaves %d place(s) below the threshold, fewer than --strata %d: "
+            "q16 audit -n %d leaves %d place(s) below the threshold, fewer than --strata %d: "
             "using %d strata there, so each one is sampled",
             *(n, places, n_strata, places),
         )

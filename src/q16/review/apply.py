@@ -1,7 +1,8 @@
-"""The curator's loop: ``review.csv`` out, decisions in, a filtered key list back.
+"""Decisions in, a filtered key list back: a filled-in review sheet applied to its run.
 
-``review.csv`` lists the flagged images (highest score first) with an empty ``decision``
-column. A curator writes ``keep``, ``remove`` or ``unsure`` per row (blank = not reviewed yet).
+``review.csv`` (:mod:`q16.review.sheet`) lists the flagged images (highest score first) with an
+empty ``decision`` column. A curator writes ``keep``, ``remove`` or ``unsure`` per row (blank =
+not reviewed yet).
 :func:`apply_review` then writes, next to the review unless told otherwise:
 
 - ``keys_remove.csv`` — ``shard,key`` of every image decided ``remove``: the blocklist.
@@ -9,9 +10,9 @@ column. A curator writes ``keep``, ``remove`` or ``unsure`` per row (blank = not
   allowlist of the filtered dataset. Only a human ``remove`` removes an image; ``unsure`` and
   unreviewed rows stay in and are counted, so the curator sees what is still open.
 
-An audit review (``--audit N``: a stratified sample over every scored image, ``audit.json``
-beside it; see :mod:`q16.report.audit`) is applied the same way and also gives estimates with
-95 % intervals (:mod:`q16.report.estimates`), written to ``estimates.json``; it must belong to
+An audit review (``q16 audit OUT -n N``: a stratified sample over every scored image, ``audit.json``
+beside it; see :mod:`q16.review.audit`) is applied the same way and also gives estimates with
+95 % intervals (:mod:`q16.review.estimates`), written to ``estimates.json``; it must belong to
 this run and this audit, and hold at least one keep/remove decision.
 
 Keys are written with their shard because webdataset keys need only be unique within a shard.
@@ -32,56 +33,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from q16.errors import Q16Error
 from q16.fileio import atomic_path
-from q16.report.audit_files import estimates_for_review
-from q16.report.estimates import Estimates
-from q16.report.inputs import (
-    FLAGGED_COLUMNS,
-    TEXT_COLUMNS,
-    InferenceRun,
-    carried_columns,
-    meta_columns,
-)
-from q16.report.review_keys import match_images, one_decision_per_image
-from q16.review_file import read_review
-from q16.spreadsheet import read_text_csv, write_text_csv
+from q16.review.audit_files import estimates_for_review
+from q16.review.estimates import Estimates
+from q16.review.match import match_images, one_decision_per_image
+from q16.review.run import InferenceRun
+from q16.review.sheet import read_review
+from q16.spreadsheet import write_text_csv
 
 log = logging.getLogger(__name__)
-
-REVIEW_COLUMNS = ("decision", *FLAGGED_COLUMNS, "note")
-
-
-def write_review(run: InferenceRun, path: Path) -> Path:
-    """The flagged rows with empty ``decision`` and ``note`` columns for the curator, and the
-    dataset's own fields (``meta_*``: caption, url ...) so the text that came with an image is
-    reviewed with it."""
-    meta = meta_columns(run.flagged)
-    review = run.flagged.reindex(columns=[*FLAGGED_COLUMNS, *carried_columns(run.flagged)])
-    review = review.copy()
-    review.insert(0, "decision", "")
-    review["note"] = ""
-    with atomic_path(path) as tmp:
-        write_text_csv(review, tmp, [*TEXT_COLUMNS, *meta], float_format="%.6f")
-    return path
-
-
-def check_not_filled_in(path: Path) -> None:
-    """Refuse to overwrite a review that a curator has started filling in."""
-    if not path.is_file():
-        return
-    try:
-        old = read_text_csv(path)
-    except Q16Error:
-        return  # not a review anyone can apply: nothing to lose
-    filled = sum(
-        (old[column].str.strip() != "").sum() for column in ("decision", "note") if column in old
-    )
-    if filled:
-        raise Q16Error(
-            f"{path} holds {filled} filled-in decision/note cell(s); apply it with --apply-review "
-            "or move it away before writing a new report there (or pass --report-dir)"
-        )
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ import numpy as np
 from statsmodels.stats.proportion import proportion_confint
 
 from q16.errors import Q16Error
-from q16.report.audit import AuditPlan
+from q16.review.audit import AuditPlan
 
 ALPHA = 0.05
 MIN_CLASS_DECIDED = 20
@@ -102,7 +102,7 @@ def precision_interval(removed: int, decided: int, alpha: float = ALPHA) -> tupl
 
 @dataclass(frozen=True)
 class Estimates:
-    """What ``--apply-review`` states about the dataset (written to ``estimates.json``)."""
+    """What ``q16 apply`` states about the dataset (written to ``estimates.json``)."""
 
     audit_rows: int
     decided: int

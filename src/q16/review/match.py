@@ -13,8 +13,8 @@ from pathlib import Path
 import pandas as pd
 
 from q16.errors import Q16Error
-from q16.report.text import clean
 from q16.spreadsheet import restore
+from q16.text import clean
 
 Image = tuple[str, str]
 """(shard, key): keys need only be unique within a shard."""
@@ -22,8 +22,14 @@ SHOWN = 3
 """Rows named in an error message."""
 
 
-def match_images(review: pd.DataFrame, known: set[Image], path: str, out_dir: Path) -> list[Image]:
-    """The run's image for every review row, in row order."""
+ANOTHER_RUN = "was the review made for another run?"
+
+
+def match_images(
+    review: pd.DataFrame, known: set[Image], path: str, out_dir: Path, hint: str = ANOTHER_RUN
+) -> list[Image]:
+    """The run's image for every review row, in row order; ``hint`` ends the message for rows
+    that are no image of the run (what the caller's user can pass to point at the right run)."""
     matched: list[Image] = []
     unknown: list[tuple[int, Image]] = []
     for row, (shard, key) in enumerate(zip(review["shard"], review["key"], strict=True)):
@@ -44,10 +50,7 @@ def match_images(review: pd.DataFrame, known: set[Image], path: str, out_dir: Pa
             "turned the keys into numbers. Import review.csv with the shard and key columns as "
             "text (or edit it in a text editor) and save it again"
         )
-    raise Q16Error(
-        f"{path}: {len(unknown)} row(s) are not images of {out_dir} ({rows}); "
-        "was the review made for another run?"
-    )
+    raise Q16Error(f"{path}: {len(unknown)} row(s) are not images of {out_dir} ({rows}); {hint}")
 
 
 def one_decision_per_image(

@@ -3,7 +3,7 @@
 ``review.csv`` stays a plain table: the audit adds the columns ``stratum``, ``stratum_size``
 and ``inclusion_probability`` to each row. ``audit.json`` records the design (seed, size,
 strata bounds and sizes), the sampled images and the identity of the run they were drawn
-from, so ``--apply-review`` can refuse a review that belongs to another run or another audit.
+from, so ``q16 apply`` can refuse a review that belongs to another run or another audit.
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ import pyarrow.parquet as pq
 from q16.errors import Q16Error
 from q16.fileio import atomic_path
 from q16.outdir import FINGERPRINT_FILE, FLAGGED_COLUMNS, META_PREFIX, UNKNOWN_CLASS
-from q16.report.audit import FLAGGED, AuditPlan, AuditSample, design_audit
-from q16.report.estimates import Estimates, estimate
-from q16.report.inputs import TEXT_COLUMNS, InferenceRun, carried_columns, is_head_column
-from q16.report.review_keys import Image, show
+from q16.review.audit import FLAGGED, AuditPlan, AuditSample, design_audit
+from q16.review.estimates import Estimates, estimate
+from q16.review.match import Image, show
+from q16.review.run import TEXT_COLUMNS, InferenceRun, carried_columns, is_head_column
 from q16.spreadsheet import write_text_csv
 
 log = logging.getLogger(__name__)
@@ -158,18 +158,18 @@ def load_audit(path: Path, run: InferenceRun, n_scores: int) -> LoadedAudit:
     except (OSError, ValueError, KeyError, TypeError, OverflowError, RecursionError) as err:
         raise Q16Error(
             f"{path}: not an audit.json q16 wrote ({type(err).__name__}: {err})"
-            "; write a new audit with --audit N"
+            "; write a new audit with q16 audit OUT -n N"
         ) from err
     if record.get("format") != AUDIT_FORMAT:
         raise Q16Error(
             f"{path}: audit format {record.get('format')!r}, this q16 reads "
-            f"{AUDIT_FORMAT}; write a new audit with --audit N"
+            f"{AUDIT_FORMAT}; write a new audit with q16 audit OUT -n N"
         )
     if plan.run_id != run_identity(run, n_scores):
         raise Q16Error(
             f"{path}: this audit was drawn from another run than {run.out_dir} (run id "
             f"{plan.run_id[:16]!r} differs); apply it to the out_dir it came from, or write a "
-            "new audit with --audit N"
+            "new audit with q16 audit OUT -n N"
         )
     if not plan.strata or plan.strata[0].name != FLAGGED or min(strata, default=0) < 0:
         raise Q16Error(f"{path}: strata do not match q16's audit design; write a new audit")
@@ -197,7 +197,7 @@ def estimates_for_review(
         if "stratum" in columns:
             raise Q16Error(
                 f"{review_path} is an audit review but {path} is missing: keep the audit.json "
-                "written with it beside review.csv, or write a new audit with --audit N"
+                "written with it beside review.csv, or write a new audit with q16 audit OUT -n N"
             )
         return None
     if "stratum" not in columns:

@@ -1,4 +1,4 @@
-"""``scripts/report.py OUT --next-batch N``: which images a curator should review next.
+"""``q16 next OUT -n N``: which images a curator should review next.
 
 Active learning for the review loop: an image helps the next prompt most when the current one
 is unsure about it (its score near the threshold) and when it is unlike the others picked (a
@@ -31,10 +31,9 @@ import pyarrow.parquet as pq
 from q16.errors import Q16Error
 from q16.fileio import atomic_path
 from q16.outdir import FLAGGED_COLUMNS, embeddings_path
-from q16.report.inputs import TEXT_COLUMNS, InferenceRun, meta_columns
-from q16.report.review import check_not_filled_in
-from q16.report.review_keys import match_images
-from q16.review_file import read_review
+from q16.review.match import match_images
+from q16.review.run import TEXT_COLUMNS, InferenceRun, meta_columns
+from q16.review.sheet import check_not_filled_in, read_review
 from q16.spreadsheet import write_text_csv
 
 log = logging.getLogger(__name__)
@@ -96,7 +95,7 @@ def write_next_batch(
 ) -> NextBatch:
     """Pick ``n`` images to review next and write them as ``review_next.csv``."""
     if n < 1:
-        raise Q16Error(f"--next-batch {n}: must be at least 1")
+        raise Q16Error(f"q16 next -n {n}: must be at least 1")
     path = out or next_free_sheet(run.out_dir)
     check_not_filled_in(path)
     frames = [_scores(file) for file in run.score_files]

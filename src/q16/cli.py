@@ -1,0 +1,157 @@
+"""``q16``: the curator's command, one subcommand per step of the review loop.
+
+    q16 report OUT              report.html, flagged_classes.png, datasheet_q16.md, review.csv
+    q16 audit OUT -n 400        the same page, review.csv = a stratified audit sample (+ audit.json)
+    q16 apply OUT review.csv    keys_remove.csv, keys_keep.csv (+ estimates.json for an audit)
+    q16 next OUT -n 50          review_next.csv: unreviewed images worth deciding next
+
+Each subcommand takes only its own options (argparse refuses the others). ``docs/review.md``
+walks through the loop; training on the decisions is ``python train.py data=review``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from q16.errors import exit_on_user_error
+
+Handler = Callable[[argparse.Namespace], None]
+
+
+def _report(args: argparse.Namespace) -> None:
+    from q16.report import write_report
+
+    files = write_report(args.out_dir, args.report_dir, max_images=args.max_images)
+    _print_report(files)
+
+
+def _audit(args: argparse.Namespace) -> None:
+    from q16.report import write_report
+
+    files = write_report(
+        args.out_dir,
+        args.report_dir,
+        max_images=args.max_images,
+        audit=args.n,
+        seed=args.seed,
+        strata=args.strata,
+    )
+    _print_report(files)
+
+
+def _apply(args: argparse.Namespace) -> None:
+    from q16.report import apply_review_files
+
+    print(apply_review_files(args.out_dir, args.review, args.keys_dir).describe())
+
+
+def _next(args: argparse.Namespace) -> None:
+    from q16.review import load_run, write_next_batch
+
+    print(write_next_batch(load_run(args.out_dir), args.n, args.seed).describe())
+
+
+def _print_report(files: object) -> None:
+    for label, name in (
+        ("report", "html"),
+        ("word cloud", "word_cloud"),
+        ("datasheet draft", "datasheet"),
+        ("review sheet", "review"),
+    ):
+        print(f"{label}: {getattr(files, name)}")
+
+
+def _page_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--report-dir", type=Path, help="write the files here instead of into OUT")
+    parser.add_argument(
+        "--max-images", type=int, default=500, help="thumbnails in the page (default 500)"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line; a new step is one subparser here and one handler above."""
+    from q16.review.audit import DEFAULT_STRATA
+
+    parser = argparse.ArgumentParser(
+        prog="q16", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    steps = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def step(name: str, handler: Handler, summary: str, writes: str) -> argparse.ArgumentParser:
+        sub = steps.add_parser(
+            name, help=summary, description=f"{summary[0].upper()}{summary[1:]}. Writes {writes}"
+        )
+        sub.add_argument(
+            "out_dir", metavar="OUT", type=Path, help="an inference out_dir (holds summary.json)"
+        )
+        sub.set_defaults(handler=handler)
+        return sub
+
+    report = step(
+        "report",
+        _report,
+        "the review page and sheet of the flagged images",
+        "report.html, flagged_classes.png, datasheet_q16.md and review.csv (the flagged images, "
+        "highest score first, with an empty decision column) into OUT or --report-dir.",
+    )
+    _page_options(report)
+
+    audit = step(
+        "audit",
+        _audit,
+        "an audit sample for estimates with confidence intervals",
+        "report.html (with the audit's design), flagged_classes.png, datasheet_q16.md and "
+        "review.csv holding a stratified random sample of -n scored images (the flagged "
+        "stratum and --strata score strata below the threshold), with audit.json (the design) "
+        "beside it, into OUT or --report-dir.",
+    )
+    audit.add_argument("-n", type=int, required=True, help="images in the audit sample")
+    audit.add_argument("--seed", type=int, default=0, help="the sample's random seed (default 0)")
+    audit.add_argument(
+        "--strata",
+        type=int,
+        default=DEFAULT_STRATA,
+        help=f"score strata below the threshold (default {DEFAULT_STRATA})",
+    )
+    _page_options(audit)
+
+    apply = step(
+        "apply",
+        _apply,
+        "apply a filled-in review sheet",
+        "keys_remove.csv (images decided remove) and keys_keep.csv (every other scored image) "
+        "beside the sheet or into --keys-dir; for an audit also estimates.json and "
+        "datasheet_q16.md (with the estimates) beside the sheet.",
+    )
+    apply.add_argument("review", type=Path, help="the filled-in review.csv (or review_next.csv)")
+    apply.add_argument(
+        "--keys-dir", type=Path, help="where the key lists go (default: beside the review)"
+    )
+
+    batch = step(
+        "next",
+        _next,
+        "the images to review next",
+        "review_next.csv (or review_next_2.csv, ... when taken) into OUT: -n images without a "
+        "decision in any review*.csv of the run, near the threshold and unlike each other.",
+    )
+    batch.add_argument("-n", type=int, required=True, help="images in the batch")
+    batch.add_argument(
+        "--seed", type=int, default=0, help="seed of the random draws and ties (default 0)"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``q16 COMMAND OUT ...``; a user error is one line on stderr and exit status 2."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    with exit_on_user_error():
+        args.handler(args)
+
+
+if __name__ == "__main__":
+    main()
