@@ -37,7 +37,7 @@ class Decoded:
     kept: list[int]
     """Rows of the input that have an image (all, unless the CPU could not decode one)."""
     fallbacks: list[tuple[int, str]] = field(default_factory=list)
-    """(row, why) of JPEGs decoded on the CPU instead."""
+    """(row, why) of JPEGs the device refused, decoded on the CPU instead."""
     errors: list[tuple[int, str]] = field(default_factory=list)
     """(row, reason) of rows dropped: not decodable on the CPU either."""
 
@@ -68,12 +68,13 @@ class BatchDecoder:
             i: x.to(self.device, non_blocking=True) for i, x in enumerate(encoded) if x.dim() == 3
         }
         result = Decoded(torch.empty(0), [])
-        decoded = self._decode_jpegs([encoded[i] for i in jpegs], result, jpegs)
+        decoded, refused = self._decode_jpegs([encoded[i] for i in jpegs], jpegs)
         out.update(self._resized(decoded))
-        for row, _ in list(result.fallbacks):
+        for row, why in refused:
             try:
                 assert self.cpu is not None
                 out[row] = self.cpu(bytes(encoded[row].numpy())).to(self.device)
+                result.fallbacks.append((row, why))
             except DecodeError as err:
                 result.errors.append((row, str(err)))
         result.kept = sorted(out)
@@ -86,11 +87,11 @@ class BatchDecoder:
         return result
 
     def _decode_jpegs(
-        self, data: list[torch.Tensor], result: Decoded, rows: list[int]
-    ) -> dict[int, torch.Tensor]:
-        """Row -> full-size uint8 image on the device; the others into ``result.fallbacks``."""
+        self, data: list[torch.Tensor], rows: list[int]
+    ) -> tuple[dict[int, torch.Tensor], list[tuple[int, str]]]:
+        """Row -> full-size uint8 image on the device, and (row, why) of those refused."""
         if not data:
-            return {}
+            return {}, []
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
@@ -98,13 +99,13 @@ class BatchDecoder:
             except RuntimeError as err:  # one bad JPEG fails the batch: each alone then
                 log.debug("batched JPEG decoding failed (%s); decoding one at a time", err)
                 images = [self._one(x) for x in data]
-        decoded = {}
+        decoded, refused = {}, []
         for row, image in zip(rows, images, strict=True):
             if image is None:
-                result.fallbacks.append((row, f"the {self.device.type} JPEG decoder refused it"))
+                refused.append((row, f"the {self.device.type} JPEG decoder refused it"))
             else:
                 decoded[row] = image
-        return decoded
+        return decoded, refused
 
     def _one(self, data: torch.Tensor) -> torch.Tensor | None:
         try:
