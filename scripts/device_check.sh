@@ -57,7 +57,8 @@ fi
 
 step "install what is missing from $WHEELS/ into $SITE/ (no network, --no-deps)"
 MISSING=$("$PY" - "$WHEELS" <<'EOF'
-import importlib.metadata as md, pathlib, re, sys
+import importlib.metadata as md, pathlib, re, sys, warnings
+warnings.simplefilter("ignore")  # pkg_resources' deprecation
 wheels = pathlib.Path(sys.argv[1])
 def norm(name): return re.sub(r"[-_.]+", "_", name).lower()
 names = [re.split(r"[<>=!~ ]", line.strip())[0] for line in open("scripts/device_requirements.txt")
