@@ -268,7 +268,9 @@ def main() -> None:
         if args.model in GPU_TARGETS:
             met[f"b_ge_{GPU_TARGETS[args.model]:.0f}_per_s"] = b >= GPU_TARGETS[args.model]
         result["gpu_targets"] = GPU_TARGETS
-    path = write_result(args.out_dir, f"infer-{args.model}-{device.type}.json", result)
+    decode = [a.split("=", 1)[1] for a in args.infer_args if a.startswith("infer.decode=")]
+    name = "-".join([f"infer-{args.model}-{device.type}", *decode[-1:]])
+    path = write_result(args.out_dir, f"{name}.json", result)
     print(json.dumps(result["ratios"]), json.dumps(result["targets_met"]))
     print(f"wrote {path}")
     if args.work_dir is None:

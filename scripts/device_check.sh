@@ -112,18 +112,20 @@ step "end to end from ImageNet-like tar shards vs the model alone vs one image a
 WORK=$(mktemp -d)
 NPROC=$("$PY" -c "import os; print(os.cpu_count())")
 if [ "$CUDA" = 1 ]; then
-    MODELS=(ViT-L-14 ViT-B-16)
+    RUNS=("ViT-L-14 infer.decode=fast" "ViT-B-16 infer.decode=gpu" "ViT-B-16 infer.decode=fast")
     E2E=(--images 8192 --shard-size 256 --batch-size 256 --num-workers $(( NPROC - 1 ))
          --naive-images 64 --rss-shards 0 --repeats 2 --photos --work-dir "$WORK")
 else
-    MODELS=(ViT-B-32)  # ViT-L-14 runs at 0.3 images/s on a 2-core CPU: the same code, smaller
+    # ViT-L-14 runs at 0.3 images/s on a 2-core CPU: the same code, smaller
+    RUNS=("ViT-B-32 infer.decode=fast" "ViT-B-32 infer.decode=gpu")
     echo "rehearsal: ViT-B-32 instead of ViT-L-14 and ViT-B-16, 16 images"
     E2E=(--images 16 --shard-size 8 --batch-size 8 --num-workers 1 --naive-images 2
          --rss-shards 0 --repeats 1 --photos --work-dir "$WORK")
 fi
-for model in "${MODELS[@]}"; do
-    run 150 "e2e $model" "$PY" scripts/bench_infer.py --model "$model" "${E2E[@]}" \
-        --out-dir "$RESULTS"
+for spec in "${RUNS[@]}"; do
+    read -r model decode <<< "$spec"
+    run 150 "e2e $model $decode" "$PY" scripts/bench_infer.py --model "$model" "${E2E[@]}" \
+        --out-dir "$RESULTS" "$decode"
 done
 rm -rf "$WORK"
 
