@@ -121,16 +121,19 @@ def cpu_figures(jpegs: list[bytes], pre: UInt8Preprocess, repeats: int) -> dict[
     }
 
 
-def gpu_figures(jpegs: list[bytes], pre: UInt8Preprocess, repeats: int) -> dict[str, Any]:
-    """Batched nvJPEG decoding + resize on the device (``q16.pixels_gpu``), when CUDA is there."""
-    if not torch.cuda.is_available():
+def gpu_figures(
+    jpegs: list[bytes], pre: UInt8Preprocess, repeats: int, device: torch.device | None
+) -> dict[str, Any]:
+    """Batched decoding + resize on ``device`` (``q16.inference.gpu_decode``): nvJPEG on CUDA;
+    ``--batch-device cpu`` runs the same code on the CPU (a rehearsal)."""
+    if device is None:
         return {"not measured": "no CUDA device on this machine"}
     try:
-        from q16.pixels_gpu import BatchDecoder
+        from q16.inference.gpu_decode import BatchDecoder
     except ImportError as err:
-        return {"not measured": f"q16.pixels_gpu not available ({err})"}
-    device = torch.device("cuda")
+        return {"not measured": f"q16.inference.gpu_decode not available ({err})"}
     decoder = BatchDecoder(pre, device=device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     cpu = torch.stack([ImageDecoder(pre, decode="pil")(x) for x in jpegs])
     got = decoder.decode(jpegs)
     return {
@@ -138,9 +141,9 @@ def gpu_figures(jpegs: list[bytes], pre: UInt8Preprocess, repeats: int) -> dict[
             {"images_per_s": lambda: decoder.decode(jpegs)},
             len(jpegs),
             repeats,
-            torch.cuda.synchronize,
+            sync,
         ),
-        "device": torch.cuda.get_device_name(device),
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "pixels_gpu_vs_pil": pixel_gap(got.images.cpu(), cpu),
         "fallbacks": len(got.fallbacks),
     }
@@ -151,8 +154,12 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=64, help="JPEGs per kind")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--gpu-images", type=int, default=1024, help="JPEGs per GPU batch")
+    parser.add_argument(
+        "--batch-device", default=None, help="where to decode batches (default: cuda if there)"
+    )
     parser.add_argument("--out-dir", type=Path, default=REPO / "results" / "bench")
     args = parser.parse_args()
+    batch_device = args.batch_device or ("cuda" if torch.cuda.is_available() else None)
     torch.set_num_threads(1)
     import open_clip
 
@@ -175,7 +182,9 @@ def main() -> None:
         jpegs = make_jpegs(args.images, size, quality)
         result[kind] = cpu_figures(jpegs, pre, args.repeats)
         gpu_jpegs = make_jpegs(args.gpu_images, size, quality)
-        result[kind]["gpu"] = gpu_figures(gpu_jpegs, pre, args.repeats)
+        result[kind]["gpu"] = gpu_figures(
+            gpu_jpegs, pre, args.repeats, torch.device(batch_device) if batch_device else None
+        )
         print(kind, {k: v for k, v in result[kind].items() if "per_s" in k or "over" in k})
     result["setup"]["load_average_1min_after"] = os.getloadavg()[0]
     result["goals"] = {
