@@ -161,6 +161,9 @@ def main() -> None:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     size = tuple(args.image_size)
 
+    decode = [a.split("=", 1)[1] for a in args.infer_args if a.startswith("infer.decode=")]
+    name = "-".join([f"infer-{args.model}-{device.type}", *decode[-1:]])
+    # the JSON's name, and the out_dirs' (runs sharing --work-dir never resume each other)
     backbone, scorer, pre = random_weight_scorer(args.model, device)
     head, autocast = scorer.head, scorer.autocast
 
@@ -188,7 +191,7 @@ def main() -> None:
         a_runs.append(model_only(scorer, images, args.batch_size))
         loads[f"a{r}"] = os.getloadavg()[0]
         print(f"(a) model only, {len(images)} in-memory images: {a_runs[-1]:.2f} img/s", flush=True)
-        b_runs.append(run_infer(args, shards, work / f"out-e2e-{r}"))
+        b_runs.append(run_infer(args, shards, work / f"out-{name}-e2e-{r}"))
         loads[f"b{r}"] = os.getloadavg()[0]
         print(f"(b) infer.py end to end: {b_runs[-1]['loop_images_per_s']:.2f} img/s", flush=True)
     # why (b)/(c) is bounded on a CPU: the model alone, batch 1 vs batched, same tensors
@@ -204,7 +207,7 @@ def main() -> None:
     for factor in (1, 10) if rss_n else ():
         folder = make_data(work, rss_n * factor, args.shard_size, size, seed=1)
         print(f"RSS run {factor}x ({rss_n * factor} images) ...", flush=True)
-        run = run_infer(args, folder, work / f"out-rss-{factor}x")
+        run = run_infer(args, folder, work / f"out-{name}-rss-{factor}x")
         rss[f"{factor}x"] = {
             "shards": args.rss_shards * factor,
             "images": run["images_scored"],
@@ -268,8 +271,6 @@ def main() -> None:
         if args.model in GPU_TARGETS:
             met[f"b_ge_{GPU_TARGETS[args.model]:.0f}_per_s"] = b >= GPU_TARGETS[args.model]
         result["gpu_targets"] = GPU_TARGETS
-    decode = [a.split("=", 1)[1] for a in args.infer_args if a.startswith("infer.decode=")]
-    name = "-".join([f"infer-{args.model}-{device.type}", *decode[-1:]])
     path = write_result(args.out_dir, f"{name}.json", result)
     print(json.dumps(result["ratios"]), json.dumps(result["targets_met"]))
     print(f"wrote {path}")
