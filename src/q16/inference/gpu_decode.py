@@ -120,7 +120,7 @@ class BatchDecoder:
         by_size: dict[tuple[int, ...], list[int]] = defaultdict(list)
         for row, image in images.items():
             by_size[tuple(image.shape)].append(row)
-        out = {}
+        out: dict[int, torch.Tensor] = {}
         for rows in by_size.values():
             batch = geometry.apply(torch.stack([images[r] for r in rows]))
             out.update(zip(rows, batch, strict=True))
