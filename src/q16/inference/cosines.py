@@ -19,8 +19,8 @@ NORM_EPS = 1e-12
 """As ``torch.nn.functional.normalize``: a zero row gives zero cosines, not NaN."""
 NARROW = 16
 """Up to this many vectors the product is taken as (K, D) x (D, N): BLAS runs a (N, D) x (D, K)
-product with small K about 4x slower (measured 1.3 M against 5.7 M rows/s for K = 2, one thread
-of this AVX512 CPU; equal at K = 32)."""
+product with small K several times slower, the two about equal by K = 32 (one thread of this
+AVX512 CPU: ``scripts/bench_embeddings.py``, ``scoring_kernel_embeddings_per_s``)."""
 
 
 @dataclass(frozen=True)

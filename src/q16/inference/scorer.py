@@ -17,9 +17,10 @@ from q16.models.backbone import Backbone
 from q16.models.prompt_head import PromptHead
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-FEATURE_CHUNK = 512
-"""Rows of features converted to float32 and scored at a time: 1.5 MB at 768-d, in cache
-(measured 1.8 M rows/s at 512 against 1.0 M at 4096, one thread of this 2-core CPU)."""
+FEATURE_CHUNK = 2048
+"""Rows of features converted to float32 and scored at a time: 6 MB at 768-d, in cache, with
+the (K, D) x (D, N) product of ``cosines`` (``scripts/bench_embeddings.py``,
+``scoring_kernel_embeddings_per_s``: ``W_at_xT_chunk_2048`` against ``_512``, one thread)."""
 
 
 def resolve_autocast(setting: str, device: torch.device) -> str:
