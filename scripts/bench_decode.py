@@ -96,7 +96,7 @@ def pixel_gap(a: torch.Tensor, b: torch.Tensor) -> dict[str, float]:
 
 
 def cpu_figures(jpegs: list[bytes], pre: UInt8Preprocess, repeats: int) -> dict[str, Any]:
-    decoders = {mode: ImageDecoder(pre, decode=mode) for mode in ("pil", "fast")}
+    decoders = {mode: ImageDecoder(pre, mode=mode) for mode in ("pil", "fast")}
     batches = {m: torch.stack([d(x) for x in jpegs]) for m, d in decoders.items()}
     runs = {
         f"{m}_images_per_s": lambda d=d: torch.stack([d(x) for x in jpegs])
@@ -134,7 +134,7 @@ def gpu_figures(
         return {"not measured": f"q16.inference.gpu_decode not available ({err})"}
     decoder = BatchDecoder(pre, device=device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    cpu = torch.stack([ImageDecoder(pre, decode="pil")(x) for x in jpegs])
+    cpu = torch.stack([ImageDecoder(pre, mode="pil")(x) for x in jpegs])
     got = decoder.decode(jpegs)
     return {
         **rates(

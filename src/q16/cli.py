@@ -4,6 +4,8 @@
     q16 audit OUT -n 400        the same page, review.csv = a stratified audit sample (+ audit.json)
     q16 apply OUT review.csv    keys_remove.csv, keys_keep.csv (+ estimates.json for an audit)
     q16 next OUT -n 50          review_next.csv: unreviewed images worth deciding next
+    q16 release OUT DEST        DEST/*.tar: the dataset with the faces the run found blurred
+    q16 remove OUT --photos D   removal.html, candidates.csv, keys_remove.csv: copies of a request
 
 Each subcommand takes only its own options (argparse refuses the others). ``docs/review.md``
 walks through the loop; training on the decisions is ``python train.py data=review``.
@@ -13,10 +15,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
-from q16.errors import exit_on_user_error
+from q16.errors import Q16Error, exit_on_user_error
 
 Handler = Callable[[argparse.Namespace], None]
 
@@ -24,7 +27,9 @@ Handler = Callable[[argparse.Namespace], None]
 def _report(args: argparse.Namespace) -> None:
     from q16.report import write_report
 
-    files = write_report(args.out_dir, args.report_dir, max_images=args.max_images)
+    files = write_report(
+        args.out_dir, args.report_dir, max_images=args.max_images, show_nudity=args.show_nudity
+    )
     _print_report(files)
 
 
@@ -38,6 +43,7 @@ def _audit(args: argparse.Namespace) -> None:
         audit=args.n,
         seed=args.seed,
         strata=args.strata,
+        show_nudity=args.show_nudity,
     )
     _print_report(files)
 
@@ -54,6 +60,21 @@ def _next(args: argparse.Namespace) -> None:
     print(write_next_batch(load_run(args.out_dir), args.n, args.seed).describe())
 
 
+def _release(args: argparse.Namespace) -> None:
+    from q16.privacy.commands import release
+
+    print(release(args.out_dir, args.dest, args.head, args.keep_unscored, args.boxes))
+
+
+def _remove(args: argparse.Namespace) -> None:
+    from q16.privacy.commands import remove
+
+    files = remove(
+        args.out_dir, args.dest, args.photos, args.sha256, args.keys, args.pdq, args.cosine
+    )
+    print(files.describe())
+
+
 def _print_report(files: object) -> None:
     for label, name in (
         ("report", "html"),
@@ -65,7 +86,16 @@ def _print_report(files: object) -> None:
 
 
 def _page_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--report-dir", type=Path, help="write the files here instead of into OUT")
+    parser.add_argument(
+        "--report-dir",
+        type=Path,
+        help="write the files here instead of into OUT: a new, empty or q16's folder",
+    )
+    parser.add_argument(
+        "--show-nudity",
+        action="store_true",
+        help="show thumbnails a nudity head flagged as they are (default: blurred in the page)",
+    )
     parser.add_argument(
         "--max-images", type=int, default=500, help="thumbnails in the page (default 500)"
     )
@@ -123,12 +153,12 @@ def build_parser() -> argparse.ArgumentParser:
         _apply,
         "apply a filled-in review sheet",
         "keys_remove.csv (images decided remove) and keys_keep.csv (every other scored image) "
-        "beside the sheet or into --keys-dir; for an audit also estimates.json and "
-        "datasheet_q16.md (with the estimates) beside the sheet.",
+        "and, for an audit sheet, estimates.json and datasheet_q16.md (with the estimates): "
+        "into --keys-dir, else beside the sheet when that folder is q16's, else into OUT.",
     )
     apply.add_argument("review", type=Path, help="the filled-in review.csv (or review_next.csv)")
     apply.add_argument(
-        "--keys-dir", type=Path, help="where the key lists go (default: beside the review)"
+        "--keys-dir", type=Path, help="where the files go: a new, empty or q16's folder"
     )
 
     batch = step(
@@ -142,15 +172,83 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument(
         "--seed", type=int, default=0, help="seed of the random draws and ties (default 0)"
     )
+    _privacy_steps(step)
     return parser
 
 
+def _privacy_steps(step: Callable[..., argparse.ArgumentParser]) -> None:
+    """``release`` and ``remove`` (docs/privacy.md)."""
+    from q16.privacy import COSINE_THRESHOLD, PDQ_THRESHOLD
+
+    release = step(
+        "release",
+        _release,
+        "a copy of the dataset with the faces blurred",
+        "DEST/<shard>.tar per scored shard: same keys and members, the faces found by the "
+        "run's detector head blurred (nothing is detected again), every other member byte for "
+        "byte; DEST/omitted.csv lists samples the run could not score (left out), "
+        "DEST/release.json the totals. Resumable: finished shards are kept.",
+    )
+    release.add_argument("dest", type=Path, help="a new (or this release's) folder")
+    release.add_argument("--head", default="faces", help="the detector head (default faces)")
+    release.add_argument(
+        "--keep-unscored", action="store_true", help="copy unscored samples unchanged"
+    )
+    release.add_argument(
+        "--boxes", type=Path, help="also write the boxes as parquet (img2dataset, DataComp)"
+    )
+    remove = step(
+        "remove",
+        _remove,
+        "find the copies of what a person asked to have removed",
+        "removal.html (each candidate beside the request), candidates.csv and keys_remove.csv "
+        "(shard,key of every candidate: strike the wrong ones) into OUT/removal or --dest.",
+    )
+    remove.add_argument("--photos", type=Path, help="a folder of the person's photos")
+    remove.add_argument("--sha256", type=Path, help="a file of sha256 values, one per line")
+    remove.add_argument("--keys", type=Path, help="a file of dataset keys or URLs, one per line")
+    remove.add_argument("--dest", type=Path, help="where the files go (default OUT/removal)")
+    remove.add_argument(
+        "--pdq",
+        type=int,
+        default=PDQ_THRESHOLD,
+        help=f"PDQ match distance in bits (default {PDQ_THRESHOLD}, measured)",
+    )
+    remove.add_argument(
+        "--cosine",
+        type=float,
+        default=COSINE_THRESHOLD,
+        help=f"CLIP cosine match (default {COSINE_THRESHOLD}; with saved embeddings)",
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    """``q16 COMMAND OUT ...``; a user error is one line on stderr and exit status 2."""
+    """``q16 COMMAND OUT ...``; a user error is one line on stderr and exit status 2.
+
+    Every command holds OUT's lock while it runs (a second command, or an inference run
+    still writing OUT, is refused at once). A file that cannot be written (a full disk, a
+    folder turned read-only) is one line too: nothing is left half-written.
+    """
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    with exit_on_user_error():
-        args.handler(args)
+    with exit_on_user_error(), _holding(args.out_dir):
+        try:
+            args.handler(args)
+        except OSError as err:
+            where = f": {err.filename}" if err.filename else ""
+            raise Q16Error(f"cannot write{where} ({err.strerror or err})") from err
+
+
+@contextmanager
+def _holding(out_dir: Path) -> Iterator[None]:
+    """OUT's lock, when OUT is a folder (else the command says what is wrong with it)."""
+    if not out_dir.expanduser().is_dir():
+        yield
+        return
+    from q16.folders import folder_lock
+
+    with folder_lock(out_dir.expanduser(), "OUT"):
+        yield
 
 
 if __name__ == "__main__":

@@ -2,19 +2,41 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from types import ModuleType
 
 log = logging.getLogger(__name__)
+
+
+MAX_MESSAGE = 1000
+"""Characters of a Q16Error message at most: a value quoted from a hostile file (a billion
+laughs YAML, a megabyte field) never makes a message longer than a line on a screen."""
 
 
 class Q16Error(Exception):
     """An error the user can fix (bad path, missing weights, mismatched prompt file).
 
-    Internal bugs raise ordinary exceptions and keep their traceback.
+    The message is one line of at most ``MAX_MESSAGE`` characters (line breaks of quoted
+    values shown as ``\\n``, the middle of a long one cut). Internal bugs raise ordinary
+    exceptions and keep their traceback.
     """
+
+    def __init__(self, message: object = "") -> None:
+        super().__init__(bounded(str(message)))
+
+
+def bounded(text: str, limit: int = MAX_MESSAGE) -> str:
+    """``text`` on one line and at most ``limit`` characters (its start and end kept)."""
+    text = text.replace("\r", "\\r").replace("\n", "\\n")
+    if len(text) <= limit:
+        return text
+    cut = " [...] "
+    keep = limit - len(cut)
+    return text[: keep * 3 // 4] + cut + text[len(text) - (keep - keep * 3 // 4) :]
 
 
 @contextmanager
@@ -69,3 +91,13 @@ def check_bool(name: str, value: object) -> bool:
     if not isinstance(value, bool):
         raise Q16Error(f"{name} must be true or false, not {value!r}")
     return value
+
+
+def require_package(module: str, needed_by: str, extra: str) -> ModuleType:
+    """Import an optional package, or say in one line which extra installs it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise Q16Error(
+            f"{needed_by} needs the package {module!r}: pip install q16[{extra}]"
+        ) from None

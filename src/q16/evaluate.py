@@ -13,13 +13,11 @@ from omegaconf import DictConfig
 from q16 import train_config
 from q16.data.labeled import mark_duplicates
 from q16.entry import command, require_values, run_task
-from q16.errors import Q16Error
 from q16.experiments.bootstrap_metrics import BootstrapSettings, MetricSettings
 from q16.experiments.compare_prompts import CompareResult, CompareSettings, compare_prompts
-from q16.experiments.prompt_sources import load_sources, parse_sources
+from q16.experiments.prompt_sources import for_model, load_sources, parse_sources
 from q16.runinfo import write_run_info
 from q16.training.fit import encode, require_both_classes
-from q16.training.settings import HeadFactory
 
 log = logging.getLogger(__name__)
 
@@ -38,12 +36,13 @@ def run_compare(cfg: DictConfig) -> CompareResult:
     configs = dict(cfg.get("prompts") or {})
     raw = cfg.sources
     specs = parse_sources([raw] if isinstance(raw, str) else [str(s) for s in raw], configs)
+    specs = for_model(specs, str(cfg.model.name))  # paper: only where the paper has prompts
     # as train.py: exact duplicates grouped, so a split keeps copies on one side
     data = require_both_classes(mark_duplicates(train_config.load_labeled(cfg)))
     train_config.seed_everything(cfg)  # the same random model as train.py for pretrained=null
     backbone = train_config.build_backbone(cfg)
     named = {spec.target for spec in specs}
-    sources = load_sources(specs, backbone, _zero_shot_heads(cfg, named & set(configs)))
+    sources = load_sources(specs, backbone, train_config.zero_shot_heads(cfg, named & set(configs)))
     encoded = encode(backbone, data, train_config.feature_settings(cfg))
     encode_s = time.perf_counter() - started
     result = compare_prompts(encoded, sources, backbone.spec, settings)
@@ -85,17 +84,3 @@ def compare_settings(cfg: DictConfig) -> CompareSettings:
         ),
         command=command("evaluate.py"),
     )
-
-
-def _zero_shot_heads(cfg: DictConfig, names: set[str]) -> dict[str, HeadFactory]:
-    """The hand-written prompt configs named in ``sources``; nothing here is trained."""
-    heads = {}
-    for name in sorted(names):
-        prompt = cfg.prompts[name]
-        if prompt.get("optimizer"):
-            raise Q16Error(
-                f"sources: prompt config {name!r} is trained, not hand-written; train it with "
-                f"python train.py prompt={name} and list its prompts.safetensors instead"
-            )
-        heads[name] = train_config.method(cfg, prompt, name).build_head
-    return heads

@@ -28,6 +28,7 @@ def split_member_name(name: str) -> tuple[str, str] | None:
 
 def image_member(extensions: Iterable[str]) -> str | None:
     """The member of a tar sample that is scored (and shown): the first of
-    :data:`IMAGE_EXTENSIONS` among its extensions, compared in lower case."""
+    :data:`IMAGE_EXTENSIONS` among its extensions, compared in lower case, whatever the tar
+    order (``k.jpg`` before ``k.png``); the sample's other image members are recorded."""
     members = {extension.lower(): extension for extension in extensions}
     return next((members[e] for e in IMAGE_EXTENSIONS if e in members), None)

@@ -29,7 +29,7 @@ from q16.inference.resume import reading_settings
 from q16.inference.settings import InferSettings
 from q16.models.backbone import BackboneSpec
 from q16.runinfo import ConfigRecord
-from q16.sources.base import InferenceSource
+from q16.sources.base import EmbeddingSource, InferenceSource
 
 log = logging.getLogger(__name__)
 __all__ = ["check_embeddings", "load_head", "run"]
@@ -47,6 +47,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     require_values(cfg, "infer.py", EXAMPLES)
     settings = infer_settings(cfg.infer, cfg.get("heads"))
     source = build_source(cfg.data)
+    check_pixels(settings, source)
     record = ConfigRecord.of(cfg)
     data, run_settings = data_settings(cfg.data), run_settings_of(cfg, record)
     fabric = build_fabric(cfg.fabric)
@@ -73,6 +74,20 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
             log.info("report: %s", write_report(settings.out_dir).html)
         return summary
+
+
+def check_pixels(settings: InferSettings, source: InferenceSource) -> None:
+    """Pixel heads and hashes need images: refused for saved embeddings before anything is
+    read (one line)."""
+    if not isinstance(source, EmbeddingSource):
+        return
+    wanted = [f"heads: {h.name} (detector {h.detector})" for h in settings.detector_heads]
+    wanted += ["infer.hashes=true"] if settings.hashes else []
+    if wanted:
+        raise Q16Error(
+            f"{', '.join(wanted)} needs the images, and data={source.name} holds only saved "
+            "embeddings: score the images themselves (data=webdataset, data=folder, ...)"
+        )
 
 
 def build_source(data: DictConfig) -> InferenceSource:
@@ -152,5 +167,6 @@ def infer_settings(infer: DictConfig, heads: Any = None) -> InferSettings:
         rank_wait_timeout_s=infer.get("rank_wait_timeout_s", 3600.0),
         report=infer.get("report", False),
         decode=str(infer.get("decode", "pil")),
+        hashes=infer.get("hashes", False),
         heads=heads,
     )

@@ -26,6 +26,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -147,44 +148,62 @@ DecodeError = ImageLoadError
 class ImageDecoder:
     """bytes -> uint8 (3, H, W): known formats only, bombs refused before decoding, 16-bit
     scaled, EXIF only if asked; JPEGs through libjpeg-turbo and a tensor resize with
-    ``decode="fast"``."""
+    ``mode="fast"``."""
 
     preprocess: UInt8Preprocess
     max_pixels: int | None = DEFAULT_MAX_PIXELS
     exif_transpose: bool = False
-    decode: str = DEFAULT_DECODE
+    mode: str = DEFAULT_DECODE
+    """``infer.decode``: ``pil``, ``fast`` or ``gpu``."""
 
     def __post_init__(self) -> None:
-        if self.decode not in DECODE_MODES:
+        if self.mode not in DECODE_MODES:
             choices = ", ".join(DECODE_MODES)
-            raise Q16Error(f"data.decode must be one of {choices}, not {self.decode!r}")
+            raise Q16Error(f"data.decode must be one of {choices}, not {self.mode!r}")
 
     def __call__(self, data: bytes) -> torch.Tensor:
+        return self.decode(data, decode_all=True)[0]
+
+    def decode(
+        self,
+        data: bytes,
+        extractors: Sequence[Callable[[bytes, np.ndarray], Any]] = (),
+        decode_all: bool = False,
+    ) -> tuple[torch.Tensor, tuple[Any, ...]]:
+        """What a worker ships (:meth:`for_batch`'s tensor, or the decoded image with
+        ``decode_all``) and, from the same decode, each extractor's result on the full-size
+        (H, W, 3) RGB (a pixel head's view, the image's hashes). With extractors every image is
+        decoded here, ``mode="gpu"`` included: they need its pixels."""
         image = open_checked(data, max_pixels=self.max_pixels)
+        fast = self.takes_fast_path(image)
+        if self.mode == "gpu" and fast and not extractors and not decode_all:
+            return torch.frombuffer(bytearray(data), dtype=torch.uint8), ()
         geometry = self.preprocess.geometry
-        pixels = decode_jpeg_rgb(data, image.size) if self.takes_fast_path(image) else None
+        pixels = decode_jpeg_rgb(data, image.size) if fast else None
         rgb = decode_rgb(image, exif_transpose=self.exif_transpose) if pixels is None else None
         try:
             if pixels is not None and geometry is not None:
-                return geometry.apply(pixels)
-            assert rgb is not None
-            return self.preprocess(rgb)
+                tensor = geometry.apply(pixels)
+                full = pixels.permute(1, 2, 0).numpy() if extractors else None
+            else:
+                assert rgb is not None
+                tensor = self.preprocess(rgb)
+                full = np.asarray(rgb) if extractors else None
+            return tensor, tuple(
+                extract(data, np.ascontiguousarray(full)) for extract in extractors
+            )
         except Exception as err:  # a resize of a degenerate image, say: never stops a run
             raise DecodeError(f"unprocessable image: {type(err).__name__}: {err}") from err
 
     def for_batch(self, data: bytes) -> torch.Tensor:
-        """What a worker ships: the decoded uint8 (3, H, W), or with ``decode="gpu"`` a JPEG of
+        """What a worker ships: the decoded uint8 (3, H, W), or with ``mode="gpu"`` a JPEG of
         the fast path as its checked, encoded bytes (1-D uint8), decoded with its batch."""
-        if self.decode == "gpu" and self.takes_fast_path(
-            open_checked(data, max_pixels=self.max_pixels)
-        ):
-            return torch.frombuffer(bytearray(data), dtype=torch.uint8)
-        return self(data)
+        return self.decode(data)[0]
 
     def takes_fast_path(self, image: Image.Image) -> bool:
         """Whether ``image`` (opened, not decoded) goes to libjpeg-turbo through torchvision
-        (or, with ``decode="gpu"``, to the batch decoder)."""
-        if self.decode == "pil" or self.preprocess.geometry is None:
+        (or, with ``mode="gpu"``, to the batch decoder)."""
+        if self.mode == "pil" or self.preprocess.geometry is None:
             return False
         if image.format not in JPEG_FORMATS or image.mode not in FAST_MODES:
             return False

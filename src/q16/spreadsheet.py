@@ -9,12 +9,21 @@ runs programs). :func:`neutralise` prefixes such a cell with a single quote, as 
 the quote (it treats the leading quote as "this is text") restores to the same string.
 
 :func:`read_text_csv` reads every cell as the exact string written: no ``NA``/``null``/``nan``
-turned into missing values, no zero-padded ``000123`` turned into the number 123.
+turned into missing values, no zero-padded ``000123`` turned into the number 123, no cell too
+long (the csv module's 131,072-character limit does not apply). :func:`read_sheet` reads back
+what spreadsheets save too (review sheets): UTF-8 with or without a byte-order mark, UTF-16 and
+UTF-32 with one, Windows-1252, and (for a sheet whose columns are known) ``;`` or tab
+separators; anything else is refused with "save it as CSV UTF-8".
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import codecs
+import csv
+import io
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -78,19 +87,124 @@ def write_text_csv(
     neutralise_columns(frame, columns).to_csv(target, index=False, lineterminator="\r\n", **options)
 
 
-def read_text_csv(path: Path, restore_cells: Iterable[str] = ()) -> pd.DataFrame:
-    """Every cell as the exact string in the file ("" when empty); ``restore_cells`` columns
-    are passed through :func:`restore`. Unreadable files are a one-line Q16Error."""
+SAVE_AS = "save it as CSV UTF-8 (comma-separated)"
+"""What to do with a sheet q16 cannot read: every spreadsheet offers this format."""
+SEPARATORS = (",", ";", "\t")
+"""Comma (q16's); semicolon (spreadsheets in locales with a decimal comma); tab."""
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32-le", "UTF-32"),
+    (codecs.BOM_UTF32_BE, "utf-32-be", "UTF-32"),
+    (codecs.BOM_UTF8, "utf-8", "UTF-8 with BOM"),
+    (codecs.BOM_UTF16_LE, "utf-16-le", "UTF-16"),
+    (codecs.BOM_UTF16_BE, "utf-16-be", "UTF-16"),
+)
+"""Byte-order marks, UTF-32's first (its little-endian mark starts with UTF-16's)."""
+
+
+@dataclass(frozen=True)
+class Sheet:
+    """A CSV read back, and how it was stored (q16 writes ``UTF-8`` with ``,``)."""
+
+    frame: pd.DataFrame
+    encoding: str
+    """``UTF-8``, ``UTF-8 with BOM``, ``UTF-16``, ``UTF-32`` or ``Windows-1252``."""
+    separator: str
+
+    @property
+    def as_q16_writes(self) -> bool:
+        return self.encoding == "UTF-8" and self.separator == ","
+
+
+def decode(data: bytes, path: Path, spreadsheet: bool = True) -> tuple[str, str]:
+    """The text of a CSV file and the name of its encoding, or a one-line Q16Error. Without
+    ``spreadsheet``, UTF-8 only (a byte-order mark is dropped): q16's own files and inputs
+    whose bytes must not be guessed at (training CSVs name files)."""
+    if not spreadsheet:
+        try:
+            return data.removeprefix(codecs.BOM_UTF8).decode("utf-8"), "UTF-8"
+        except UnicodeDecodeError as err:
+            raise Q16Error(f"{path}: not a readable CSV (not UTF-8 text: {err.reason})") from err
+    for bom, codec, name in _BOMS:
+        if data.startswith(bom):
+            try:
+                return data[len(bom) :].decode(codec), name
+            except UnicodeDecodeError as err:
+                raise Q16Error(f"{path}: not valid {name} text ({err.reason}); {SAVE_AS}") from err
     try:
-        # the python engine: the C engine cuts a cell at a NUL byte (pandas 2.x)
-        frame = pd.read_csv(
-            path, dtype=str, keep_default_na=False, na_filter=False, engine="python"
-        )
+        return data.decode("utf-8"), "UTF-8"
+    except UnicodeDecodeError:
+        pass
+    try:
+        return data.decode("cp1252"), "Windows-1252"
+    except UnicodeDecodeError as err:
+        raise Q16Error(
+            f"{path}: neither UTF-8, UTF-16 nor Windows-1252 text (byte {err.start}); {SAVE_AS}"
+        ) from err
+
+
+def read_sheet(path: Path, required: Iterable[str] = (), spreadsheet: bool = True) -> Sheet:
+    """Every cell as the exact string stored ("" when empty). With ``required`` column names,
+    the separator is the one of :data:`SEPARATORS` whose header has them all (else ``,``);
+    ``spreadsheet``: the encodings spreadsheets save (:func:`decode`).
+
+    Raises:
+        Q16Error: unreadable, empty, not text in an encoding spreadsheets write, not CSV.
+    """
+    try:
+        data = Path(path).read_bytes()
+    except OSError as err:
+        raise Q16Error(f"{path}: cannot read ({err.strerror or err})") from err
+    text, encoding = decode(data, path, spreadsheet)
+    separator = _separator(text, set(required))
+    try:
+        with _long_fields():
+            # the python engine: the C engine cuts a cell at a NUL byte (pandas 2.x)
+            frame = pd.read_csv(
+                io.StringIO(text),
+                sep=separator,
+                dtype=str,
+                keep_default_na=False,
+                na_filter=False,
+                engine="python",
+            )
     except pd.errors.EmptyDataError as err:
         raise Q16Error(f"{path}: empty file, expected a CSV with a header line") from err
-    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as err:
-        raise Q16Error(f"{path}: not a readable CSV ({_one_line(err)})") from err
-    return restore_columns(frame, restore_cells)
+    except (pd.errors.ParserError, csv.Error, ValueError) as err:
+        raise Q16Error(f"{path}: not a readable CSV ({_one_line(err)}); {SAVE_AS}") from err
+    return Sheet(frame, encoding, separator)
+
+
+def read_text_csv(path: Path, restore_cells: Iterable[str] = ()) -> pd.DataFrame:
+    """:func:`read_sheet`'s cells of a UTF-8 CSV (q16's own files, training CSVs);
+    ``restore_cells`` columns are passed through :func:`restore`. Unreadable files are a
+    one-line Q16Error."""
+    return restore_columns(read_sheet(path, spreadsheet=False).frame, restore_cells)
+
+
+def _separator(text: str, required: set[str]) -> str:
+    if not required:
+        return ","
+    first = text.split("\n", 1)[0]
+    for separator in SEPARATORS:
+        try:
+            header = next(csv.reader([first], delimiter=separator), [])
+        except csv.Error:
+            continue
+        if required <= set(header):
+            return separator
+    return ","
+
+
+@contextmanager
+def _long_fields() -> Iterator[None]:
+    """No cell length limit while reading (q16 caps its own fields; a long one must never make
+    a run's files unreadable). Process-wide in the csv module, so restored afterwards."""
+    old = csv.field_size_limit()
+    csv.field_size_limit(2**31 - 1)
+    try:
+        yield
+    finally:
+        csv.field_size_limit(old)
 
 
 def _one_line(err: Exception) -> str:

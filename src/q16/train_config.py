@@ -14,12 +14,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from q16.data.labeled import LabeledImages, LabelledSet
 from q16.data.review import ReviewDecisions, ReviewedFeatures
+from q16.detectors.nudenet import NudeNetDetector, NudeNetSettings
 from q16.entry import require_values
 from q16.errors import Q16Error
 from q16.experiments.single_split import SplitSettings
 from q16.models.backbone import Backbone, BackboneSpec, load_backbone, pick_device
 from q16.training.prompt_init import check_init, with_init
-from q16.training.settings import FeatureSettings, FitSettings, Method
+from q16.training.settings import FeatureSettings, FitSettings, HeadFactory, Method
 
 
 def real(
@@ -140,3 +141,47 @@ def build_callbacks(cfg: DictConfig) -> list[Callback]:
 
 def seed_everything(cfg: DictConfig) -> None:
     L.seed_everything(int(cfg.seed), workers=True)
+
+
+def zero_shot_heads(cfg: DictConfig, names: set[str]) -> dict[str, HeadFactory]:
+    """evaluate.py: the hand-written prompt configs (``prompts.<name>``) a source names, as head
+    factories; a trainable one is refused (nothing is trained there)."""
+    heads = {}
+    for name in sorted(names):
+        prompt = cfg.prompts[name]
+        if prompt.get("optimizer"):
+            raise Q16Error(
+                f"sources: prompt config {name!r} is trained, not hand-written; train it with "
+                f"python train.py prompt={name} and list its prompts.safetensors instead"
+            )
+        heads[name] = method(cfg, prompt, name).build_head
+    return heads
+
+
+def nudity_detector(cfg: DictConfig, device: str) -> NudeNetDetector:
+    """evaluate.py's ``nudity:`` as NudeNet on the run's ``device``."""
+    node = cfg.nudity
+    if str(node.detector) != "nudenet":
+        raise Q16Error(f"nudity.detector={node.detector!r}: the nudity head's detector is nudenet")
+    labels = node.labels
+    settings = NudeNetSettings(
+        labels=(str(labels),) if isinstance(labels, str) else tuple(str(x) for x in labels),
+        threshold=real(cfg, "nudity.threshold", 0, 1),
+        channel_order=str(node.channel_order),
+        input_size=integer(cfg, "nudity.input_size", 32),
+        batch_size=integer(cfg, "nudity.batch_size", 1),
+        threads=integer(cfg, "nudity.threads", 0),
+        model_path=None if node.model_path is None else str(node.model_path),
+    )
+    return NudeNetDetector(settings, device)
+
+
+RANDOM_NOTE = (
+    "model.pretrained=null: the CLIP behind the prompt heads has random weights, so their side "
+    "of these numbers says nothing about the images"
+)
+
+
+def with_random_note(note: str) -> str:
+    """``note`` with :data:`RANDOM_NOTE` added once (runs on a random-weight CLIP)."""
+    return note if RANDOM_NOTE in note else "; ".join(x for x in (note, RANDOM_NOTE) if x)

@@ -162,3 +162,18 @@ def test_defaults_compare_the_papers_prompts_with_zeroshot(make_cfg, tmp_path) -
     assert list(cfg.sources) == ["paper", "zeroshot", "zeroshot_ensemble"]
     assert cfg.model.name == "ViT-L-14"
     assert cfg.compare.out_dir == str(tmp_path / "results" / "compare" / "synthetic-ViT-L-14")
+
+
+def test_default_sources_skip_what_the_model_has_not(eval_cfg, tmp_path, caplog) -> None:
+    """``python evaluate.py model=tiny data=synthetic``: the default sources name the paper's
+    prompts, released for three models only; they are skipped with one line, not a failure."""
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="q16"):
+        result = evaluate.run(eval_cfg("bootstrap.n_resamples=20"))
+    assert list(result.table["source"]) == ["zeroshot", "zeroshot_ensemble"]
+    skipped = [r.getMessage() for r in caplog.records if "skipping" in r.getMessage()]
+    assert len(skipped) == 1 and "not q16-tiny" in skipped[0] and "\n" not in skipped[0]
+    # a labelled copy is skipped the same way; nothing left is one line
+    with pytest.raises(Q16Error, match="not q16-tiny, and nothing else is listed"):
+        evaluate.run(eval_cfg('sources=[paper,"mine=paper"]'))

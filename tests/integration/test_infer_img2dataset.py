@@ -78,3 +78,36 @@ def test_img2dataset_run_carries_url_and_caption_and_states_the_download(
     assert "2 failed to download (most often: HTTP Error 404 (2)" in sheet
     assert "1 failed to resize" in sheet and "q16 screened 5 images" in sheet
     assert json.loads((out / "summary.json").read_text())["source_stats"] == summary["source_stats"]
+
+
+def _inflate(stats_file: Path, successes: int) -> None:
+    record = json.loads(stats_file.read_text())
+    record["successes"] = successes
+    record["count"] = max(record["count"], successes + record["failed_to_download"])
+    stats_file.write_text(json.dumps(record))
+
+
+def test_stats_claiming_more_than_the_shards_hold_are_flagged(
+    make_cfg: MakeCfg, tmp_path: Path
+) -> None:
+    """Incomplete is never complete: 10**9 successes claimed for a tar of 2 images are kept
+    as the downloader's figure, flagged in summary.json, and the datasheet says they disagree;
+    stats that agree are not flagged."""
+    shards = [[Url("a"), Url("b"), Url("lost", error="HTTP Error 404")], [Url("c")]]
+    write_img2dataset(tmp_path / "laion", shards)
+    out = tmp_path / "ok"
+    overrides = infer_overrides(out, "data=webdataset", f"data.shards={tmp_path / 'laion'}")
+    cfg = make_cfg(*overrides, "infer.report=true", config_name="infer")
+    stats = infer.run(cfg)["source_stats"]
+    assert stats["stats_agree"] is True and stats["images_in_shards"] == 3
+    assert "do not match" not in (out / "datasheet_q16.md").read_text()
+    for claimed in (10**9, 3):  # wildly and barely more than the 2 images the tar holds
+        _inflate(tmp_path / "laion" / "00000_stats.json", claimed)
+        out = tmp_path / f"inflated-{claimed}"
+        overrides = infer_overrides(out, "data=webdataset", f"data.shards={tmp_path / 'laion'}")
+        summary = infer.run(make_cfg(*overrides, "infer.report=true", config_name="infer"))
+        stats = summary["source_stats"]
+        assert stats["stats_agree"] is False and stats["images_in_shards"] == 3
+        assert stats["successes"] == claimed + 1
+        sheet = (out / "datasheet_q16.md").read_text()
+        assert f"they claim {claimed + 1:,} images downloaded, the shards hold 3" in sheet

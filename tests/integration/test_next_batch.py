@@ -53,7 +53,8 @@ def test_picks_near_threshold_and_writes_review_columns(tmp_path: Path, seed: in
     _decide(out, [*range(50), *range(150, 200)])  # 100 decided: explore 25 / 105 -> none of 5
     picked = _next(out, 5, seed)
     assert list(picked.columns[: len(REVIEW_COLUMNS) - 1]) == list(REVIEW_COLUMNS[:-1])
-    assert picked.columns[-1] == "note" and (picked["decision"] == "").all()
+    assert list(picked.columns[-2:]) == ["note", "shard_version"]
+    assert (picked["decision"] == "").all() and (picked["shard_version"].str.len() == 16).all()
     chosen = picked["p_inappropriate"].astype(float)
     # 5 of the 50 undecided nearest to 0.5 (the pool), far closer than a random pick would be
     assert (np.abs(chosen - 0.5) <= 0.13).all()

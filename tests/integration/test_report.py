@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+from helpers.page_checks import assert_only_q16_script
 from q16 import cli
 from q16.errors import Q16Error
 from q16.outdir import FLAGGED_COLUMNS, UNKNOWN_CLASS
@@ -130,7 +131,8 @@ def test_report_files(report: Path) -> None:
 def test_html_is_self_contained_and_ordered(report: Path) -> None:
     page = (report / "report.html").read_text()
     assert page.count('class="thumb"') == 5  # every flagged image found its bytes
-    assert "http://" not in page and "https://" not in page and "<script" not in page
+    assert_only_q16_script(page)
+    assert "http://" not in page and "https://" not in page
     keys = ["000000", "000001", "000002", "cat", "000003"]  # highest score first
     positions = [page.index(f'data-key="{k}"') for k in keys]
     assert positions == sorted(positions)

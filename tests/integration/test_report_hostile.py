@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+from helpers.page_checks import assert_only_q16_script
 from q16.errors import Q16Error
 from q16.inference.collect import collect
 from q16.inference.writer import SCHEMA
@@ -135,7 +136,8 @@ def test_hostile_text_does_not_break_the_report(hostile: Path) -> None:
     for name in ("report.html", "flagged_classes.png", "datasheet_q16.md", "review.csv"):
         assert (hostile / name).stat().st_size > 0, name
     page = (hostile / "report.html").read_text(encoding="utf-8")
-    assert "<script" not in page and "<b>x</b>" not in page
+    assert_only_q16_script(page)
+    assert "<b>x</b>" not in page and "<script>alert(1)" not in page
     assert "\u202e" not in page and "[U+202E]" in page  # shown, not obeyed
     assert "\x00" not in page and "\x1b" not in page
     assert len(page) < 2_000_000  # a 100 kB class name is shown truncated, not 20 times
@@ -215,14 +217,18 @@ def test_conflicting_decisions_are_listed(hostile: Path) -> None:
     assert outcome.reviewed == n - 3 and outcome.keep == n - 3
 
 
-def test_a_filled_in_review_is_never_overwritten(hostile: Path) -> None:
+def test_a_filled_in_review_is_never_overwritten(
+    hostile: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     review = pd.read_csv(hostile / "review.csv", dtype=str, keep_default_na=False)
     review.loc[2, "note"] = "checked by A."
     _save(review, hostile / "review.csv")
     with pytest.raises(Q16Error, match="1 filled-in decision/note"):
         write_report(hostile)
     assert "checked by A." in (hostile / "review.csv").read_text()
-    write_report(hostile, report_dir=hostile / "again")  # elsewhere is fine
+    elsewhere = tmp_path_factory.mktemp("elsewhere") / "again"  # outside the inputs' folder
+    write_report(hostile, report_dir=elsewhere)  # elsewhere is fine
+    assert (elsewhere / "review.csv").is_file()
 
 
 @pytest.mark.parametrize("recorded", [None, 50])
@@ -283,7 +289,7 @@ def test_hostile_report_renders_in_headless_chromium(hostile: Path, tmp_path: Pa
         check=False,
     ).stdout
     assert dom.count('class="thumb"') == len(NA_KEYS) and 'id="not-scored"' in dom
-    assert "<script" not in dom and "<i>" not in dom  # text stayed text
+    assert dom.lower().count("<script") == 1 and "<i>" not in dom  # text stayed text
 
 
 def test_dataset_fields_carried_with_scores_are_hostile_text_too(tmp_path: Path) -> None:
@@ -302,5 +308,76 @@ def test_dataset_fields_carried_with_scores_are_hostile_text_too(tmp_path: Path)
     assert set(review["meta_caption"]) == set(captions)
     _assert_no_formula_cells(files.review)
     page = files.html.read_text()
-    assert "<script" not in page and "\u202e" not in page and "\x1b" not in page
+    assert_only_q16_script(page)
+    assert "\u202e" not in page and "\x1b" not in page
     assert "caption line one line two" in page  # a multi-line caption shown on one line
+
+
+DECIDE_IN_PAGE = """(() => {
+  const items = [...document.querySelectorAll('.item[data-image]')];
+  const choices = ['remove', 'keep', 'unsure', 'remove'];
+  const removed = [];
+  items.forEach((item, i) => {
+    const choice = choices[i % choices.length];
+    item.querySelector(`button[data-choice="${choice}"]`).click();
+    if (i === 2) { item.querySelector(`button[data-choice="${choice}"]`).click(); }  // cleared
+    else if (choice === 'remove') { removed.push(JSON.parse(item.dataset.image).slice(0, 2)); }
+  });
+  const note = items[1].querySelector('input.note-input');
+  note.value = '=HYPERLINK("http://evil.example","x") "quoted", and a\\nnew line';
+  note.dispatchEvent(new Event('input'));
+  return {removed, progress: document.getElementById('review-progress').textContent,
+          scripts: document.scripts.length, items: items.length};
+})()"""
+
+
+@pytest.mark.slow
+def test_decisions_taken_in_the_page_are_applied(
+    hostile: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """From the file:// page in headless Chromium: decide, save (Blob + <a download>), apply.
+    Every hostile key (formula starts, NA, CR, LF, tab, RLO, empty) comes back exact."""
+    from helpers.cdp_pipe import Browser, chromium, wait_for_file
+    from q16 import cli
+    from q16.report.decide import SAVED_NAME
+    from q16.spreadsheet import read_text_csv
+
+    executable = chromium()
+    if executable is None:
+        pytest.skip("no chromium on PATH (make browser installs the Debian package as root)")
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    browser = Browser(executable, tmp_path / "profile")
+    try:
+        browser.download_to(downloads)
+        browser.open((hostile / "report.html").resolve().as_uri())
+        state = browser.evaluate(DECIDE_IN_PAGE)
+        browser.evaluate("document.getElementById('review-save').click()")
+        saved = wait_for_file(downloads, SAVED_NAME)
+        # negative control: a script that is not q16's own does not run (the page's CSP)
+        tampered = tmp_path / "tampered.html"
+        page = (hostile / "report.html").read_text(encoding="utf-8")
+        injected = '<script>document.title = "ran"</script><img src=x onerror="document.title=1">'
+        tampered.write_text(page.replace("</body>", injected + "</body>"), encoding="utf-8")
+        browser.open(tampered.as_uri())
+        assert (
+            browser.evaluate("document.title") != "ran"
+            and browser.evaluate("document.getElementById('review-progress').textContent")
+            == f"0 of {state['items']} decided"
+        )
+        assert browser.evaluate("document.title") not in ("ran", "1")
+    finally:
+        browser.close()
+    n = len(load_run(hostile).flagged)
+    assert state["items"] == n and state["scripts"] == 1  # the page's one script ran
+    decided = n - 1  # item 2 was clicked twice: cleared
+    assert state["progress"] == f"{decided} of {n} decided"
+    _assert_no_formula_cells(saved)
+    sheet = read_text_csv(saved)
+    assert "HYPERLINK" in sheet["note"][1] and (sheet["shard_version"].str.len() == 16).all()
+    cli.main(["apply", str(hostile), str(saved)])
+    assert "-> " in capsys.readouterr().out
+    removed = read_text_csv(hostile / "keys_remove.csv", restore_cells=["shard", "key"])
+    expected = sorted(map(tuple, state["removed"]))
+    assert sorted(zip(removed["shard"], removed["key"], strict=True)) == expected
+    assert len(expected) >= 3 and not list(downloads.glob("keys_*"))  # not into Downloads

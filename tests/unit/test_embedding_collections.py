@@ -147,7 +147,7 @@ def test_clip_retrieval_run_joins_metadata_without_weights(
 
     files = write_report(tmp_path / "out")
     review = read_text_csv(files.review, restore_cells=["key", "meta_caption", "meta_url"])
-    assert list(review.columns[-3:]) == ["meta_url", "meta_caption", "note"]
+    assert list(review.columns[-4:]) == ["meta_url", "meta_caption", "note", "shard_version"]
     assert set(review["meta_caption"]) == {f"=caption {k}" for k in review["key"]}
     assert ",=caption" not in files.review.read_text()
     page = files.html.read_text()

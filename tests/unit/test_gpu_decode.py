@@ -57,18 +57,18 @@ def batch() -> list[bytes]:
 
 
 def test_workers_ship_jpegs_encoded_and_decode_the_rest(preprocess: UInt8Preprocess) -> None:
-    worker = ImageDecoder(preprocess, decode="gpu")
+    worker = ImageDecoder(preprocess, mode="gpu")
     shipped = [worker.for_batch(x) for x in batch()]
     assert [t.dim() for t in shipped] == [1, 1, 1, 1, 1, 3]
     assert bytes(shipped[0].numpy()) == batch()[0]
     assert shipped[5].dtype == torch.uint8 and shipped[5].shape == (3, 224, 224)
     # alone (the training cache, a benchmark), decode=gpu decodes as fast does
-    fast = ImageDecoder(preprocess, decode="fast")
+    fast = ImageDecoder(preprocess, mode="fast")
     assert torch.equal(worker(batch()[0]), fast(batch()[0]))
 
 
 def test_header_checks_stay_in_the_worker(preprocess: UInt8Preprocess) -> None:
-    worker = ImageDecoder(preprocess, decode="gpu", max_pixels=500 * 374)
+    worker = ImageDecoder(preprocess, mode="gpu", max_pixels=500 * 374)
     with pytest.raises(DecodeError, match="decompression bomb"):
         worker.for_batch(batch()[0])
     with pytest.raises(DecodeError, match="not an image of a format"):
@@ -77,11 +77,11 @@ def test_header_checks_stay_in_the_worker(preprocess: UInt8Preprocess) -> None:
 
 def test_batch_decoded_on_the_device_as_the_fast_path(preprocess: UInt8Preprocess) -> None:
     """On the CPU device the batch gives the fast path's pixels, row for row, in order."""
-    worker = ImageDecoder(preprocess, decode="gpu")
+    worker = ImageDecoder(preprocess, mode="gpu")
     decoded = BatchDecoder(preprocess, torch.device("cpu")).decode(
         [worker.for_batch(x) for x in batch()]
     )
-    fast = ImageDecoder(preprocess, decode="fast")
+    fast = ImageDecoder(preprocess, mode="fast")
     expected = torch.stack([fast(x) for x in batch()])
     assert decoded.kept == list(range(6)) and not decoded.fallbacks and not decoded.errors
     assert decoded.images.dtype == torch.uint8 and decoded.images.shape == (6, 3, 224, 224)
@@ -104,19 +104,19 @@ def test_a_jpeg_the_device_refuses_is_decoded_on_the_cpu(
         return real(inputs, **kwargs)
 
     monkeypatch.setattr(gpu_decode, "decode_jpeg", picky)
-    worker = ImageDecoder(preprocess, decode="gpu")
+    worker = ImageDecoder(preprocess, mode="gpu")
     decoded = BatchDecoder(preprocess, torch.device("cpu")).decode(
         [worker.for_batch(x) for x in data]
     )
     assert decoded.kept == list(range(6)) and not decoded.errors
     assert decoded.fallbacks == [(2, "the cpu JPEG decoder refused it")]
-    assert torch.equal(decoded.images[2], ImageDecoder(preprocess, decode="pil")(refused))
+    assert torch.equal(decoded.images[2], ImageDecoder(preprocess, mode="pil")(refused))
 
 
 def test_a_jpeg_nobody_decodes_is_dropped_with_its_reason(preprocess: UInt8Preprocess) -> None:
     good = batch()[0]
     cut = good[: len(good) // 2]  # the header passes the worker's checks; the pixels are gone
-    assert ImageDecoder(preprocess, decode="gpu").for_batch(cut).dim() == 1
+    assert ImageDecoder(preprocess, mode="gpu").for_batch(cut).dim() == 1
     decoded = BatchDecoder(preprocess, torch.device("cpu")).decode([good, cut, good])
     assert decoded.kept == [0, 2] and len(decoded.images) == 2
     ((row, reason),) = decoded.errors
@@ -127,11 +127,11 @@ def test_a_jpeg_nobody_decodes_is_dropped_with_its_reason(preprocess: UInt8Prepr
 @pytest.mark.gpu
 def test_nvjpeg_batch_matches_pil_on_photographs(preprocess: UInt8Preprocess) -> None:
     """nvJPEG's IDCT and the float resize on CUDA differ from PIL by rounding only."""
-    worker = ImageDecoder(preprocess, decode="gpu")
+    worker = ImageDecoder(preprocess, mode="gpu")
     decoded = BatchDecoder(preprocess, torch.device("cuda")).decode(
         [worker.for_batch(x) for x in batch()]
     )
     assert decoded.images.device.type == "cuda" and not decoded.fallbacks
-    pil = torch.stack([ImageDecoder(preprocess, decode="pil")(x) for x in batch()])
+    pil = torch.stack([ImageDecoder(preprocess, mode="pil")(x) for x in batch()])
     gap = (decoded.images.cpu().int() - pil.int()).abs().float()
     assert gap.mean() < 1.0, float(gap.mean())

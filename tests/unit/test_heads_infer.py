@@ -201,7 +201,9 @@ def test_prompt_file_threshold_is_used_unless_the_head_sets_one(
 @pytest.mark.slow
 def test_concept_heads_at_start_up_equal_encoded_file(make_cfg: MakeCfg, tmp_path: Path) -> None:
     """A concept-set YAML encoded at start-up (text tower) and the file encode_concepts.py
-    writes (no text tower) give identical scores; categories come from the head names."""
+    writes (no text tower) give the same scores (to float32 rounding: the text tower's sums may
+    be ordered differently in another process, e.g. at another thread count); categories come
+    from the head names."""
     root = clip_retrieval_folder(tmp_path / "laion", [5, 2], dim=64)
     concepts = tmp_path / "concepts.yaml"
     concepts.write_text(CONCEPTS)
@@ -222,8 +224,9 @@ def test_concept_heads_at_start_up_equal_encoded_file(make_cfg: MakeCfg, tmp_pat
     )
     file_run = _run(make_cfg, tmp_path / "file", *data, file_heads, model="tiny")
     a, b = _scores(tmp_path / "yaml"), _scores(tmp_path / "file")
-    assert np.array_equal(a["p_violence"], b["p_violence"])
-    assert np.array_equal(a["p_drugs"], b["p_d"])
+    assert np.allclose(a["p_violence"], b["p_violence"], rtol=0, atol=1e-6)
+    assert np.allclose(a["p_drugs"], b["p_d"], rtol=0, atol=1e-6)
+    assert (a["flagged_violence"] == b["flagged_violence"]).all()
     # a head named after no category scores an image by its best category
     assert np.allclose(b["p_any_kind"], np.maximum(a["p_violence"], a["p_drugs"]), atol=1e-6)
     assert [h["category"] for h in yaml_run["heads"]] == ["violence", "drugs"]

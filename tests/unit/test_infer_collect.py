@@ -43,7 +43,7 @@ def commit(out: Path, shard: str, probs: list[float], classes: list[str | None],
         synsets=[None] * len(keys),
     )
     p = torch.tensor(probs)
-    writer = ShardWriter(out, threshold=0.5, background=False)
+    writer = ShardWriter(out, threshold=0.5, background=False, scoring=kw.get("scoring"))
     writer.add(batch, Scores(p_inappropriate=p, label=(p > 0.5).to(torch.int8)))
     writer.finish(shard, kw.get("errors", []), identity=kw.get("identity"), stamp=kw.get("stamp"))
 
@@ -132,7 +132,7 @@ def make_fingerprint(shards: list[Shard], threshold: float = 0.9) -> dict[str, A
 
 
 def test_prepare_out_dir_skips_done_shards_and_records_the_fingerprint(tmp_path: Path) -> None:
-    from q16.inference.resume import shard_identity, shard_stamp
+    from q16.inference.resume import scoring_id, shard_identity, shard_stamp
 
     out = tmp_path / "out"
     shards = [Shard("a", "/d/a.tar"), Shard("b", "/d/b.tar")]
@@ -140,7 +140,8 @@ def test_prepare_out_dir_skips_done_shards_and_records_the_fingerprint(tmp_path:
     assert prepare_out_dir(out, current, shards, record=False) == shards
     assert not (out / "fingerprint.json").exists()  # only the recording rank writes it
     a = shards[0]
-    commit(out, "a", [0.1], [None], identity=shard_identity(a), stamp=shard_stamp(a))
+    made = {"identity": shard_identity(a), "stamp": shard_stamp(a), "scoring": scoring_id(current)}
+    commit(out, "a", [0.1], [None], **made)
     assert prepare_out_dir(out, current, shards, record=True) == shards[1:]
     assert json.loads((out / "fingerprint.json").read_text()) == current
 

@@ -43,8 +43,8 @@ def preprocess() -> UInt8Preprocess:
 
 def both(preprocess: UInt8Preprocess, **options: object) -> tuple[ImageDecoder, ImageDecoder]:
     return (
-        ImageDecoder(preprocess, decode="fast", **options),  # type: ignore[arg-type]
-        ImageDecoder(preprocess, decode="pil", **options),  # type: ignore[arg-type]
+        ImageDecoder(preprocess, mode="fast", **options),  # type: ignore[arg-type]
+        ImageDecoder(preprocess, mode="pil", **options),  # type: ignore[arg-type]
     )
 
 
@@ -167,7 +167,7 @@ def test_pil_is_the_default(preprocess: UInt8Preprocess) -> None:
 
 def test_unknown_decode_mode_is_a_user_error(preprocess: UInt8Preprocess) -> None:
     with pytest.raises(Q16Error, match=r"data\.decode must be one of pil, fast, gpu"):
-        ImageDecoder(preprocess, decode="turbo")
+        ImageDecoder(preprocess, mode="turbo")
 
 
 def test_training_cache_decodes_as_inference(tiny_backbone: Backbone, tmp_path) -> None:
@@ -178,7 +178,7 @@ def test_training_cache_decodes_as_inference(tiny_backbone: Backbone, tmp_path) 
     path.write_bytes(JPEGS["imagenet-like 500x375 q95"]())
     preprocess = UInt8Preprocess.from_transform(tiny_backbone.preprocess)
     for decode in ("pil", "fast"):
-        decoder = ImageDecoder(preprocess, decode=decode)
+        decoder = ImageDecoder(preprocess, mode=decode)
         pixels, ok = ImageFiles([path], decoder, 32)[0]
         assert ok and torch.equal(pixels, decoder(path.read_bytes()))
     assert decoder.takes_fast_path(open_checked(path.read_bytes()))

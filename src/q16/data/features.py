@@ -100,7 +100,7 @@ def encode_images(
     size = _input_size(backbone)
     preprocess = UInt8Preprocess.from_transform(backbone.preprocess)
     loader = DataLoader(
-        ImageFiles(paths, ImageDecoder(preprocess, decode=decode), size),
+        ImageFiles(paths, ImageDecoder(preprocess, mode=decode), size),
         batch_size=batch_size,
         num_workers=num_workers,
         shuffle=False,

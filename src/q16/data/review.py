@@ -36,6 +36,7 @@ from q16.outdir import (
 )
 from q16.review.match import Image, match_images, one_decision_per_image, show
 from q16.review.sheet import read_review
+from q16.review.versions import shard_versions
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +100,8 @@ class ReviewDecisions:
         space = read_space(run)
         known = _run_shards(run)
         images = {(shard, key) for shard, keys in known.items() for key in keys}
-        decisions = merge([read_decisions(path, images, run) for path in paths], paths)
+        versions = shard_versions(sorted((run / SCORES_DIR).glob("*.parquet")))
+        decisions = merge([read_decisions(path, images, run, versions) for path in paths], paths)
         rows = [(s, known[s][k], label) for (s, k), label in decisions.images.items()]
         features, labels, names = _gather(rows, run, int(space["embed_dim"]))
         dropped = {"unsure_or_blank": len(decisions.undecided)}
@@ -143,7 +145,9 @@ class Decisions:
     undecided: list[int]
 
 
-def read_decisions(path: Path, known: set[Image], run: Path) -> Decisions:
+def read_decisions(
+    path: Path, known: set[Image], run: Path, versions: dict[str, str] | None = None
+) -> Decisions:
     """keep/remove decisions of a review, matched to the run's images (``q16.review.match``:
     the rule ``q16 apply`` uses), one decision per image, or a one-line error."""
     review = read_review(path)
@@ -155,7 +159,7 @@ def read_decisions(path: Path, known: set[Image], run: Path) -> Decisions:
             "fill in the decision column before training on it"
         )
     hint = "was the review made for another run? Pass data.run_dir=<that run's infer.out_dir>"
-    matched = match_images(review, known, str(path), run, hint)
+    matched = match_images(review, known, str(path), run, hint, versions)
     chosen = one_decision_per_image(matched, decision, str(path))
     images = {image: LABELS[what] for image, what in chosen.items() if what in LABELS}
     return Decisions(images, undecided)

@@ -7,7 +7,7 @@ means the same thing whatever size the detector resized the image to.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -44,12 +44,29 @@ class PixelDetector(Protocol):
 
     ``name`` is what ``heads=[{..., detector: <name>}]`` names; ``settings()`` are the values
     that change its output (threshold, input size, model file hash), recorded in summary.json
-    and in the resume fingerprint.
+    and in the resume fingerprint. ``noun`` names its columns in the scores (``face`` ->
+    ``face_bboxes``, ``face_scores``, ``face_labels``).
+
+    In a scoring run the image is decoded once, in a reader worker: ``viewer()`` turns it into
+    the detector's input there (a picklable function that never touches the model), and only
+    that view travels to the process that calls ``detect``. A view is a resize of the *whole*
+    image (no crop, no padding), so boxes normalised to the view are normalised to the
+    original, and ``detect([view(x)])`` equals ``detect([x])``.
     """
 
     name: str
+    noun: str
 
     def settings(self) -> dict[str, Any]: ...
+
+    def viewer(self) -> Callable[[np.ndarray], np.ndarray]:
+        """uint8 (H, W, 3) RGB at its original size -> the (smaller) array ``detect`` takes."""
+        ...
+
+    def score(self, found: Detections) -> float:
+        """One image's ``p_<head>`` in [0, 1] (0 when nothing counts): the best face's score;
+        for nudity, the best score among the labels that count. Flagged at the threshold."""
+        ...
 
     def detect(self, images: Sequence[np.ndarray]) -> list[Detections]:
         """uint8 (H, W, 3) RGB arrays, each at its own size -> one ``Detections`` per image."""

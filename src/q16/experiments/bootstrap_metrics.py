@@ -11,6 +11,7 @@ resampled images, so the difference of two sets has its own interval (paired boo
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -179,23 +180,10 @@ def estimate(
         both = np.stack([values, values - values[:1]])
         return both.reshape(2 * n_sources * n_metrics, *pos_idx.shape[:-1])
 
-    point = statistic(pos, neg).reshape(2, n_sources, n_metrics)
-    with warnings.catch_warnings():
-        # BCa on a metric every resample agrees on (the reference's own delta): NaN, said above
-        warnings.simplefilter("ignore", stats.DegenerateDataWarning)
-        warnings.filterwarnings("ignore", category=RuntimeWarning)
-        result = stats.bootstrap(
-            (pos, neg),
-            statistic,
-            n_resamples=bootstrap.n_resamples,
-            batch=max(1, min(bootstrap.n_resamples, _MAX_BATCH_CELLS // len(labels))),
-            vectorized=True,
-            confidence_level=bootstrap.confidence,
-            method=bootstrap.method,
-            rng=np.random.default_rng(bootstrap.seed),
-        )
-    low = np.asarray(result.confidence_interval.low).reshape(2, n_sources, n_metrics)
-    high = np.asarray(result.confidence_interval.high).reshape(2, n_sources, n_metrics)
+    point, low, high = (
+        values.reshape(2, n_sources, n_metrics)
+        for values in stratified_bootstrap(pos, neg, statistic, bootstrap, len(labels))
+    )
     return Estimates(
         point=point[0],
         low=low[0],
@@ -205,6 +193,38 @@ def estimate(
         delta_high=high[1],
         best_f1_threshold=best,
     )
+
+
+def stratified_bootstrap(
+    pos: np.ndarray,
+    neg: np.ndarray,
+    statistic: Callable[..., np.ndarray],
+    bootstrap: BootstrapSettings,
+    n_images: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Point values and intervals of a vectorised ``statistic(pos_idx, neg_idx, axis=-1)``
+    (flat rows, resamples last) with the two classes resampled independently, seeded.
+
+    An interval is NaN where the statistic is undefined in some resample or, for BCa, where
+    every resample agrees.
+    """
+    point = statistic(pos, neg)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", stats.DegenerateDataWarning)
+        warnings.filterwarnings("ignore", category=RuntimeWarning)
+        result = stats.bootstrap(
+            (pos, neg),
+            statistic,
+            n_resamples=bootstrap.n_resamples,
+            batch=max(1, min(bootstrap.n_resamples, _MAX_BATCH_CELLS // max(n_images, 1))),
+            vectorized=True,
+            confidence_level=bootstrap.confidence,
+            method=bootstrap.method,
+            rng=np.random.default_rng(bootstrap.seed),
+        )
+    low = np.asarray(result.confidence_interval.low)
+    high = np.asarray(result.confidence_interval.high)
+    return point, low, high
 
 
 @dataclass

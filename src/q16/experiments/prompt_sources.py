@@ -10,6 +10,7 @@ from train.py, the paper's ``.p``, a ``(2, D)`` ``.npy``); ``label=source`` name
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from collections import Counter
 from collections.abc import Collection, Mapping, Sequence
@@ -23,6 +24,8 @@ from q16.models.paper_assets import PAPER, PAPER_PROMPT_MODELS
 from q16.models.prompt_head import PromptHead, is_trainable
 from q16.models.prompt_io import load_prompt_for, prompt_file
 from q16.training.settings import HeadFactory
+
+log = logging.getLogger(__name__)
 
 _LABEL = re.compile(r"[\w .+()-]+")  # no "/": "runs/lr=0.1/prompts.safetensors" stays a path
 
@@ -98,6 +101,25 @@ def _split_label(text: str) -> tuple[str | None, str]:
     if sep and target.strip() and _LABEL.fullmatch(label.strip()):
         return label.strip(), target.strip()
     return None, text
+
+
+def for_model(specs: Sequence[SourceSpec], model: str) -> list[SourceSpec]:
+    """The specs that exist for ``model``: ``paper`` only for the models the paper released
+    prompts for; each one skipped is one line in the log (``evaluate.py``'s default sources
+    name ``paper``, which ``model=tiny`` has not). Nothing left is a one-line error."""
+    kept = []
+    why = f"the paper released prompts for {', '.join(PAPER_PROMPT_MODELS)} only, not {model}"
+    for spec in specs:
+        if spec.target == PAPER and base_model_name(model) not in PAPER_PROMPT_MODELS:
+            log.warning("sources: skipping %s: %s", spec.label or PAPER, why)
+            continue
+        kept.append(spec)
+    if not kept:
+        raise Q16Error(
+            f"sources: {why}, and nothing else is listed; name a prompt config (zeroshot) or "
+            "a prompt file for it"
+        )
+    return kept
 
 
 def load_sources(

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -29,6 +30,7 @@ from q16.outdir import (
     scores_path,
     shard_errors_path,
 )
+from q16.sources.base import INCOMPLETE_FIELD, unscored_images
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +50,19 @@ class RunCounts:
     """Class name (``UNKNOWN_CLASS`` if none) -> ``{"scored": n, "flagged": n}``, sorted."""
     shards_done: int
     images_unscored: int = 0
-    """Records of ``errors.jsonl`` about one input (``key`` set): inputs that were not scored.
-    Problems of a whole tar (``key`` null: cut, unopenable) may hide more."""
+    """Inputs that were not scored: one per record of ``errors.jsonl`` about one input (``key``
+    set), and the rows a record of a whole file counts (``images``: a cut ``.npy``). Problems
+    of a whole tar (``key`` null: cut, unopenable) may hide more."""
+    shards_incomplete: list[str] = field(default_factory=list)
+    """Shards whose file ends before its end (a tar without its end-of-archive marker, a cut
+    ``.npy``): what they hold beyond the cut was never seen."""
     heads_flagged: dict[str, int] = field(default_factory=dict)
     """``heads:`` name -> images it flagged (empty without ``heads:``)."""
     images_flagged_any_head: int = 0
     """Rows of ``flagged.csv``: images flagged by any head (= ``images_flagged`` with one)."""
+    heads_per_class: dict[str, dict[str, int]] = field(default_factory=dict)
+    """``heads:`` name -> class name -> images it flagged (faces per class, as ImageNet's
+    face-obfuscation table)."""
 
 
 def collect(
@@ -64,6 +73,7 @@ def collect(
     threshold: float,
     meta_columns: tuple[str, ...] = (),
     heads: tuple[tuple[str, float], ...] = (),
+    unlisted: frozenset[str] = frozenset(),
 ) -> RunCounts:
     """Counts over every finished shard; writes ``flagged.csv`` and ``errors.jsonl``.
 
@@ -71,10 +81,12 @@ def collect(
     disk (``q16.inference.flagged``), so memory does not grow with the dataset.
     ``errors.jsonl`` also lists the last failure of shards not done (unreadable: retried).
     With ``heads`` (name, threshold): each head's flags are derived at its threshold, and
-    ``flagged.csv`` holds the images flagged by any head, with every head's columns.
+    ``flagged.csv`` holds the images flagged by any head, with every head's columns, except
+    for heads in ``unlisted`` (the faces head: counted, not a flag to review).
     """
     scored = shards_done = primary_flagged = 0
     heads_flagged = {name: 0 for name, _ in heads}
+    heads_per_class: dict[str, dict[str, int]] = {name: {} for name, _ in heads}
     per_class: dict[str, dict[str, int]] = {}
     error_lines: list[str] = []
     names = tuple(name for name, _ in heads)
@@ -97,22 +109,42 @@ def collect(
             for name, _ in heads:
                 column = table[head_columns(name)[1]]
                 heads_flagged[name] += int(pc.sum(column).as_py() or 0)
-                any_head = pc.or_(any_head, column)
+                _count_head_classes(table, head_columns(name)[1], heads_per_class[name])
+                if name not in unlisted:  # a face is counted, not content to review
+                    any_head = pc.or_(any_head, column)
             flagged.add(table.filter(any_head))
             if errors.is_file():
                 error_lines.extend(errors.read_text().splitlines(keepends=True))
         flagged.write_csv(out_dir / FLAGGED_FILE)
     atomic_write_text(out_dir / ERRORS_FILE, "".join(error_lines))
+    records = [_record(line) for line in error_lines]
     return RunCounts(
         images_scored=scored,
         images_flagged=primary_flagged,
         errors=len(error_lines),
-        images_unscored=sum(json.loads(line).get("key") is not None for line in error_lines),
+        images_unscored=sum(unscored_images(record) for record in records),
+        shards_incomplete=sorted({str(r.get("shard")) for r in records if r.get(INCOMPLETE_FIELD)}),
         per_class=dict(sorted(per_class.items())),
         shards_done=shards_done,
         heads_flagged=heads_flagged,
         images_flagged_any_head=flagged.rows,
+        heads_per_class={k: dict(sorted(v.items())) for k, v in heads_per_class.items()},
     )
+
+
+def _count_head_classes(table: pa.Table, column: str, counts: dict[str, int]) -> None:
+    grouped = table.group_by("class_name").aggregate([(column, "sum")])
+    for row in grouped.to_pylist():
+        name = row["class_name"] or UNKNOWN_CLASS
+        counts[name] = counts.get(name, 0) + int(row[f"{column}_sum"] or 0)
+
+
+def _record(line: str) -> dict[str, Any]:
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return {}
+    return record if isinstance(record, dict) else {}
 
 
 def _count_classes(table: pa.Table, per_class: dict[str, dict[str, int]]) -> None:

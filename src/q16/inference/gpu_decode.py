@@ -55,7 +55,7 @@ class BatchDecoder:
         if self.preprocess.geometry is None:
             raise ValueError("GPU decoding needs a resize + centre crop preprocessing")
         if self.cpu is None:
-            self.cpu = ImageDecoder(self.preprocess, decode="pil")
+            self.cpu = ImageDecoder(self.preprocess, mode="pil")
 
     def decode(self, items: Sequence[torch.Tensor | bytes]) -> Decoded:
         """Rows of 1-D encoded JPEGs (or bytes) and 3-D decoded images, in order."""

@@ -8,6 +8,7 @@ import torch
 from tqdm import tqdm
 
 from q16.inference.gpu_decode import BatchDecoder
+from q16.inference.pixel_heads import PixelHeads
 from q16.inference.read_ahead import read_ahead
 from q16.inference.reader import Batch, ImageDecoder, ShardStream, make_loader, reads_blocks
 from q16.inference.resume import shard_identity, shard_stamp
@@ -27,15 +28,19 @@ def score_shards(
     batch_size: int,
     num_workers: int,
     show_progress: bool = False,
+    pixel: PixelHeads | None = None,
 ) -> LoopStats:
-    """The loop: wait for a batch, score it, hand it to the writer; commit finished shards."""
+    """The loop: wait for a batch, score it, hand it to the writer; commit finished shards.
+
+    ``pixel``: detector heads and hashes, from the views the reader workers made."""
     stats = LoopStats()
     if not shards:
         writer.close()
         return stats
     # stamped before reading: a file that changes while it is read is scored again next time
     identities = {s.name: (shard_identity(s), shard_stamp(s)) for s in shards}
-    stream = ShardStream(source, shards, decoder, batch_size)
+    extractors = pixel.extractors() if pixel else ()
+    stream = ShardStream(source, shards, decoder, batch_size, extractors=extractors)
     loader = make_loader(stream, num_workers, pin_memory=scorer.device.type == "cuda")
     keep = writer.save_embeddings
     device_decoder = _device_decoder(decoder, scorer)
@@ -63,7 +68,13 @@ def score_shards(
                 assert batch.images is not None
                 scores = scorer.score_images(batch.images, keep=keep)
             stats.model_s += time.perf_counter() - tick
-            writer.add(batch, scores)
+            columns = None
+            if pixel and batch.extracted is not None:
+                tick = time.perf_counter()
+                probs, columns = pixel.run(batch.extracted)
+                scores.heads.update(probs)
+                stats.pixel_s += time.perf_counter() - tick
+            writer.add(batch, scores, columns)
             stats.images += len(batch)
             bar.update(len(batch))
         if batch.done:
@@ -88,7 +99,7 @@ def score_shards(
 def _device_decoder(decoder: ImageDecoder, scorer: Scorer) -> BatchDecoder | None:
     """``infer.decode=gpu``: the batch decoder on the scorer's device, falling back per image
     to the PIL decoder with the run's limits."""
-    if decoder.decode != "gpu" or decoder.preprocess.geometry is None:
+    if decoder.mode != "gpu" or decoder.preprocess.geometry is None:
         return None
     fallback = ImageDecoder(decoder.preprocess, decoder.max_pixels, decoder.exif_transpose, "pil")
     return BatchDecoder(decoder.preprocess, scorer.device, cpu=fallback)

@@ -15,15 +15,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import lightning as L
+import torch
 
 from q16.errors import Q16Error
 from q16.inference.collect import collect
 from q16.inference.head import RunHeads, check_embeddings, needs_text_tower
 from q16.inference.loop import score_shards
+from q16.inference.pixel_heads import PixelHeads
 from q16.inference.reader import ImageDecoder, UInt8Preprocess, partition, reads_blocks
-from q16.inference.resume import fingerprint, prepare_out_dir
+from q16.inference.resume import fingerprint, prepare_out_dir, resolved, scoring_id
 from q16.inference.scorer import Scorer, resolve_autocast
-from q16.inference.settings import InferSettings, auto_batch_size, auto_workers
+from q16.inference.settings import InferSettings, auto_batch_size, auto_workers, cpu_threads
 from q16.inference.state import LoopStats, wait_for_ranks, write_embeddings_meta, write_rank
 from q16.inference.summary import RunSetup, build_summary, write_summary
 from q16.inference.writer import ShardWriter
@@ -34,6 +36,14 @@ from q16.runinfo import ConfigRecord, write_run_info
 from q16.sources.base import DownloadStatsSource, EmbeddingSource, InferenceSource, Shard
 
 log = logging.getLogger(__name__)
+
+
+def _combined(prompt: Any, pixel: Any) -> Any:
+    """The prompt heads' entries then the pixel heads' (fingerprint, summary); without
+    ``heads:`` and hashes exactly the prompt heads' (today's out_dirs resume as before)."""
+    if not pixel:
+        return prompt
+    return type(pixel)([*(prompt or ()), *pixel])
 
 
 @dataclass(frozen=True)
@@ -61,6 +71,26 @@ class RunSettings:
     num_nodes: int = 1
     record: ConfigRecord | None = None
     """the resolved config, written beside the summary (config.yaml, run_info.json)"""
+
+
+def check_stats(stats: dict[str, Any], found: int) -> dict[str, Any]:
+    """The downloader's stats beside what the shards held: where every shard has stats and
+    they claim another number of downloads than q16 found (scored or recorded), the summary
+    says so (``stats_agree`` false, ``images_in_shards``) and the datasheet with it."""
+    if stats.get("shards_with_stats") != stats.get("shards_total"):
+        return stats
+    claimed = stats.get("successes")
+    if not isinstance(claimed, int) or isinstance(claimed, bool):
+        return stats
+    agree = claimed == found
+    if not agree:
+        log.warning(
+            "the downloader's stats claim %d images downloaded, the shards hold %d: cut or "
+            "missing shards, or stats of another download (summary.json source_stats)",
+            claimed,
+            found,
+        )
+    return {**stats, "images_in_shards": found, "stats_agree": agree}
 
 
 @dataclass
@@ -93,18 +123,26 @@ class ScoringRun:
         backbone, embeddings_only = self._backbone()
         check_embeddings(self.source, backbone)
         heads = RunHeads.load(
-            settings.heads, self.run.prompt, backbone, settings.threshold, warn=self.rank == 0
+            settings.prompt_heads,
+            self.run.prompt,
+            backbone,
+            settings.threshold,
+            warn=self.rank == 0,
         )
-        todo = self._todo(backbone, heads, autocast)
+        # detector models load here, before the out_dir is touched: a missing extra is one line
+        pixel = PixelHeads.build(settings.heads, str(self.fabric.device), settings.hashes)
+        todo, scoring = self._todo(backbone, heads, autocast, pixel)
         writer = ShardWriter(
             out,
             heads.threshold,
             settings.save_embeddings,
             meta_columns=self.data.meta_columns,
-            heads=heads.thresholds(),
+            heads=heads.thresholds() + pixel.thresholds(),
+            pixel_fields=pixel.fields(),
+            scoring=scoring,
         )
         if settings.save_embeddings and self.rank == 0:
-            write_embeddings_meta(out, backbone)
+            write_embeddings_meta(out, backbone, [resolved(s.source) for s in self.shards])
         preprocess = (
             UInt8Preprocess([], (0.0,) * 3, (1.0,) * 3)
             if embeddings_only
@@ -114,7 +152,27 @@ class ScoringRun:
             backbone, heads.head, preprocess.mean, preprocess.std, autocast, heads=heads.named()
         )
         batch_size = auto_batch_size(settings.batch_size, self.fabric.device)
-        setup = self._setup(heads, self._workers(), batch_size)
+        setup = self._setup(heads, self._workers(), batch_size, pixel)
+        threads = torch.get_num_threads()
+        if self.fabric.device.type == "cpu":  # threads + workers within the cores
+            torch.set_num_threads(cpu_threads(self._local_ranks(), setup.num_workers))
+        try:
+            return self._loop(setup, heads, todo, scorer, writer, preprocess, pixel)
+        finally:
+            torch.set_num_threads(threads)
+
+    def _loop(
+        self,
+        setup: RunSetup,
+        heads: RunHeads,
+        todo: list[Shard],
+        scorer: Scorer,
+        writer: ShardWriter,
+        preprocess: UInt8Preprocess,
+        pixel: PixelHeads,
+    ) -> dict[str, Any]:
+        """Score ``todo``, report this rank; rank 0 then finishes the run."""
+        settings, out = self.settings, self.settings.out_dir
         stats = score_shards(
             self.source,
             todo,
@@ -126,6 +184,7 @@ class ScoringRun:
             batch_size=setup.batch_size,
             num_workers=setup.num_workers,
             show_progress=settings.progress and self.rank == 0,
+            pixel=pixel if pixel else None,
         )
         write_rank(out, self.rank, self.run_id, stats)
         if stats.unread:
@@ -134,7 +193,8 @@ class ScoringRun:
                 "the same infer.out_dir to retry them",
                 *(self.rank, len(stats.unread), ", ".join(stats.unread[:5])),
             )
-        return self._finish(setup, heads.thresholds()) if self.rank == 0 else {}
+        thresholds = heads.thresholds() + pixel.thresholds()
+        return self._finish(setup, thresholds, pixel.unlisted()) if self.rank == 0 else {}
 
     def _decode(self) -> str:
         """``infer.decode``; embeddings are not decoded, so it does not matter there."""
@@ -143,15 +203,18 @@ class ScoringRun:
     def _backbone(self) -> tuple[Backbone, bool]:
         """The model; for embeddings scored with prompt files only its space (no tower, no
         weights): zero-shot prompts and concept-set YAMLs still need the text tower."""
-        spec, heads = self.run.spec, self.settings.heads
+        spec, heads = self.run.spec, self.settings.prompt_heads
         prompts = [h.prompt for h in heads] if heads else [self.run.prompt]
         text = any(needs_text_tower(p, spec) for p in prompts)
         if isinstance(self.source, EmbeddingSource) and not spec.from_hub and not text:
             return embedding_space_backbone(spec, self.fabric.device), True
         return load_backbone(spec, self.fabric.device), False
 
-    def _todo(self, backbone: Backbone, heads: RunHeads, autocast: str) -> list[Shard]:
-        """This rank's shards that the out_dir has not committed under the same fingerprint."""
+    def _todo(
+        self, backbone: Backbone, heads: RunHeads, autocast: str, pixel: PixelHeads
+    ) -> tuple[list[Shard], str]:
+        """This rank's shards that the out_dir has not committed under the same fingerprint,
+        and the run's scoring id (stored in each shard's parquet, checked on resume)."""
         spec = backbone.spec
         current = fingerprint(
             model=spec.name,
@@ -166,7 +229,7 @@ class ScoringRun:
             exif_transpose=self.data.exif_transpose,
             shards=self.shards,
             meta_columns=self.data.meta_columns,
-            heads=heads.fingerprint(),
+            heads=_combined(heads.fingerprint(), pixel.fingerprint()),
             reading=self.data.reading,
             decode=self._decode(),
         )
@@ -176,17 +239,22 @@ class ScoringRun:
             "rank %d/%d: %d shards, %d already done",
             *(self.rank, self.world, len(mine), len(mine) - len(todo)),
         )
-        return todo
+        return todo, scoring_id(current)
 
     def _workers(self) -> int:
         """DataLoader workers per rank: the setting, else from the cores this node's ranks
         share; 0 for block sources (read in place, mmap; workers would pickle each block)."""
         if self.settings.num_workers is None and reads_blocks(self.source):
             return 0
-        per_node = max(1, self.world // max(1, self.run.num_nodes))
-        return auto_workers(self.settings.num_workers, per_node)
+        return auto_workers(self.settings.num_workers, self._local_ranks())
 
-    def _setup(self, heads: RunHeads, num_workers: int, batch_size: int) -> RunSetup:
+    def _local_ranks(self) -> int:
+        """Ranks on this node, sharing its cores."""
+        return max(1, self.world // max(1, self.run.num_nodes))
+
+    def _setup(
+        self, heads: RunHeads, num_workers: int, batch_size: int, pixel: PixelHeads
+    ) -> RunSetup:
         return RunSetup(
             spec=self.run.spec,
             prompt_source=heads.source,
@@ -199,11 +267,17 @@ class ScoringRun:
             world_size=self.world,
             device=str(self.fabric.device),
             setup_s=time.perf_counter() - self.started,
-            heads=heads.summary(),
+            heads=_combined(heads.summary(), pixel.summary()),
+            hashes=pixel.hashes,
             decode=self._decode(),
         )
 
-    def _finish(self, setup: RunSetup, heads: tuple[tuple[str, float], ...]) -> dict[str, Any]:
+    def _finish(
+        self,
+        setup: RunSetup,
+        heads: tuple[tuple[str, float], ...],
+        unlisted: frozenset[str] = frozenset(),
+    ) -> dict[str, Any]:
         """Rank 0, after its loop: wait for the ranks, collect, write summary (and report)."""
         out, timeout_s = self.settings.out_dir, self.settings.rank_wait_timeout_s
         records, missing = wait_for_ranks(out, setup.world_size, self.run_id, timeout_s)
@@ -213,6 +287,7 @@ class ScoringRun:
             threshold=setup.threshold,
             meta_columns=self.data.meta_columns,
             heads=heads,
+            unlisted=unlisted,
         )
         ranks = [LoopStats.from_record(r) for r in records]
         summary = build_summary(setup, counts, ranks, missing, time.perf_counter() - self.started)
@@ -222,7 +297,9 @@ class ScoringRun:
             else None
         )
         if found:  # what the downloader listed and lost (img2dataset), for the datasheet
-            summary["source_stats"] = found
+            summary["source_stats"] = check_stats(
+                found, counts.images_scored + counts.images_unscored
+            )
         write_summary(out, summary)
         if self.run.record is not None:
             write_run_info(out, self.run.record, task="infer", summary=SUMMARY_FILE)

@@ -14,10 +14,11 @@ saved features are not finite is recorded in the shard's errors and skipped.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
+import numpy as np
 import pyarrow as pa
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
@@ -72,7 +73,7 @@ class Batch:
     (1-D uint8) or an image the worker decoded (3-D); decoded with the batch on the device
     (``q16.inference.gpu_decode``)."""
     features: torch.Tensor | None = None
-    errors: list[dict[str, str | None]] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)
     done: bool = False
     unread: bool = False
     """Set on the ``done`` batch of a shard that could not be opened: not committed, retried."""
@@ -83,6 +84,8 @@ class Batch:
     """With ``columns``: ``data.meta_columns`` as string arrays."""
     norms: torch.Tensor | None = None
     """With ``columns``: the features' L2 norms from the row checks (``blocks.Checked``)."""
+    extracted: list[tuple[Any, ...]] | None = None
+    """Per image, the pixel extractors' results (``q16.inference.pixel_heads``); None without."""
 
     def __len__(self) -> int:
         return len(self.columns["key"]) if self.columns is not None else len(self.keys)
@@ -93,6 +96,8 @@ class Batch:
                      "metas"):  # fmt: skip
             values = getattr(self, name)
             setattr(self, name, [values[i] for i in rows])
+        if self.extracted is not None:
+            self.extracted = [self.extracted[i] for i in rows]
 
     def pin_memory(self) -> Batch:
         if self.images is not None:
@@ -115,12 +120,14 @@ class ShardStream(IterableDataset):
         shards: Sequence[Shard],
         decoder: ImageDecoder,
         batch_size: int,
+        extractors: Sequence[Callable[[bytes, np.ndarray], Any]] = (),
     ) -> None:
         super().__init__()
         self.source = source
         self.shards = list(shards)
         self.decoder = decoder
         self.batch_size = batch_size
+        self.extractors = tuple(extractors)
         self._warn = [True]
 
     def __iter__(self) -> Iterator[Batch]:
@@ -135,7 +142,7 @@ class ShardStream(IterableDataset):
             return
         assert isinstance(self.source, SampleSource)
         errors = ErrorLog(shard.name)
-        pending: list[tuple[RawSample, torch.Tensor]] = []
+        pending: list[tuple[RawSample, tuple[torch.Tensor, tuple[Any, ...]]]] = []
         n_samples = 0
         seen: set[str] = set()
         samples = self.source.iter_samples(shard, errors)
@@ -199,7 +206,9 @@ class ShardStream(IterableDataset):
             errors.add(None, "empty shard: no samples")
         yield Batch(shard=shard.name, errors=errors.records, done=True, unread=errors.io_errors > 0)
 
-    def _decode(self, raw: RawSample, errors: ErrorLog, seen: set[str]) -> torch.Tensor | None:
+    def _decode(
+        self, raw: RawSample, errors: ErrorLog, seen: set[str]
+    ) -> tuple[torch.Tensor, tuple[Any, ...]] | None:
         try:
             raw = checked(raw)
         except ValueError as err:
@@ -216,14 +225,17 @@ class ShardStream(IterableDataset):
             errors.add(raw.key, "no image data")
             return None
         try:
-            return self.decoder.for_batch(raw.data)
+            return self.decoder.decode(raw.data, self.extractors)
         except DecodeError as err:
             errors.add(raw.key, str(err))
             return None
 
-    @staticmethod
-    def _collate(name: str, items: list[tuple[RawSample, torch.Tensor]]) -> Batch:
+    def _collate(
+        self, name: str, items: list[tuple[RawSample, tuple[torch.Tensor, tuple[Any, ...]]]]
+    ) -> Batch:
         batch = Batch(shard=name)
+        if self.extractors:
+            batch.extracted = [extras for _, (_, extras) in items]
         for raw, _ in items:
             batch.keys.append(raw.key)
             batch.sources.append(raw.source)
@@ -232,7 +244,7 @@ class ShardStream(IterableDataset):
             batch.class_names.append(raw.class_name)
             batch.synsets.append(raw.synset)
             batch.metas.append(raw.meta)
-        tensors = [t for _, t in items]
+        tensors = [t for _, (t, _) in items]
         if any(t.dim() == 1 for t in tensors):  # infer.decode=gpu: decoded with the batch
             batch.encoded = tensors
         elif tensors:

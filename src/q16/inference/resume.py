@@ -24,14 +24,15 @@ from q16.outdir import FINGERPRINT_FILE, OUT_DIR_FORMAT, embeddings_path, scores
 from q16.sources.base import Shard, is_remote
 
 
-def _resolved(source: str) -> str:
+def resolved(source: str) -> str:
+    """A local source as an absolute, resolved path; a URL or ``pipe:`` as written."""
     return source if is_remote(source) else str(Path(source).expanduser().resolve())
 
 
 def shard_identity(shard: Shard) -> str:
     """What one shard reads: its resolved tar / folder / npy path and, for a folder chunk, its
     files. Stored in the shard's parquet, so a done shard of other inputs is never skipped."""
-    record = [_resolved(shard.source), list(shard.files)]
+    record = [resolved(shard.source), list(shard.files)]
     return hashlib.sha256(json.dumps(record).encode()).hexdigest()[:16]
 
 
@@ -137,9 +138,28 @@ def fingerprint(
     }
 
 
+def scoring_id(current: Mapping[str, Any]) -> str:
+    """How a run makes its scores: its fingerprint without the inputs (each shard's input is
+    checked by its own identity) and without thresholds (flags are derived from the scores
+    when results are collected), as a short hash stored in every shard's parquet."""
+    scoring = {k: v for k, v in current.items() if k not in ("data", "threshold")}
+    if isinstance(scoring.get("heads"), list):
+        scoring["heads"] = [
+            {k: v for k, v in h.items() if k != "threshold"} if isinstance(h, dict) else h
+            for h in scoring["heads"]
+        ]
+    text = json.dumps(scoring, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def _prompt_id(prompt_source: str) -> str:
-    """A prompt file by its content (a file edited in place is another prompt)."""
-    if Path(prompt_source).is_file():
+    """A prompt file by its content (a file edited in place is another prompt); anything else
+    (``paper``, a pixel head's settings text, longer than a file name may be) as written."""
+    try:
+        is_file = Path(prompt_source).is_file()
+    except OSError:  # ENAMETOOLONG and the like: not a file name
+        is_file = False
+    if is_file:
         return hashlib.sha256(Path(prompt_source).read_bytes()).hexdigest()[:16]
     return prompt_source
 
@@ -191,8 +211,16 @@ def prepare_out_dir(
     outputs first: should the new attempt fail, no stale rows remain to be collected as done.
     """
     out.mkdir(parents=True, exist_ok=True)
+    fingerprinted = (out / FINGERPRINT_FILE).is_file()
     check_fingerprint(out, current, write=False)
-    todo = [s for s in mine if not is_done(out, s.name, shard_identity(s), shard_stamp(s))]
+    scoring = scoring_id(current)
+    todo = [
+        s
+        for s in mine
+        if not is_done(
+            out, s.name, shard_identity(s), shard_stamp(s), scoring, fingerprinted=fingerprinted
+        )
+    ]
     for shard in todo:
         for path in (scores_path(out, shard.name), embeddings_path(out, shard.name)):
             path.unlink(missing_ok=True)

@@ -8,9 +8,11 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
+from q16.detectors.registry import detector_kind
 from q16.errors import Q16Error, check_bool, check_float, check_int
 from q16.imageload import DEFAULT_MAX_PIXELS
 from q16.pixels import DECODE_MODES, DEFAULT_DECODE
@@ -37,6 +39,9 @@ class InferSettings:
     report: bool = False
     decode: str = DEFAULT_DECODE
     """``pil``, ``fast`` or ``gpu`` (``q16.pixels.DECODE_MODES``)."""
+    hashes: bool = False
+    """Store ``sha256`` (of the bytes) and ``pdq`` (perceptual hash) per image, for removal
+    requests (``q16.privacy.removal``); computed in the reader workers."""
     heads: tuple[HeadSpec, ...] | None = None
     """``heads:`` (top level of configs/infer.yaml; a raw list is parsed by
     :func:`parse_heads`); None = one head from ``prompt.path``."""
@@ -50,6 +55,7 @@ class InferSettings:
             "save_embeddings": check_bool("infer.save_embeddings", self.save_embeddings),
             "progress": check_bool("infer.progress", self.progress),
             "report": check_bool("infer.report", self.report),
+            "hashes": check_bool("infer.hashes", self.hashes),
             "rank_wait_timeout_s": check_float(
                 "infer.rank_wait_timeout_s", self.rank_wait_timeout_s, 0.0
             ),
@@ -60,18 +66,46 @@ class InferSettings:
             raise Q16Error(f"infer.decode must be {choices}, not {self.decode!r}")
         if self.autocast not in AUTOCAST_SETTINGS:
             raise Q16Error(f"infer.autocast must be auto, off, bf16 or fp16, not {self.autocast!r}")
-        if self.out_dir.exists() and not self.out_dir.is_dir():
+        try:
+            is_file = self.out_dir.exists() and not self.out_dir.is_dir()
+        except (OSError, ValueError) as err:  # a name too long, a NUL byte, a loop of links
+            raise Q16Error(f"infer.out_dir={str(self.out_dir)[:200]!r}: {err}"[:400]) from None
+        if is_file:
             raise Q16Error(f"infer.out_dir={str(self.out_dir)!r} is a file, not a directory")
         for name, value in checked.items():
             object.__setattr__(self, name, value)
+
+    @property
+    def prompt_heads(self) -> tuple[HeadSpec, ...] | None:
+        """The ``heads:`` entries scored on CLIP features (None without ``heads:``)."""
+        return None if self.heads is None else tuple(h for h in self.heads if h.detector is None)
+
+    @property
+    def detector_heads(self) -> tuple[HeadSpec, ...]:
+        """The ``heads:`` entries that run a detector on the pixels."""
+        return tuple(h for h in self.heads or () if h.detector is not None)
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its affinity, as a container or ``taskset`` sets it)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, cores or 1)
 
 
 def auto_workers(setting: int | None, local_processes: int) -> int:
     """Workers per rank: the machine's cores shared between ranks, one left for the model."""
     if setting is not None:
         return int(setting)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min(8, (cores or 2) // max(1, local_processes) - 1))
+    return max(1, min(8, usable_cores() // max(1, local_processes) - 1))
+
+
+def cpu_threads(local_processes: int, num_workers: int) -> int:
+    """Torch threads of a rank scoring on the CPU: its share of the cores less one per
+    DataLoader worker (each decodes on a core of its own), at least one, so that threads and
+    workers never ask for more cores than there are (unless the workers alone do).
+    scripts/bench_threads.py measures why: a forward pass with more threads than free cores
+    waits for the busy ones (results/bench/threads-cpu.json)."""
+    return max(1, usable_cores() // max(1, local_processes) - num_workers)
 
 
 def auto_batch_size(setting: int | None, device: torch.device) -> int:
@@ -82,6 +116,8 @@ def auto_batch_size(setting: int | None, device: torch.device) -> int:
 
 
 HEAD_KEYS = ("name", "prompt", "threshold", "category")
+DETECTOR_HEAD_KEYS = ("name", "detector")
+"""A detector head takes these and its detector's own options (``q16.detectors.registry``)."""
 HEAD_NAME = re.compile(r"[a-z0-9_]{1,64}")
 
 
@@ -99,6 +135,10 @@ class HeadSpec:
     prompt: str | None = None
     threshold: float | None = None
     category: str | None = None
+    detector: str | None = None
+    """A pixel head (``{name: faces, detector: centerface}``): runs on the decoded image."""
+    options: tuple[tuple[str, Any], ...] = ()
+    """The detector's options given in the entry (``input_size``, ...), checked by it."""
 
 
 def parse_heads(value: object) -> tuple[HeadSpec, ...] | None:
@@ -114,11 +154,18 @@ def parse_heads(value: object) -> tuple[HeadSpec, ...] | None:
     for i, entry in enumerate(value):
         if not isinstance(entry, dict):
             raise Q16Error(f"heads[{i}] must be a mapping with name: and prompt:, not {entry!r}")
-        unknown = sorted(str(k) for k in entry if k not in HEAD_KEYS)
+        allowed: tuple[str, ...] = HEAD_KEYS
+        if "detector" in entry:
+            allowed = (
+                *DETECTOR_HEAD_KEYS,
+                *detector_kind(entry["detector"], f"heads[{i}]").options,
+            )
+        unknown = sorted(str(k) for k in entry if k not in allowed)
         if unknown:
+            kind = "a detector head" if "detector" in entry else "a head"
             raise Q16Error(
-                f"heads[{i}]: unknown key(s) {', '.join(unknown)}; a head takes "
-                f"{', '.join(HEAD_KEYS)}"
+                f"heads[{i}]: unknown key(s) {', '.join(unknown)}; {kind} takes "
+                f"{', '.join(allowed)}"
             )
         name = entry.get("name")
         if not isinstance(name, str) or not HEAD_NAME.fullmatch(name) or name == "inappropriate":
@@ -128,6 +175,15 @@ def parse_heads(value: object) -> tuple[HeadSpec, ...] | None:
             )
         if name in {s.name for s in specs}:
             raise Q16Error(f"heads: the name {name!r} is used twice; head names must be unique")
+        if "detector" in entry:
+            if i == 0:
+                raise Q16Error(
+                    f"heads[0] ({name}) is a detector; the first head is the primary Q16 head "
+                    "(p_inappropriate): put a prompt head first"
+                )
+            options = tuple((str(k), v) for k, v in entry.items() if k not in DETECTOR_HEAD_KEYS)
+            specs.append(HeadSpec(name, detector=str(entry["detector"]), options=options))
+            continue
         prompt, category = entry.get("prompt"), entry.get("category")
         for key, text in (("prompt", prompt), ("category", category)):
             if text is not None and (not isinstance(text, str) or not text.strip()):

@@ -10,22 +10,26 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from q16.fileio import atomic_write_text
 from q16.models.backbone import Backbone
-from q16.outdir import EMBEDDINGS_DIR, EMBEDDINGS_META_FILE, RANKS_DIR
+from q16.outdir import EMBEDDINGS_DIR, EMBEDDINGS_INPUTS, EMBEDDINGS_META_FILE, RANKS_DIR
 
 log = logging.getLogger(__name__)
 
 
-def write_embeddings_meta(out: Path, backbone: Backbone) -> None:
-    """``embeddings/meta.json``: what ``data=embeddings`` checks the model against."""
+def write_embeddings_meta(out: Path, backbone: Backbone, inputs: Sequence[str] = ()) -> None:
+    """``embeddings/meta.json``: what ``data=embeddings`` checks the model against, and the
+    run's inputs (resolved shard sources): a re-scoring run carries a row's ``source`` only
+    when it lies in them, so a folder made elsewhere cannot point the report at other files."""
     path = out / EMBEDDINGS_DIR / EMBEDDINGS_META_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(embeddings_meta(backbone), indent=2))
+    meta = {**embeddings_meta(backbone), EMBEDDINGS_INPUTS: sorted(set(inputs))}
+    atomic_write_text(path, json.dumps(meta, indent=2))
 
 
 def embeddings_meta(backbone: Backbone) -> dict[str, Any]:
@@ -48,6 +52,8 @@ class LoopStats:
     unread: list[str] = field(default_factory=list)
     data_wait_s: float = 0.0
     model_s: float = 0.0
+    pixel_s: float = 0.0
+    """Detector heads on their views (beside ``model_s``, the CLIP tower and prompt heads)."""
     write_s: float = 0.0
     loop_s: float = 0.0
     decoded_on_cpu: int = 0
@@ -56,7 +62,7 @@ class LoopStats:
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> LoopStats:
         """Back from a ``ranks/rank-<k>.json`` record (its ``run_id`` and ``rank`` dropped)."""
-        return cls(**{f.name: record[f.name] for f in fields(cls)})
+        return cls(**{f.name: record[f.name] for f in fields(cls) if f.name in record})
 
 
 def write_rank(out: Path, rank: int, run_id: str, stats: LoopStats) -> None:

@@ -46,7 +46,10 @@ class RunSetup:
     """``infer.decode`` (``pil`` for embeddings, which are not decoded)."""
     heads: tuple[dict[str, object], ...] | None = None
     """``heads:`` entries as the summary lists them (name, prompt_source, category,
-    threshold, threshold_from); None without ``heads:``."""
+    threshold, threshold_from; a detector head its detector, settings, columns and known
+    limits); None without ``heads:``."""
+    hashes: bool = False
+    """``infer.hashes``: the scores hold sha256 and pdq per image."""
 
 
 def build_summary(
@@ -60,10 +63,7 @@ def build_summary(
     images_now = sum(r.images for r in ranks)
     heads: dict[str, Any] = {}
     if setup.heads is not None:
-        heads["heads"] = [
-            {**head, "flagged": counts.heads_flagged.get(str(head["name"]), 0)}
-            for head in setup.heads
-        ]
+        heads["heads"] = [_head_entry(head, counts) for head in setup.heads]
         heads["images_flagged_any_head"] = counts.images_flagged_any_head
     loop_s = max((r.loop_s for r in ranks), default=0.0)
     return {
@@ -82,6 +82,7 @@ def build_summary(
             if setup.decode == "gpu"
             else {}
         ),
+        "pixel_s": round(sum(r.pixel_s for r in ranks), 3),
         "setup_s": round(setup.setup_s, 3),
         "loop_s": round(loop_s, 3),
         "loop_images_per_s": round(images_now / loop_s, 3) if loop_s > 0 else 0.0,
@@ -94,6 +95,7 @@ def build_summary(
         "threshold": setup.threshold,
         "shards_total": setup.shards_total,
         "shards_done": counts.shards_done,
+        "shards_incomplete": counts.shards_incomplete,
         "ranks_missing": ranks_missing,
         "inputs": setup.inputs,
         "data": setup.data,
@@ -107,7 +109,25 @@ def build_summary(
         "git_commit": git_commit(),
         "machine": machine_description(),
         **heads,
+        **({"hashes": ["sha256", "pdq"]} if setup.hashes else {}),
     }
+
+
+def _head_entry(head: dict[str, object], counts: RunCounts) -> dict[str, object]:
+    """A head as the summary lists it; a detector head also with the share of images it
+    flagged (images with at least one face) overall and per class, for the datasheet."""
+    name = str(head["name"])
+    flagged = counts.heads_flagged.get(name, 0)
+    entry = {**head, "flagged": flagged}
+    if head.get("detector"):
+        scored = counts.images_scored
+        entry["share"] = round(flagged / scored, 6) if scored else None
+        per_class = counts.heads_per_class.get(name, {})
+        entry["per_class"] = {
+            c: {"scored": row["scored"], "flagged": per_class.get(c, 0)}
+            for c, row in counts.per_class.items()
+        }
+    return entry
 
 
 def write_summary(out_dir: Path, summary: dict[str, Any]) -> Path:

@@ -30,6 +30,8 @@ from q16.outdir import (
     EMBEDDINGS_DIR,
     ERRORS_DIR,
     SCORES_DIR,
+    SHARD_INPUT_KEY,
+    SHARD_STAMP_KEY,
     embeddings_path,
     meta_column_names,
     scores_path,
@@ -38,10 +40,14 @@ from q16.outdir import (
 
 log = logging.getLogger(__name__)
 
-IDENTITY_KEY = b"q16.input"
+IDENTITY_KEY = SHARD_INPUT_KEY
 """Parquet metadata: the shard's input identity (``resume.shard_identity``), checked on resume."""
-STAMP_KEY = b"q16.stamp"
+STAMP_KEY = SHARD_STAMP_KEY
 """Parquet metadata: size and mtime of the shard's files when scored (``resume.shard_stamp``)."""
+SCORING_KEY = b"q16.scoring"
+"""Parquet metadata: how the shard's scores were made (model, prompt and heads by content,
+preprocessing: ``resume.scoring_id``), checked on resume shard by shard, so a lost
+``fingerprint.json`` never lets scores of two prompts mix under one name."""
 
 SCHEMA = pa.schema(
     [
@@ -65,15 +71,20 @@ def head_columns(name: str) -> tuple[str, str]:
     return f"p_{name}", f"flagged_{name}"
 
 
-def scores_schema(meta_columns: tuple[str, ...] = (), heads: tuple[str, ...] = ()) -> pa.Schema:
+def scores_schema(
+    meta_columns: tuple[str, ...] = (),
+    heads: tuple[str, ...] = (),
+    pixel_fields: tuple[pa.Field, ...] = (),
+) -> pa.Schema:
     """SCHEMA, then ``p_<head>``/``flagged_<head>`` per ``heads:`` entry, then one string
-    column ``meta_<name>`` per ``data.meta_columns`` entry."""
+    column ``meta_<name>`` per ``data.meta_columns`` entry, then the pixel heads' detection
+    and hash columns (``q16.inference.pixel_heads``)."""
     scores = []
     for name in heads:
         p, flagged = head_columns(name)
         scores += [pa.field(p, pa.float32()), pa.field(flagged, pa.bool_())]
     meta = [pa.field(n, pa.string()) for n in meta_column_names(meta_columns)]
-    return pa.schema(list(SCHEMA) + scores + meta)
+    return pa.schema(list(SCHEMA) + scores + meta + list(pixel_fields))
 
 
 ROW_COLUMNS = {
@@ -117,13 +128,22 @@ def row_columns(batch: Batch, meta_columns: tuple[str, ...]) -> dict[str, pa.Arr
 
 
 def is_done(
-    out_dir: Path, shard: str, identity: str | None = None, stamp: str | None = None
+    out_dir: Path,
+    shard: str,
+    identity: str | None = None,
+    stamp: str | None = None,
+    scoring: str | None = None,
+    *,
+    fingerprinted: bool = True,
 ) -> bool:
     """Whether the shard's parquet exists and can be trusted as its result.
 
     With ``identity``: a parquet made from other input paths (or by no q16 run: no identity
     in it) is refused (Q16Error); one whose files changed since (``stamp``: size, mtime) or
-    that cannot be read (cut, corrupt) is not done: it is scored again, with a warning.
+    that cannot be read (cut, corrupt) is not done: it is scored again, with a warning. With
+    ``scoring``: a parquet whose scores were made otherwise (another prompt, heads, model,
+    threshold) is refused; one that does not say (written before q16 recorded it) is trusted
+    only while the out_dir's ``fingerprint.json`` vouches for it (``fingerprinted``).
     """
     path = scores_path(out_dir, shard)
     if not path.is_file():
@@ -145,6 +165,17 @@ def is_done(
     if stamp is not None and metadata.get(STAMP_KEY, b"").decode() != stamp:
         log.warning("shard %r changed since it was scored (size or mtime): scoring it again", shard)
         return False
+    if scoring is not None:
+        recorded = metadata.get(SCORING_KEY)
+        if (recorded is None and not fingerprinted) or (
+            recorded is not None and recorded.decode() != scoring
+        ):
+            why = "another prompt, heads or model" if recorded else "no recorded prompt"
+            raise Q16Error(
+                f"{path} holds scores made with {why} (fingerprint.json "
+                f"{'agrees, the shard does not' if fingerprinted else 'is gone'}); pass a new "
+                "infer.out_dir, or delete that shard's parquet to score it again"
+            )
     return True
 
 
@@ -176,6 +207,10 @@ class ShardWriter:
     meta_columns: tuple[str, ...] = ()
     heads: tuple[tuple[str, float], ...] = ()
     """``heads:`` (name, threshold) in order; the first is also ``p_inappropriate``."""
+    pixel_fields: tuple[pa.Field, ...] = ()
+    """Columns the pixel heads add (boxes, hashes), given to ``add`` as ``pixel``."""
+    scoring: str | None = None
+    """``resume.scoring_id`` of this run, written into every shard's parquet."""
     pending: dict[str, _PendingShard] = field(default_factory=dict)
     _pool: ThreadPoolExecutor | None = field(default=None, init=False, repr=False)
     _queued: deque[Future[int]] = field(default_factory=deque, init=False, repr=False)
@@ -187,9 +222,10 @@ class ShardWriter:
         if self.background:
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="q16-writer")
 
-    def add(self, batch: Batch, scores: Scores) -> None:
+    def add(self, batch: Batch, scores: Scores, pixel: dict[str, pa.Array] | None = None) -> None:
         """One scored batch; an image whose score is NaN or infinite becomes an error record
-        (a NaN row would compare false with every threshold: a silent "not flagged")."""
+        (a NaN row would compare false with every threshold: a silent "not flagged").
+        ``pixel``: the batch's detection and hash columns (one value per image)."""
         pending = self.pending.setdefault(batch.shard, self._new_pending())
         probs = scores.p_inappropriate.float().numpy()
         heads = {name: scores.heads[name].float().numpy() for name, _ in self.heads}
@@ -197,6 +233,7 @@ class ShardWriter:
         for p in heads.values():
             keep &= np.isfinite(p)
         columns = row_columns(batch, self.meta_columns)
+        columns.update(pixel or {})
         for i in np.flatnonzero(~keep):
             bad = [f"p_{n}={p[i]}" for n, p in heads.items() if not np.isfinite(p[i])]
             shown = ", ".join(bad) or f"p_inappropriate={probs[i]}"
@@ -238,7 +275,7 @@ class ShardWriter:
         if not commit:
             self._write_errors(shard, records)
             return
-        metadata = {IDENTITY_KEY: identity, STAMP_KEY: stamp}
+        metadata = {IDENTITY_KEY: identity, STAMP_KEY: stamp, SCORING_KEY: self.scoring}
         if self._pool is None:
             self.commit(shard, rows, records, metadata)
             return
@@ -284,7 +321,8 @@ class ShardWriter:
         return _PendingShard()
 
     def _schema(self) -> pa.Schema:
-        return scores_schema(self.meta_columns, tuple(name for name, _ in self.heads))
+        names = tuple(name for name, _ in self.heads)
+        return scores_schema(self.meta_columns, names, self.pixel_fields)
 
     def _write_errors(self, shard: str, errors: list[dict[str, Any]]) -> None:
         lines = "".join(json.dumps(e) + "\n" for e in errors)

@@ -24,17 +24,21 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-import yaml
 from torch import nn
 
 from q16.errors import Q16Error
 from q16.models.backbone import Backbone
+from q16.userfiles import load_yaml, read_user_text
 
 NAME = re.compile(r"[a-z0-9_]{1,64}")
 """Category (and head) names: they become parquet and CSV column names."""
 MAX_PHRASES = 1000
 MAX_PHRASE_CHARS = 1000
 MAX_FILE_BYTES = 10_000_000
+MAX_CATEGORIES = 256
+"""Categories of one concept set (each is a head's worth of phrases)."""
+MAX_TOTAL_PHRASES = 10_000
+"""Phrases of one concept set, neutral included: what the text tower encodes at start-up."""
 CONCEPT_LOGIT_SCALE = 100.0
 CATEGORY_PREFIX = "category."
 """Exported tensors: ``neutral`` and ``category.<000>.<name>`` (one row per phrase)."""
@@ -66,14 +70,8 @@ def read_concept_set(path: str | Path) -> ConceptSet:
     path = Path(path).expanduser()
     if not path.is_file():
         raise Q16Error(f"concept set {str(path)!r} does not exist")
-    if path.stat().st_size > MAX_FILE_BYTES:
-        raise Q16Error(f"{path}: over {MAX_FILE_BYTES // 1_000_000} MB; not a concept set")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError, RecursionError) as err:
-        first = "nested too deeply" if isinstance(err, RecursionError) else str(err)
-        first = " ".join(first.split())[:200]
-        raise Q16Error(f"{path}: not a readable YAML concept set ({first})") from None
+    text = read_user_text(path, "concept set", MAX_FILE_BYTES)
+    data = load_yaml(text, str(path), "concept set")
     if not isinstance(data, dict):
         raise Q16Error(f"{path}: a concept set is a mapping with neutral: and categories:")
     unknown = sorted(str(k) for k in data if k not in ("neutral", "categories", "note"))
@@ -82,6 +80,8 @@ def read_concept_set(path: str | Path) -> ConceptSet:
     categories = data.get("categories")
     if not isinstance(categories, dict) or not categories:
         raise Q16Error(f"{path}: categories: must map category names to lists of phrases")
+    if len(categories) > MAX_CATEGORIES:
+        raise Q16Error(f"{path}: {len(categories):,} categories; at most {MAX_CATEGORIES}")
     parsed = {}
     for name, phrases in categories.items():
         if not isinstance(name, str) or not NAME.fullmatch(name):
@@ -90,7 +90,11 @@ def read_concept_set(path: str | Path) -> ConceptSet:
                 "the p_<name>/flagged_<name> columns)"
             )
         parsed[name] = _phrases(path, f"category {name}", phrases)
-    return ConceptSet(_phrases(path, "neutral", data.get("neutral")), parsed)
+    neutral = _phrases(path, "neutral", data.get("neutral"))
+    total = len(neutral) + sum(map(len, parsed.values()))
+    if total > MAX_TOTAL_PHRASES:
+        raise Q16Error(f"{path}: {total:,} phrases in all; at most {MAX_TOTAL_PHRASES:,}")
+    return ConceptSet(neutral, parsed)
 
 
 def _max_cos(image: torch.Tensor, phrases: torch.Tensor) -> torch.Tensor:

@@ -31,6 +31,7 @@ from q16.models.paper_assets import PAPER, paper_prompt_file
 from q16.models.prompt_checks import check_head, check_tensors, one_line
 from q16.models.prompt_head import PromptHead
 from q16.models.prompts import ClassEmbeddingHead, LinearProbe
+from q16.userfiles import check_size
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +121,11 @@ def save_prompt(path: str | Path, head: PromptHead, metadata: PromptMetadata) ->
     return path
 
 
+MAX_PROMPT_BYTES = 256_000_000
+"""A prompt file is class embeddings or a probe (kilobytes); an encoded concept set of the
+most phrases it may have is 40 MB at 1024-d: anything past 256 MB is not a prompt file."""
+
+
 def prompt_file(path: str | Path, model: str | None) -> Path:
     """Where a ``prompt.path`` points: ``"paper"`` is the paper's released prompt file for
     ``model`` (shipped with q16), anything else a path (``~`` expanded)."""
@@ -160,6 +166,7 @@ def load_prompt(
     path = prompt_file(path, model)
     if not path.is_file():
         raise Q16Error(f"prompt file {str(path)!r} does not exist")
+    check_size(path, "prompt file", MAX_PROMPT_BYTES)
     suffix = path.suffix.lower()
     if suffix == ".safetensors":
         head, meta = _load_safetensors(path)

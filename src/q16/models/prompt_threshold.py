@@ -18,6 +18,7 @@ from safetensors.torch import load_file, save_file
 from q16.errors import Q16Error, check_float
 from q16.fileio import atomic_path
 from q16.models.prompt_io import PromptMetadata, load_prompt
+from q16.userfiles import read_user_text
 
 
 def threshold_from_json(path: str | Path, method: str | None = None) -> tuple[float, str]:
@@ -25,8 +26,8 @@ def threshold_from_json(path: str | Path, method: str | None = None) -> tuple[fl
     and a line saying where it came from."""
     path = Path(path).expanduser()
     try:
-        points = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
+        points = json.loads(read_user_text(path, "thresholds.json"))
+    except (ValueError, RecursionError) as err:
         raise Q16Error(
             f"{path}: not a readable thresholds.json ({err.__class__.__name__})"
         ) from None

@@ -20,6 +20,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from q16.errors import Q16Error
+from q16.fileio import atomic_path
 from q16.review.run import UNKNOWN_CLASS
 from q16.text import clean, plot_label
 
@@ -124,12 +125,14 @@ def class_word_cloud(per_class: pd.DataFrame, path: Path, seed: int = 0) -> Path
         try:
             # a single word is drawn at max size regardless of its count; fine for a figure
             cloud.generate_from_frequencies(counts)
-            cloud.to_file(str(path))
+            with atomic_path(path) as tmp:
+                cloud.to_image().save(tmp, format="PNG")
             return path
         except (ValueError, OSError) as err:  # e.g. no room for the first word
             log.warning("word cloud could not be drawn (%s); writing a placeholder", err)
     fig = Figure(figsize=(12, 6), dpi=100)
     fig.text(0.5, 0.5, "no flagged images" if not counts else "word cloud unavailable",
              ha="center", va="center", fontsize=20)  # fmt: skip
-    fig.savefig(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
     return path

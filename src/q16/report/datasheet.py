@@ -12,6 +12,7 @@ import pandas as pd
 
 from q16.report.estimates_text import estimates_section
 from q16.report.heads_table import heads_markdown
+from q16.report.people import people_markdown
 from q16.report.source_stats import source_stats_lines
 from q16.review.estimates import Estimates
 from q16.review.run import Coverage, InferenceRun
@@ -92,6 +93,7 @@ def datasheet_markdown(
             lines.append(f"| {m(r.class_name)} | {int(r.flagged):,} | {scored_cell} | {share} |")
         lines.append("")
     lines += heads_markdown(s, scored)
+    lines += people_markdown(s, scored, estimates)
     lines += source_stats_lines(s, scored)  # img2dataset: URLs listed, failed, screened
     lines += [
         "## How these numbers were produced",

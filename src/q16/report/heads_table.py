@@ -46,7 +46,10 @@ def head_rows(summary: dict[str, Any]) -> list[HeadRow]:
         rows.append(
             HeadRow(
                 name=str(head.get("name", "?")),
-                prompt=str(head.get("prompt_source", "?")),
+                prompt=str(
+                    head.get("prompt_source")
+                    or (f"detector {head['detector']}" if head.get("detector") else "?")
+                ),
                 category=str(head.get("category") or ""),
                 threshold=_threshold(head.get("threshold")),
                 threshold_from=str(head.get("threshold_from", "?")),

@@ -1,20 +1,23 @@
-"""``report.html``: one self-contained page (inline CSS, images as data URIs, no scripts).
+"""``report.html``: one self-contained page (inline CSS, images as data URIs, one script of
+q16's own: the decisions, :mod:`q16.report.decide`).
 
 It opens from disk in any browser, can be mailed or archived with the datasheet, and loads
-nothing from the network.
+nothing from the network (its Content-Security-Policy forbids it, and any script but q16's).
 """
 
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
 from q16.outdir import META_PREFIX
+from q16.report import decide
 from q16.report.audit_page import AuditView, audit_section
 from q16.report.heads_table import heads_html
+from q16.report.people import people_html
 from q16.review.run import Coverage, InferenceRun, meta_columns
 from q16.text import html_text
 
@@ -53,6 +56,12 @@ class PageInputs:
     histogram_png: bytes
     max_images: int
     audit: AuditView | None = None
+    versions: dict[str, str] = field(default_factory=dict)
+    """Each shard's version (``q16.review.versions``), saved with the page's decisions."""
+    blurred: tuple[bool, ...] = ()
+    """Per thumbnail of the flagged section (then the audit's): blurred for a nudity head."""
+    nudity_heads: tuple[str, ...] = ()
+    show_nudity: bool = False
 
 
 def _e(value: Any) -> str:
@@ -77,7 +86,9 @@ def render_page(p: PageInputs) -> str:
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>Q16 report: {_e(p.run.out_dir.name)}</title><style>{CSS}</style></head><body>",
+        decide.csp_meta(),
+        f"<title>Q16 report: {_e(p.run.out_dir.name)}</title>"
+        f"<style>{CSS}{decide.CSS}</style></head><body>",
         "<h1>Q16 review report</h1>",
         f'<div class="note">inference out_dir <code>{_e(p.run.out_dir)}</code></div>',
     ]
@@ -111,9 +122,11 @@ def render_page(p: PageInputs) -> str:
         "</div>",
     ]
     parts += heads_html(s, c.scored)
+    parts += people_html(s, c.scored)
     parts += _flagged_section(p)
     parts += audit_section(p.audit)
     parts += _errors_section(p.run)
+    parts.append(decide.script_tag())
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
 
@@ -135,6 +148,8 @@ def _flagged_section(p: PageInputs) -> list[str]:
             f'<p class="note">Showing the top {len(rows):,}; all {len(p.run.flagged):,} are in '
             "<code>review.csv</code> (raise <code>--max-images</code> to show more).</p>"
         )
+    out.append(decide.toolbar(len(rows), len(p.run.flagged)))
+    out += _nudity_note(p)
     out.append('<div class="grid" id="flagged">')
     meta = meta_columns(rows)  # the dataset's own text (caption, url): often the offensive part
     meta_values = list(rows[meta].itertuples(index=False, name=None)) if meta else []
@@ -143,11 +158,15 @@ def _flagged_section(p: PageInputs) -> list[str]:
         zip(rows.itertuples(index=False), p.thumbnails, strict=False), start=1
     ):
         key = _e(row.key)
+        hidden = rank - 1 < len(p.blurred) and p.blurred[rank - 1]
+        kind = "thumb blurred" if hidden else "thumb"
         image = (
-            f'<img class="thumb" data-key="{key}" alt="{key}" src="{uri}">'
+            f'<img class="{kind}" data-key="{key}" alt="{key}" src="{uri}">'
             if uri
             else f'<div class="missing" data-key="{key}">image unavailable</div>'
         )
+        if hidden:
+            image += '<div class="note">blurred: flagged by the nudity head</div>'
         file_name = f"<br>file {_e(row.file_name)}" if isinstance(row.file_name, str) else ""
         fields = "".join(
             f"<br>{_e(name.removeprefix(META_PREFIX))} {_e(value)}"
@@ -156,13 +175,34 @@ def _flagged_section(p: PageInputs) -> list[str]:
         )
         by = [h.removeprefix("flagged_") for h in heads if _true(rows[h].iloc[rank - 1])]
         flagged_by = f"<br>flagged by {_e(', '.join(by))}" if heads else ""
+        exact = decide.image_attribute(row.shard, row.key, p.versions.get(str(row.shard), ""))
         out.append(
-            f'<div class="item">{image}<div class="score">#{rank} &nbsp; '
-            f"{float(row.p_inappropriate):.3f}</div>class {_e(row.class_name)}"
-            f"<br>key {key}<br>shard {_e(row.shard)}{file_name}{flagged_by}{fields}</div>"
+            f'<div class="item" {exact}>{image}<div class="score">#{rank} &nbsp; '
+            f"{float(row.p_inappropriate):.3f}</div>{decide.controls()}class "
+            f"{_e(row.class_name)}<br>key {key}<br>shard {_e(row.shard)}{file_name}"
+            f"{flagged_by}{fields}</div>"
         )
     out.append("</div>")
     return out
+
+
+def _nudity_note(p: PageInputs) -> list[str]:
+    """What the page does with the thumbnails of images a nudity head flagged."""
+    if not p.nudity_heads:
+        return []
+    names = ", ".join(p.nudity_heads)
+    if p.show_nudity:
+        return [
+            '<p class="warn" id="nudity-shown">Thumbnails of images flagged by the nudity head '
+            f"({_e(names)}) are shown unblurred, as asked (<code>--show-nudity</code>): "
+            "think twice before sharing this page.</p>"
+        ]
+    return [
+        '<p class="note" id="nudity-blurred">Thumbnails of images flagged by the nudity head '
+        f"({_e(names)}) are blurred in their pixels ({sum(p.blurred):,} on this page): the "
+        "page holds no unblurred copy, so it can be shared. To see them, run "
+        "<code>q16 report OUT --show-nudity</code>.</p>"
+    ]
 
 
 def _true(value: object) -> bool:

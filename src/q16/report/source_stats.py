@@ -45,6 +45,14 @@ def source_stats_lines(summary: dict[str, Any], screened: int) -> list[str]:
         else ""
     )
     kind = md_cell(stats.get("kind") or "the downloader", 40)
+    held = _count(stats.get("images_in_shards"))
+    disagree = (
+        f" **The stats do not match the shards: they claim {ok:,} images downloaded, the "
+        f"shards hold {held:,}** (cut or missing shards, or stats of another download); the "
+        "downloader's figures above are its own, not checked."
+        if stats.get("stats_agree") is False and held is not None
+        else ""
+    )
     return [
         "## What the download left out",
         "",
@@ -52,6 +60,6 @@ def source_stats_lines(summary: dict[str, Any], screened: int) -> list[str]:
         f"{counts['failed_to_download']:,} failed to download"
         f"{_reasons(stats.get('top_failure_reasons'))} and {counts['failed_to_resize']:,} "
         f"failed to resize. q16 screened {screened:,} images. URLs that failed were never "
-        "screened: what they showed is not known.",
+        f"screened: what they showed is not known.{disagree}",
         "",
     ]

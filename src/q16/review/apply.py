@@ -37,8 +37,10 @@ from q16.fileio import atomic_path
 from q16.review.audit_files import estimates_for_review
 from q16.review.estimates import Estimates
 from q16.review.match import match_images, one_decision_per_image
+from q16.review.questions import EXTRA_QUESTIONS
 from q16.review.run import InferenceRun
 from q16.review.sheet import read_review
+from q16.review.versions import shard_versions
 from q16.spreadsheet import write_text_csv
 
 log = logging.getLogger(__name__)
@@ -74,6 +76,14 @@ class ReviewOutcome:
                 f"{100 * prevalence.low:.2f}-{100 * prevalence.high:.2f} %) "
                 f"-> {self.estimates_path}"
             )
+        for question in EXTRA_QUESTIONS:
+            other = self.estimates.questions.get(question.column) if self.estimates else None
+            if other is not None and other.prevalence is not None:
+                p = other.prevalence
+                text += (
+                    f"\nestimated share that {question.text}: {100 * p.share:.2f} % (95 % CI "
+                    f"{100 * p.low:.2f}-{100 * p.high:.2f} %, {p.decided} answers)"
+                )
         return text
 
 
@@ -84,10 +94,16 @@ def apply_review(
     review = read_review(review_path)
     scored = run.scores(("shard", "key")).fillna("").astype(str)
     images = list(zip(scored["shard"], scored["key"], strict=True))
-    matched = match_images(review, set(images), f"{review_path}", run.out_dir)
+    versions = shard_versions(run.score_files)
+    matched = match_images(review, set(images), f"{review_path}", run.out_dir, versions=versions)
     decisions = one_decision_per_image(matched, review["decision"].tolist(), f"{review_path}")
+    answers = {
+        q.column: one_decision_per_image(matched, review[q.column].tolist(), f"{review_path}")
+        for q in EXTRA_QUESTIONS
+        if q.column in review.columns
+    }
     estimates = estimates_for_review(
-        run, Path(review_path).expanduser(), list(review.columns), decisions, len(images)
+        run, Path(review_path).expanduser(), list(review.columns), decisions, len(images), answers
     )
     removed = {image for image, decision in decisions.items() if decision == "remove"}
     counts = Counter(decisions.values())

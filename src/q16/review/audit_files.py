@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,23 +26,28 @@ from q16.outdir import FINGERPRINT_FILE, FLAGGED_COLUMNS, META_PREFIX, UNKNOWN_C
 from q16.review.audit import FLAGGED, AuditPlan, AuditSample, design_audit
 from q16.review.estimates import Estimates, estimate
 from q16.review.match import Image, show
-from q16.review.run import TEXT_COLUMNS, InferenceRun, carried_columns, is_head_column
-from q16.spreadsheet import write_text_csv
+from q16.review.questions import EXTRA_QUESTIONS, PERSON, asks_person
+from q16.review.run import InferenceRun, carried_columns, is_head_column
+from q16.review.sheet import check_replaceable, read_review_header, with_versions, write_sheet
+from q16.review.versions import shard_versions
+from q16.text import clean
 
 log = logging.getLogger(__name__)
 
 AUDIT_FILE = "audit.json"
 AUDIT_FORMAT = 1
-DESIGN_COLUMNS = ("stratum", "stratum_size", "inclusion_probability")
 
 
 def run_identity(run: InferenceRun, n_scores: int) -> str:
-    """What the scores were made from (fingerprint.json), their threshold and their number."""
+    """What the scores were made from (fingerprint.json), their threshold and their number,
+    and the version of every shard (a shard scored again is another run's)."""
     digest = hashlib.sha256()
     fingerprint = run.out_dir / FINGERPRINT_FILE
     digest.update(fingerprint.read_bytes() if fingerprint.is_file() else b"")
     digest.update(f"|{run.threshold!r}|{n_scores}|".encode())
     digest.update("|".join(p.name for p in run.score_files).encode())
+    versions = shard_versions(run.score_files)
+    digest.update("|".join(f"{s}={v}" for s, v in sorted(versions.items())).encode())
     return digest.hexdigest()[:16]
 
 
@@ -103,18 +109,22 @@ def write_audit(
     review's rows."""
     sample = draw_audit(run, n, seed, n_strata)
     plan = sample.plan
+    versions = shard_versions(run.score_files)
     rows = sampled_rows(run, sample.index)
     strata = plan.strata
     rows.insert(0, "inclusion_probability", sample.inclusion_probability)
     rows.insert(0, "stratum_size", [strata[h].size for h in sample.stratum])
     rows.insert(0, "stratum", [strata[h].name for h in sample.stratum])
     rows.insert(0, "decision", "")
+    if asks_person(run.summary):  # a second question, answered on the same sample
+        rows.insert(1, PERSON.column, "")
     rows["note"] = ""
     rows["_h"] = sample.stratum
     rows = rows.sort_values(["_h", "p_inappropriate"], ascending=[True, False], kind="stable")
     record = {
         "format": AUDIT_FORMAT,
         **plan.to_json(),
+        "shard_versions": versions,
         "sample": {
             "shard": rows["shard"].astype(str).tolist(),
             "key": rows["key"].astype(str).tolist(),
@@ -122,9 +132,8 @@ def write_audit(
             "class_name": rows["class_name"].astype(str).tolist(),
         },
     }
-    rows = rows.drop(columns="_h")
-    with atomic_path(target / "review.csv") as tmp:
-        write_text_csv(rows, tmp, [*TEXT_COLUMNS, *_meta(rows)], float_format="%.6g")
+    rows = with_versions(rows.drop(columns="_h"), versions)
+    write_sheet(rows, target / "review.csv", _meta(rows), "%.6g")
     with atomic_path(target / AUDIT_FILE) as tmp:
         tmp.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
     if plan.all_taken:
@@ -135,6 +144,33 @@ def write_audit(
             plan.population,
         )
     return plan, rows
+
+
+def check_audit_replaceable(folder: Path, sheet_name: str = "review.csv") -> None:
+    """A new audit replaces ``audit.json`` only when no sheet beside it could still be applied
+    with it: every CSV there with a ``stratum`` column (the old audit's sheet, perhaps renamed
+    once filled in) must be q16's own blank sheet, and none may be unreadable.
+
+    Raises:
+        Q16Error: naming the sheet that may hold the old audit's decisions.
+    """
+    if not (folder / AUDIT_FILE).exists():
+        return
+    for path in sorted(folder.glob("*.csv"))[:10_000]:
+        try:
+            columns = read_review_header(path)
+        except Q16Error:
+            columns = ["stratum"]  # cannot tell: it may be the old audit's
+        if "stratum" not in columns:
+            continue
+        try:
+            check_replaceable(path)
+        except Q16Error as err:
+            raise Q16Error(
+                f"{folder / AUDIT_FILE} is the design of an earlier audit whose sheet "
+                f"{path.name} may hold decisions ({err}); apply that sheet first, or pass "
+                "--report-dir for the new audit"
+            ) from None
 
 
 @dataclass(frozen=True)
@@ -165,6 +201,17 @@ def load_audit(path: Path, run: InferenceRun, n_scores: int) -> LoadedAudit:
             f"{path}: audit format {record.get('format')!r}, this q16 reads "
             f"{AUDIT_FORMAT}; write a new audit with q16 audit OUT -n N"
         )
+    recorded = record.get("shard_versions")
+    if isinstance(recorded, dict):
+        now = shard_versions(run.score_files)
+        changed = sorted(s for s in set(recorded) & set(now) if recorded[s] != now[s])
+        if changed:
+            raise Q16Error(
+                f"{path}: {len(changed)} shard(s) were scored again since this audit was drawn "
+                f"(e.g. {clean(changed[0], 60)!r}: other images may stand under its keys); its "
+                "decisions no longer name what was reviewed: write a new audit with "
+                "q16 audit OUT -n N"
+            )
     if plan.run_id != run_identity(run, n_scores):
         raise Q16Error(
             f"{path}: this audit was drawn from another run than {run.out_dir} (run id "
@@ -190,8 +237,13 @@ def estimates_for_review(
     columns: list[str],
     decisions: dict[Image, str],
     n_scores: int,
+    answers: Mapping[str, dict[Image, str]] | None = None,
 ) -> Estimates | None:
-    """Estimates when the review is an audit (``audit.json`` beside it), else None."""
+    """Estimates when the review is an audit sheet (its ``stratum`` column; ``audit.json``
+    beside it), else None.
+
+    ``answers``: per extra question (``person``) each image's answer; a question with at
+    least one yes/no answer is estimated from the same sample (``Estimates.questions``)."""
     path = review_path.parent / AUDIT_FILE
     if not path.is_file():
         if "stratum" in columns:
@@ -200,11 +252,8 @@ def estimates_for_review(
                 "written with it beside review.csv, or write a new audit with q16 audit OUT -n N"
             )
         return None
-    if "stratum" not in columns:
-        raise Q16Error(
-            f"{review_path} is not the audit's review (no stratum column) but {path} lies beside "
-            "it; apply the review.csv written with that audit, or move audit.json away"
-        )
+    if "stratum" not in columns:  # a review of the flags: the audit beside it is another sheet's
+        return None
     audit = load_audit(path, run, n_scores)
     outside = [image for image in decisions if image not in audit.stratum]
     if outside:
@@ -213,9 +262,13 @@ def estimates_for_review(
             f"(e.g. {show(outside[0])}); was the review made for another audit?"
         )
     images = list(audit.stratum)
-    return estimate(
-        audit.plan,
-        np.array([audit.stratum[i] for i in images], dtype=np.int64),
-        [decisions.get(i, "") for i in images],
-        [audit.class_name[i] for i in images],
-    )
+    strata = np.array([audit.stratum[i] for i in images], dtype=np.int64)
+    classes = [audit.class_name[i] for i in images]
+    found = estimate(audit.plan, strata, [decisions.get(i, "") for i in images], classes)
+    for question in EXTRA_QUESTIONS:
+        given = (answers or {}).get(question.column, {})
+        if any(a in (question.yes, question.no) for a in given.values()):
+            found.questions[question.column] = estimate(
+                audit.plan, strata, [given.get(i, "") for i in images], classes, question
+            )
+    return found

@@ -32,6 +32,7 @@ import numpy as np
 
 from q16.errors import Q16Error
 from q16.review.audit import AuditPlan
+from q16.review.questions import Q16, Question
 
 ALPHA = 0.05
 MIN_CLASS_DECIDED = 20
@@ -115,6 +116,8 @@ class Estimates:
     per_class: dict[str, ShareEstimate] = field(default_factory=dict)
     unreviewed_strata: list[str] = field(default_factory=list)
     plan: dict[str, Any] = field(default_factory=dict)
+    questions: dict[str, Estimates] = field(default_factory=dict)
+    """The audit's other questions (``person``), estimated from the same sample."""
 
     def to_json(self) -> dict[str, Any]:
         def one(e: ShareEstimate | None) -> dict[str, Any] | None:
@@ -127,28 +130,38 @@ class Estimates:
                 "count_high": e.count_high,
             }
 
-        record = {k: v for k, v in asdict(self).items() if k not in ("per_class",)}
+        record = {k: v for k, v in asdict(self).items() if k not in ("per_class", "questions")}
         for name in ("precision", "prevalence", "missed"):
             record[name] = one(getattr(self, name))
         record["per_class"] = {k: one(v) for k, v in self.per_class.items()}
+        if self.questions:
+            record["questions"] = {k: v.to_json() for k, v in self.questions.items()}
         record["confidence"] = 1 - ALPHA
         record["min_class_decided"] = MIN_CLASS_DECIDED
         return record
 
 
 def estimate(
-    plan: AuditPlan, strata: np.ndarray, decisions: list[str], classes: list[str]
+    plan: AuditPlan,
+    strata: np.ndarray,
+    decisions: list[str],
+    classes: list[str],
+    question: Question = Q16,
 ) -> Estimates:
-    """Estimates from the audit rows: their stratum index, decision and class."""
+    """Estimates from the audit rows: their stratum index, answer to ``question`` (Q16's
+    ``decision`` unless told) and class. For another question "prevalence" is the share of
+    images it says yes to, "precision" that share among the flagged stratum."""
     strata = np.asarray(strata, dtype=np.int64)
     decisions_arr = np.asarray(decisions, dtype=object)
-    decided = np.isin(decisions_arr, ["keep", "remove"])
+    decided = np.isin(decisions_arr, [question.yes, question.no])
     if not decided.any():
+        what = "decision" if question == Q16 else f"answer in {question.column}"
         raise Q16Error(
-            "the audit review has no keep/remove decision yet: decide some rows of review.csv "
-            "(keep, remove; unsure and blank rows are not counted), then apply it again"
+            f"the audit review has no {question.no}/{question.yes} {what} yet: decide some rows "
+            f"of review.csv ({question.no}, {question.yes}; {question.unsure} and blank rows are "
+            "not counted), then apply it again"
         )
-    y = (decisions_arr == "remove").astype(np.float64)
+    y = (decisions_arr == question.yes).astype(np.float64)
     h_count = len(plan.strata)
     sizes = np.array([s.size for s in plan.strata], dtype=np.float64)
     n_h = np.bincount(strata[decided], minlength=h_count).astype(np.float64)
@@ -174,7 +187,7 @@ def estimate(
     return Estimates(
         audit_rows=len(decisions),
         decided=int(decided.sum()),
-        unsure=int((decisions_arr == "unsure").sum()),
+        unsure=int((decisions_arr == question.unsure).sum()),
         blank=int((decisions_arr == "").sum()),
         scored=plan.population,
         flagged=flagged.size,

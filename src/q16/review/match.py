@@ -1,20 +1,28 @@
 """Which image each row of a filled-in review means, and the one decision for each image.
 
 A review comes back from a spreadsheet: cells we quoted against formula injection may or may
-not still carry the quote, and zero-padded keys may have become numbers. Rows are matched to
-the run's images exactly (quote removed, or as written); what cannot be matched, or an image
-given two different decisions, is a one-line error that names the rows and says why.
+not still carry the quote, and keys may have become numbers (``000123`` -> ``123``,
+``123456789012`` -> ``1.23457E+11``). Rows are matched to the run's images exactly (quote
+removed, or as written); what cannot be matched, an image given two different decisions, or a
+row decided on a shard that has been scored again since, is a one-line error that names the
+rows and says why. One rule for ``q16 apply``, ``q16 next`` and ``train.py data=review``.
 """
 
 from __future__ import annotations
 
+import logging
+import re
+from collections.abc import Mapping, Set
 from pathlib import Path
 
 import pandas as pd
 
 from q16.errors import Q16Error
+from q16.review.versions import VERSION_COLUMN
 from q16.spreadsheet import restore
 from q16.text import clean
+
+log = logging.getLogger(__name__)
 
 Image = tuple[str, str]
 """(shard, key): keys need only be unique within a shard."""
@@ -23,13 +31,26 @@ SHOWN = 3
 
 
 ANOTHER_RUN = "was the review made for another run?"
+_SCIENTIFIC = re.compile(r"^[+-]?\d+([.,]\d+)?[eE][+-]?\d+$")
+"""How a spreadsheet shows (and saves) a long number: ``1.23457E+11``, digits lost."""
+_DECIMAL = re.compile(r"^(\d+)[.,]0+$")
+"""``123.0``: an integer key turned into a number and back into text."""
 
 
 def match_images(
-    review: pd.DataFrame, known: set[Image], path: str, out_dir: Path, hint: str = ANOTHER_RUN
+    review: pd.DataFrame,
+    known: Set[Image],
+    path: str,
+    out_dir: Path,
+    hint: str = ANOTHER_RUN,
+    versions: Mapping[str, str] | None = None,
 ) -> list[Image]:
     """The run's image for every review row, in row order; ``hint`` ends the message for rows
-    that are no image of the run (what the caller's user can pass to point at the right run)."""
+    that are no image of the run (what the caller's user can pass to point at the right run).
+
+    With ``versions`` (``q16.review.versions``), a row whose ``shard_version`` is not its
+    shard's version now was decided on images that have been scored again: refused.
+    """
     matched: list[Image] = []
     unknown: list[tuple[int, Image]] = []
     for row, (shard, key) in enumerate(zip(review["shard"], review["key"], strict=True)):
@@ -39,18 +60,65 @@ def match_images(
             unknown.append((row, (restore(shard), restore(key))))
         else:
             matched.append(image)
-    if not unknown:
-        return matched
+    if unknown:
+        raise Q16Error(_unknown_message(unknown, known, path, out_dir, hint))
+    if versions is not None:
+        _check_versions(review, matched, versions, path)
+    return matched
+
+
+def _unknown_message(
+    unknown: list[tuple[int, Image]], known: Set[Image], path: str, out_dir: Path, hint: str
+) -> str:
     rows = ", ".join(f"line {row + 2}: {show(image)}" for row, image in unknown[:SHOWN])
+    start = f"{path}: {len(unknown)} row(s) are not images of {out_dir} ({rows}); "
+    as_text = (
+        "Import the sheet with the shard and key columns as text (or edit it in a text "
+        "editor) and save it again"
+    )
+    numbers = [(row, image) for row, image in unknown if _is_number_form(image)]
+    if numbers:
+        row, image = numbers[0]
+        return (
+            f"{start}the keys were turned into numbers by a spreadsheet (line {row + 2}: "
+            f"{show(image)}, in {len(numbers)} row(s)). {as_text}"
+        )
     padded = _lost_zeros([image for _, image in unknown], known)
     if padded:
-        raise Q16Error(
-            f"{path}: {len(unknown)} row(s) are not images of {out_dir} ({rows}); "
-            f"{show(padded[0])} is {show(padded[1])} without its leading zeros: a spreadsheet "
-            "turned the keys into numbers. Import review.csv with the shard and key columns as "
-            "text (or edit it in a text editor) and save it again"
+        return (
+            f"{start}{show(padded[0])} is {show(padded[1])} without its leading zeros: the "
+            f"keys were turned into numbers by a spreadsheet. {as_text}"
         )
-    raise Q16Error(f"{path}: {len(unknown)} row(s) are not images of {out_dir} ({rows}); {hint}")
+    return f"{start}{hint}"
+
+
+def _is_number_form(image: Image) -> bool:
+    return any(_SCIENTIFIC.match(part) or _DECIMAL.match(part) for part in image)
+
+
+def _check_versions(
+    review: pd.DataFrame, images: list[Image], versions: Mapping[str, str], path: str
+) -> None:
+    if VERSION_COLUMN not in review.columns:
+        log.warning(
+            "%s has no %s column: cannot check that its shards were not scored again since",
+            clean(path),
+            VERSION_COLUMN,
+        )
+        return
+    changed: dict[str, int] = {}
+    for (shard, _), written in zip(images, review[VERSION_COLUMN], strict=True):
+        written = written.strip()
+        if written and written != versions.get(shard, ""):
+            changed[shard] = changed.get(shard, 0) + 1
+    if changed:
+        shard, rows = next(iter(changed.items()))
+        raise Q16Error(
+            f"{path}: {sum(changed.values())} row(s) were decided on an earlier scoring of "
+            f"{len(changed)} shard(s) (e.g. {clean(shard, 60)!r}, {rows} row(s)): the shard was "
+            "scored again and other images may stand under its keys; these decisions no "
+            "longer name what was reviewed: review the shard again (q16 report, q16 next)"
+        )
 
 
 def one_decision_per_image(
@@ -80,7 +148,7 @@ def one_decision_per_image(
     return chosen
 
 
-def _lost_zeros(unknown: list[Image], known: set[Image]) -> tuple[Image, Image] | None:
+def _lost_zeros(unknown: list[Image], known: Set[Image]) -> tuple[Image, Image] | None:
     """An unmatched row and the image it would be if its shard and key had kept their zeros."""
     by_number: dict[Image, Image] = {}
     for shard, key in known:

@@ -29,12 +29,11 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from q16.errors import Q16Error
-from q16.fileio import atomic_path
 from q16.outdir import FLAGGED_COLUMNS, embeddings_path
 from q16.review.match import match_images
-from q16.review.run import TEXT_COLUMNS, InferenceRun, meta_columns
-from q16.review.sheet import check_not_filled_in, read_review
-from q16.spreadsheet import write_text_csv
+from q16.review.run import InferenceRun, meta_columns
+from q16.review.sheet import check_replaceable, read_review, with_versions, write_sheet
+from q16.review.versions import shard_versions
 
 log = logging.getLogger(__name__)
 
@@ -65,10 +64,11 @@ class NextBatch:
 def reviewed_images(run: InferenceRun, known: set[tuple[str, str]]) -> set[tuple[str, str]]:
     """(shard, key) of every image with a decision in any ``review*.csv`` of the run."""
     done: set[tuple[str, str]] = set()
+    versions = shard_versions(run.score_files)
     for path in sorted(run.out_dir.glob("review*.csv")):
         review = read_review(path)
         decided = review[review["decision"] != ""].reset_index(drop=True)
-        done.update(match_images(decided, known, str(path), run.out_dir))
+        done.update(match_images(decided, known, str(path), run.out_dir, versions=versions))
     return done
 
 
@@ -79,7 +79,7 @@ def next_free_sheet(out_dir: Path) -> Path:
     for round_ in itertools.count(1):
         path = out_dir / (NEXT_FILE if round_ == 1 else f"review_next-{round_}.csv")
         try:
-            check_not_filled_in(path)
+            check_replaceable(path)
         except Q16Error:
             continue
         return path
@@ -97,7 +97,7 @@ def write_next_batch(
     if n < 1:
         raise Q16Error(f"q16 next -n {n}: must be at least 1")
     path = out or next_free_sheet(run.out_dir)
-    check_not_filled_in(path)
+    check_replaceable(path)
     frames = [_scores(file) for file in run.score_files]
     table = pd.concat(frames, ignore_index=True)
     known = set(zip(table["shard"], table["key"], strict=True))
@@ -120,8 +120,8 @@ def write_next_batch(
     review = batch.reindex(columns=[*FLAGGED_COLUMNS, *meta_columns(batch)]).copy()
     review.insert(0, "decision", "")
     review["note"] = ""
-    with atomic_path(path) as tmp:
-        write_text_csv(review, tmp, [*TEXT_COLUMNS, *meta_columns(review)], float_format="%.6f")
+    review = with_versions(review, shard_versions(run.score_files))
+    write_sheet(review, path, meta_columns(review), "%.6f")
     if not order.diverse:
         log.warning("the run saved no embeddings: next batch by uncertainty and random draws only")
     return NextBatch(path, len(order.rows), len(open_rows), len(done), order.diverse)

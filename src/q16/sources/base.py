@@ -19,6 +19,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,18 @@ class RawSample:
 
 
 INT64_MAX = 2**63 - 1
+MAX_TEXT_CHARS = 4096
+"""Characters kept of one text field (class name, file name, caption, url ...): far above a
+real one, so that no field can make a later step's files unreadable (a CSV reader's limit)."""
+MAX_KEY_CHARS = 4096
+"""A longer key (``PATH_MAX``) names no real file: the sample is recorded, not scored."""
+
+
+def capped(text: str, limit: int = MAX_TEXT_CHARS) -> str:
+    """``text`` cut to ``limit`` characters, with a marker that says how much was dropped."""
+    if len(text) > limit:
+        return f"{text[:limit]}…[{len(text) - limit:,} more characters cut by q16]"
+    return text
 
 
 def utf8_text(text: str) -> str:
@@ -72,34 +85,53 @@ def utf8_text(text: str) -> str:
 def checked(raw: RawSample) -> RawSample:
     """The sample as the writer can store it, whatever a source produced.
 
-    Text fields become valid UTF-8 (:func:`utf8_text`); a class id must fit the int64
-    ``class_id`` column (``-1`` = unknown).
+    Text fields become valid UTF-8 (:func:`utf8_text`) of at most :data:`MAX_TEXT_CHARS`
+    characters (:func:`capped`); a class id must fit the int64 ``class_id`` column (``-1`` =
+    unknown).
 
     Raises:
-        ValueError: an empty key or a class id out of range (the sample is recorded instead).
+        ValueError: an empty key, one longer than :data:`MAX_KEY_CHARS`, or a class id out of
+            range (the sample is recorded instead).
     """
     if not raw.key:
         raise ValueError("sample without a key")
+    if len(raw.key) > MAX_KEY_CHARS:
+        raise ValueError(f"key of {len(raw.key):,} characters (more than {MAX_KEY_CHARS:,})")
     if not -1 <= raw.class_id <= INT64_MAX:
         raise ValueError(f"class id {raw.class_id} out of range (0..{INT64_MAX}, -1 unknown)")
     raw.key, raw.source = utf8_text(raw.key), utf8_text(raw.source)
     for name in ("file_name", "class_name", "synset"):
         value = getattr(raw, name)
         if value is not None:
-            setattr(raw, name, utf8_text(str(value)))
+            setattr(raw, name, utf8_text(capped(str(value))))
     if raw.meta is not None:
-        raw.meta = {k: None if v is None else utf8_text(str(v)) for k, v in raw.meta.items()}
+        raw.meta = {
+            k: None if v is None else utf8_text(capped(str(v))) for k, v in raw.meta.items()
+        }
     return raw
 
 
-def text_array(values: pa.Array | pa.ChunkedArray) -> pa.Array:
+def text_array(values: pa.Array | pa.ChunkedArray, limit: int | None = None) -> pa.Array:
+    """:func:`_text_array`, each value cut to ``limit`` characters (:func:`capped`) if given."""
+    text = _text_array(values)
+    if limit is None:
+        return text
+    long = pc.fill_null(pc.greater(pc.utf8_length(text), limit), False)
+    if not pc.any(long).as_py():
+        return text
+    return pa.array(
+        [capped(v, limit) if v is not None else None for v in text.to_pylist()], pa.string()
+    )
+
+
+def _text_array(values: pa.Array | pa.ChunkedArray) -> pa.Array:
     """A column as valid UTF-8 strings, vectorised, by the rules of :func:`checked`: strings
     stay (bytes that are not UTF-8 become ``\\xNN``), integers are cast, anything else is
     ``str(value)`` (rare types: one Python call per value); nulls stay null."""
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks()
     if pa.types.is_dictionary(values.type):  # pandas categoricals: decoded once
-        return text_array(values.dictionary_decode())
+        return _text_array(values.dictionary_decode())
     kind = values.type
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
         try:
@@ -149,6 +181,18 @@ class FeatureBlock:
         return len(self.keys)
 
 
+IMAGES_FIELD, INCOMPLETE_FIELD = "images", "incomplete"
+"""Optional fields of an error record: inputs it covers, and that its file was cut."""
+
+
+def unscored_images(record: dict[str, Any]) -> int:
+    """Inputs an error record says were not scored (one per keyed record unless it says)."""
+    images = record.get(IMAGES_FIELD)
+    if isinstance(images, int) and not isinstance(images, bool) and images >= 0:
+        return images
+    return 1 if record.get("key") is not None else 0
+
+
 @dataclass
 class ErrorLog:
     """A webdataset-style handler that records and continues; it never sleeps or raises.
@@ -158,14 +202,30 @@ class ErrorLog:
     """
 
     shard: str
-    records: list[dict[str, str | None]] = field(default_factory=list)
+    records: list[dict[str, Any]] = field(default_factory=list)
     io_errors: int = 0
     """OSErrors seen (vanished / unreadable file, NFS): may be transient, unlike a bad tar."""
 
-    def add(self, key: str | None, reason: str) -> None:
-        """``key`` None: not one sample's problem (a cut tar, a member that is no sample)."""
-        key = None if key is None else utf8_text(key)
-        self.records.append({"key": key, "shard": self.shard, "reason": utf8_text(reason[:500])})
+    def add(
+        self, key: str | None, reason: str, *, images: int | None = None, incomplete: bool = False
+    ) -> None:
+        """``key`` None: not one sample's problem (a cut tar, a member that is no sample).
+
+        ``images``: how many inputs the record says were not scored (default: 1 with a key,
+        0 without); ``incomplete``: the shard's file ends before its end (cut or unfinished),
+        counted in ``summary.json``'s ``shards_incomplete``.
+        """
+        key = None if key is None else utf8_text(capped(key, MAX_KEY_CHARS))
+        record: dict[str, Any] = {
+            "key": key,
+            "shard": self.shard,
+            "reason": utf8_text(reason[:500]),
+        }
+        if images is not None:
+            record[IMAGES_FIELD] = int(images)
+        if incomplete:
+            record[INCOMPLETE_FIELD] = True
+        self.records.append(record)
 
     def __call__(self, exn: BaseException) -> bool:
         if isinstance(exn, OSError):

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from q16.errors import Q16Error
+from q16.userfiles import read_user_text
 
 SYNSET = re.compile(r"^n\d{8}$")
 SYNSET_LINE = re.compile(r"^(n\d{8})(?:[\s,]+(.*))?$")
@@ -53,7 +54,7 @@ def load_class_names(path: str | Path | None) -> ClassNames:
     path = Path(path).expanduser()
     if not path.is_file():
         raise Q16Error(f"data.class_names={str(path)!r}: no such file (JSON or TXT class list)")
-    text = path.read_text(encoding="utf-8")
+    text = read_user_text(path, "class list")
     try:
         if path.suffix.lower() == ".json":
             return ClassNames(_from_json(json.loads(text)))

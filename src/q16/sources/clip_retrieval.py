@@ -19,7 +19,8 @@ from typing import ClassVar
 import numpy as np
 
 from q16.errors import Q16Error
-from q16.sources.collection import EmbeddingCollection, npy_header
+from q16.sources.base import ErrorLog
+from q16.sources.collection import EmbeddingCollection, npy_header, npy_rows
 
 EMB_DIR, META_DIR = "img_emb", "metadata"
 
@@ -58,5 +59,5 @@ class ClipRetrievalEmbeddings(EmbeddingCollection):
             shape, dtype = npy_header(handle, str(file))
         return str(file), shape, dtype
 
-    def load(self, file: Path) -> np.ndarray:
-        return np.load(file, mmap_mode="r", allow_pickle=False)
+    def load(self, file: Path, errors: ErrorLog) -> np.ndarray:
+        return npy_rows(file, errors)

@@ -26,7 +26,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from q16.errors import Q16Error
-from q16.sources.base import EmbeddingSpace, ErrorLog, FeatureBlock, Shard, text_array
+from q16.sources.base import (
+    INCOMPLETE_FIELD,
+    MAX_TEXT_CHARS,
+    EmbeddingSpace,
+    ErrorLog,
+    FeatureBlock,
+    Shard,
+    text_array,
+)
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +57,36 @@ def npy_header(file: IO[bytes], where: str) -> tuple[tuple[int, ...], np.dtype]:
     except Exception as err:  # ValueError: not a .npy; EOFError, OSError
         raise Q16Error(f"{where}: not a readable .npy array ({type(err).__name__})") from err
     return tuple(shape), np.dtype(dtype)
+
+
+def npy_rows(path: Path, errors: ErrorLog) -> np.ndarray:
+    """A ``.npy``'s rows as a read-only memory map. A file shorter than its header says (a cut
+    copy) gives the whole rows it holds, with one record that counts the others as not scored
+    and the shard as incomplete: a cut is never read as complete, nor as a single error."""
+    with path.open("rb") as file:
+        version = np.lib.format.read_magic(file)
+        read = {(1, 0): np.lib.format.read_array_header_1_0}.get(
+            version, np.lib.format.read_array_header_2_0
+        )
+        shape, fortran, dtype = read(file)
+        offset = file.tell()
+    rows = int(shape[0]) if shape else 0
+    row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * np.dtype(dtype).itemsize
+    whole = rows if row_bytes == 0 else max(0, (path.stat().st_size - offset) // row_bytes)
+    if whole >= rows:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    if fortran:  # column-major: no whole row survives a cut
+        whole = 0
+    errors.add(
+        None,
+        f"{path.name} is cut: its header says {rows} rows, the file holds {whole} whole "
+        f"ones; the other {rows - whole} are not scored (copy the file again and re-run)",
+        images=rows - whole,
+        incomplete=True,
+    )
+    if whole == 0:
+        return np.empty((0, *shape[1:]), dtype)
+    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=(whole, *shape[1:]))
 
 
 def npz_header(path: Path, array: str) -> tuple[tuple[int, ...], np.dtype]:
@@ -140,6 +178,11 @@ def collection_key_column(
     return next(iter(found), None)
 
 
+def _cut(errors: ErrorLog) -> bool:
+    """Whether the shard's array was recorded as cut (``npy_rows``)."""
+    return any(record.get(INCOMPLETE_FIELD) for record in errors.records)
+
+
 @dataclass
 class RowReader:
     """Turns one shard's embedding array and metadata parquet into RawSamples."""
@@ -153,6 +196,8 @@ class RowReader:
     ) -> pa.Table | None:
         columns = list(dict.fromkeys(([self.key] if self.key else []) + list(self.meta_columns)))
         table = pq.read_table(metadata, columns=columns)
+        if table.num_rows > len(array) and _cut(errors):  # rows beyond the cut: recorded
+            table = table.slice(0, len(array))
         if table.num_rows != len(array):
             errors.add(None, f"{shard}: {len(array)} embeddings but {table.num_rows} rows")
             return None
@@ -168,7 +213,7 @@ class RowReader:
             return
         n = table.num_rows
         keys = text_array(table.column(self.key)) if self.key else pa.nulls(n, pa.string())
-        meta = {c: text_array(table.column(c)) for c in self.meta_columns}
+        meta = {c: text_array(table.column(c), MAX_TEXT_CHARS) for c in self.meta_columns}
         for start in range(0, n, BLOCK_ROWS):
             stop = min(n, start + BLOCK_ROWS)
             yield FeatureBlock(
@@ -209,8 +254,9 @@ class EmbeddingCollection:
         """Where (for messages), shape and dtype of the file's array, from its header only."""
         raise NotImplementedError
 
-    def load(self, file: Path) -> np.ndarray:
-        """The file's (rows, D) array (memory-mapped where the format allows)."""
+    def load(self, file: Path, errors: ErrorLog) -> np.ndarray:
+        """The file's (rows, D) array (memory-mapped where the format allows); a cut file
+        gives the rows it holds, recorded (:func:`npy_rows`)."""
         raise NotImplementedError
 
     def widths(self) -> dict[str, int]:
@@ -242,7 +288,7 @@ class EmbeddingCollection:
         if self._reader is None:
             self._reader = RowReader(tuple(self.meta_columns), self._key())
         file = Path(shard.source)
-        array = self.load(file)
+        array = self.load(file, errors)
         yield from self._reader.blocks(
             shard.name, shard.source, array, self.metadata_file(file), errors
         )

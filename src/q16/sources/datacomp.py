@@ -16,7 +16,7 @@ import numpy as np
 
 from q16.errors import Q16Error
 from q16.models.backbone import base_model_name
-from q16.sources.base import EmbeddingSpace
+from q16.sources.base import EmbeddingSpace, ErrorLog
 from q16.sources.collection import EmbeddingCollection, npz_header
 
 ARRAYS = {"ViT-B-32": "b32_img", "ViT-L-14": "l14_img"}
@@ -67,7 +67,7 @@ class DataCompShards(EmbeddingCollection):
         shape, dtype = npz_header(file, self.array_name)
         return f"{file}:{self.array_name}", shape, dtype
 
-    def load(self, file: Path) -> np.ndarray:
+    def load(self, file: Path, errors: ErrorLog) -> np.ndarray:
         # an .npz member cannot be memory-mapped: one shard's array is read whole (DataComp
         # shards hold about 10k rows: 15 MB at 768-d)
         with np.load(file, allow_pickle=False) as arrays:

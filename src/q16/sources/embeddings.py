@@ -13,8 +13,9 @@ as that image's error.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,18 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from q16.errors import Q16Error
-from q16.outdir import EMBEDDINGS_DIR, EMBEDDINGS_META_FILE, scores_path
-from q16.sources.base import EmbeddingSpace, ErrorLog, FeatureBlock, Shard, text_array
+from q16.outdir import EMBEDDINGS_DIR, EMBEDDINGS_INPUTS, EMBEDDINGS_META_FILE, scores_path
+from q16.sources.base import (
+    INCOMPLETE_FIELD,
+    MAX_TEXT_CHARS,
+    EmbeddingSpace,
+    ErrorLog,
+    FeatureBlock,
+    Shard,
+    is_remote,
+    text_array,
+)
+from q16.sources.collection import npy_header, npy_rows
 
 META_COLUMNS = ("key", "source", "file_name", "class_id", "class_name", "synset")
 TEXT_FIELDS = ("source", "file_name", "class_name", "synset")
@@ -47,6 +58,7 @@ class SavedEmbeddings:
     path: str
     meta_columns: Sequence[str] = ()
     name: str = "embeddings"
+    _inputs: tuple[str, ...] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.meta_columns = tuple(str(c) for c in self.meta_columns)
@@ -113,7 +125,7 @@ class SavedEmbeddings:
         return found
 
     def _open(self, shard: Shard, errors: ErrorLog) -> tuple[np.ndarray, pa.Table] | None:
-        features = np.load(shard.source, mmap_mode="r")
+        features = npy_rows(Path(shard.source), errors)
         scores = scores_path(Path(shard.source).parent.parent, shard.name)
         schema = pq.read_schema(scores)
         meta = self._meta_sources(scores)
@@ -121,6 +133,8 @@ class SavedEmbeddings:
             dict.fromkeys([c for c in META_COLUMNS if c in schema.names] + list(meta.values()))
         )
         table = pq.read_table(scores, columns=columns)
+        if table.num_rows > len(features) and any(r.get(INCOMPLETE_FIELD) for r in errors.records):
+            table = table.slice(0, len(features))  # the rows beyond the cut are recorded
         if table.num_rows != len(features):
             errors.add(None, f"{shard.name}: {len(features)} embeddings but {table.num_rows} rows")
             return None
@@ -134,15 +148,20 @@ class SavedEmbeddings:
         features, table = opened
         n = table.num_rows
         meta = self._meta_sources(scores_path(Path(shard.source).parent.parent, shard.name))
-        fields = {c: text_array(table.column(c)) for c in TEXT_FIELDS if c in table.column_names}
+        fields = {
+            c: text_array(table.column(c), MAX_TEXT_CHARS)
+            for c in TEXT_FIELDS
+            if c in table.column_names
+        }
         if "source" in fields:  # an empty source is this file
             empty = pc.or_kleene(pc.is_null(fields["source"]), pc.equal(fields["source"], ""))
             fields["source"] = pc.if_else(empty, shard.source, fields["source"])
+            fields["source"] = self._within_inputs(fields["source"], shard, errors)
         if "class_id" in table.column_names:
             ids = table.column("class_id").combine_chunks().cast(pa.int64())
             fields["class_id"] = pc.fill_null(ids, -1)
         keys = text_array(table.column("key"))
-        texts = {c: text_array(table.column(name)) for c, name in meta.items()}
+        texts = {c: text_array(table.column(name), MAX_TEXT_CHARS) for c, name in meta.items()}
         for start in range(0, n, BLOCK_ROWS):
             size = min(BLOCK_ROWS, n - start)
             yield FeatureBlock(
@@ -154,6 +173,42 @@ class SavedEmbeddings:
                 fields={c: v.slice(start, size) for c, v in fields.items()},
                 unit=False,
             )
+
+    def recorded_inputs(self) -> tuple[str, ...]:
+        """The inputs the saving run recorded (meta.json; none from a q16 that did not)."""
+        listed = self.meta().get(EMBEDDINGS_INPUTS)
+        if not isinstance(listed, list):
+            return ()
+        return tuple(str(p) for p in listed if isinstance(p, str) and os.path.isabs(p))
+
+    def _within_inputs(self, sources: pa.Array, shard: Shard, errors: ErrorLog) -> pa.Array:
+        """Sources limited to the saving run's inputs: a row naming another file (a folder
+        made elsewhere naming ``/home/<you>/private.jpg``) keeps this embeddings file as its
+        source, so the report shows no thumbnail of that file; one record per shard."""
+        if self._inputs is None:
+            self._inputs = self.recorded_inputs()
+        allowed = {str(v): _inside(str(v), self._inputs) for v in pc.unique(sources).to_pylist()}
+        allowed[shard.source] = True
+        if all(allowed.values()):
+            return sources
+        keep = pc.is_in(sources, value_set=pa.array([k for k, ok in allowed.items() if ok]))
+        outside = [k for k, ok in allowed.items() if not ok]
+        errors.add(
+            None,
+            f"{len(outside)} source(s) lie outside the inputs the saving run recorded (e.g. "
+            f"{outside[0][:200]!r}): not carried, the report shows no thumbnail of them",
+        )
+        return pc.if_else(keep, sources, shard.source)
+
+
+def _inside(source: str, inputs: tuple[str, ...]) -> bool:
+    """A row's source is one of the recorded inputs (a tar, a file) or inside one (a folder)."""
+    if source in inputs:
+        return True
+    if is_remote(source) or not os.path.isabs(source):
+        return False
+    path = os.path.normpath(source)
+    return any(path.startswith(root.rstrip("/") + "/") for root in inputs)
 
 
 def _text(value: object) -> str | None:
@@ -173,15 +228,12 @@ def check_array(path: Path, dim: int, rows: int) -> None:
     Raises:
         Q16Error: not a .npy array, object or text dtype, other shape.
     """
-    try:
-        array = np.load(path, mmap_mode="r", allow_pickle=False)
-    except Exception as err:  # ValueError (pickled, not .npy), OSError, EOFError
-        raise Q16Error(f"{path}: not a readable .npy array ({type(err).__name__})") from err
-    if not isinstance(array, np.ndarray) or array.dtype.kind != "f":
-        dtype = getattr(array, "dtype", type(array).__name__)
+    with path.open("rb") as file:  # the header only: a cut file is recorded while reading
+        shape, dtype = npy_header(file, str(path))
+    if dtype.kind != "f":
         raise Q16Error(f"{path}: embeddings must be a float array, not {dtype}")
-    if array.shape != (rows, dim):
+    if shape != (rows, dim):
         raise Q16Error(
-            f"{path}: shape {array.shape}, expected ({rows}, {dim}): one row of width "
+            f"{path}: shape {shape}, expected ({rows}, {dim}): one row of width "
             f"embed_dim={dim} (meta.json) per row of its scores parquet"
         )

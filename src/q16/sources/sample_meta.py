@@ -22,18 +22,16 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from q16.errors import Q16Error
-from q16.sources.base import utf8_text
+from q16.sources.base import MAX_TEXT_CHARS, capped, utf8_text
 
-MAX_META_CHARS = 4096
+MAX_META_CHARS = MAX_TEXT_CHARS
 """Characters kept of one value: far above a real caption or URL, small enough for a CSV."""
 TXT_COLUMN, CAPTION_COLUMN = "txt", "caption"
 
 
 def valid_text(text: str, limit: int = MAX_META_CHARS) -> str:
     """``text`` cut to ``limit`` characters (with a marker) and encodable as UTF-8."""
-    if len(text) > limit:
-        text = f"{text[:limit]}…[{len(text) - limit:,} more characters cut by q16]"
-    return utf8_text(text)
+    return utf8_text(capped(text, limit))
 
 
 def decode_text(data: bytes) -> str:

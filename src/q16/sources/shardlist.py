@@ -1,7 +1,11 @@
 """Which tar shards ``data.shards`` names, and the unique output name of each.
 
-A directory or a glob selects tar files only; a file named explicitly is taken as given. Shard
-names become file names under ``scores/``, so they are sanitised and made unique.
+A directory or a glob selects tar files only; a file named explicitly is taken as given. Names
+are data, never code: every shard found on disk (a directory's listing, a glob's or a brace
+pattern's matches) is an absolute local path, so a file named ``pipe:<command>;.tar`` or
+``http:...tar`` is read as a file, never run or fetched. Only a ``data.shards`` entry written
+literally as a URL or ``pipe:`` command is one. Shard names become file names under
+``scores/``, so they are sanitised and made unique.
 """
 
 from __future__ import annotations
@@ -28,38 +32,49 @@ def expand_shards(spec: str | Sequence[str]) -> list[str]:
     A directory or a glob selects tar files only (``.tar``, ``.tar.gz``, ``.tgz``): the
     sidecar files img2dataset writes beside its shards (``.parquet``, ``_stats.json``) are
     not inputs. A file named explicitly (a path, a brace pattern, a list) is taken as given.
+    Local shards come back as absolute paths (:func:`local_path`); an entry is a URL or a
+    ``pipe:`` command only as written in ``spec``, never as found on disk.
 
     Raises:
         Q16Error: nothing matches, or a listed local shard does not exist.
     """
     specs = [spec] if isinstance(spec, str | os.PathLike) else list(spec)
     urls: list[str] = []
+    local: set[str] = set()
     for item in map(str, specs):
         if is_remote(item):
             urls.extend(braceexpand(item))
             continue
         path = Path(item).expanduser()
         if path.is_dir():
-            found = sorted(str(p) for p in path.iterdir() if p.name.endswith(TAR_SUFFIXES))
+            found = sorted(local_path(p) for p in path.iterdir() if p.name.endswith(TAR_SUFFIXES))
             if not found:
                 raise Q16Error(f"data.shards={item!r}: directory holds no .tar shards")
             urls.extend(found)
             continue
         for pattern in braceexpand(str(path)):
             if glob.has_magic(pattern):
-                urls.extend(sorted(p for p in glob.glob(pattern) if p.endswith(TAR_SUFFIXES)))
+                matches = glob.glob(pattern)
+                urls.extend(sorted(local_path(p) for p in matches if p.endswith(TAR_SUFFIXES)))
             else:
-                urls.append(pattern)
+                urls.append(local_path(pattern))
+        local.update(urls)
     urls = list(dict.fromkeys(urls))
     if not urls:
         raise Q16Error(f"data.shards={spec!r} matches no shard files")
-    missing = [u for u in urls if not is_remote(u) and not Path(u).is_file()]
+    missing = [u for u in urls if u in local and not Path(u).is_file()]
     if missing:
         raise Q16Error(
             f"{len(missing)} of {len(urls)} shards do not exist (first: {missing[0]}); "
             "check data.shards (quote brace patterns: 'data.shards=\"/d/x-{000..009}.tar\"')"
         )
     return urls
+
+
+def local_path(path: str | os.PathLike[str]) -> str:
+    """An absolute path: what webdataset opens as a file whatever the name holds (a relative
+    ``pipe:x;.tar`` would be a command to it, ``http:x.tar`` a URL)."""
+    return os.path.abspath(os.fspath(path))
 
 
 def shard_names(urls: Sequence[str]) -> list[str]:

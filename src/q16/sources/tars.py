@@ -10,7 +10,11 @@ from each member's header before reading it, and records what it does not read:
 * a name that is not ``<key>.<extension>`` (a base name starting with ``.``, no extension)
   is recorded, as a problem of no sample (``key`` null);
 * a member larger than ``max_bytes`` (its declared size, sparse members included) is not read;
-* a second member with the sample's extension is not read.
+* a second member with the sample's extension is not read;
+* a tar that ends without its end-of-archive marker (two 512-byte zero blocks: a copy that
+  stopped at a member boundary, a shard still being written), or inside a member, is
+  recorded as incomplete (``summary.json``'s ``shards_incomplete``); the samples before the
+  cut are kept.
 
 Problems with a member of a sample are kept in the sample (``PROBLEMS``): the sample is
 then recorded as a whole instead of scored. Members of one sample must be contiguous, as
@@ -27,7 +31,7 @@ from typing import Any
 from webdataset.tariterators import url_opener
 
 from q16.imagefiles import split_member_name as split_name
-from q16.sources.base import ErrorLog
+from q16.sources.base import INCOMPLETE_FIELD, ErrorLog, is_remote
 
 PROBLEMS = "__problems__"
 """Sample entry: why members of the sample were not read (the sample is then not scored)."""
@@ -49,8 +53,18 @@ def tar_samples(url: str, errors: ErrorLog, max_bytes: int) -> Iterator[dict[str
     """Samples of one tar (``{"__key__", "__url__", ext: bytes, ...}``), in order.
 
     Problems with the tar itself (unopenable, cut, not a tar) go to ``errors`` and end it;
-    the samples read before a cut are kept.
+    the samples read before a cut are kept. A local path is opened as a file, whatever its
+    name; only a URL or ``pipe:`` command (as the user wrote it) goes through webdataset.
     """
+    if not is_remote(url):
+        try:
+            stream = open(url, "rb")  # noqa: SIM115 (closed below, after the generator)
+        except OSError as err:
+            errors(err)
+            return
+        with stream:
+            yield from _samples(stream, url, errors, max_bytes)
+        return
     for opened in url_opener([{"url": url}], handler=errors):
         stream = opened["stream"]
         try:
@@ -59,10 +73,37 @@ def tar_samples(url: str, errors: ErrorLog, max_bytes: int) -> Iterator[dict[str
             stream.close()
 
 
+class _EndAware(tarfile.TarInfo):
+    """Notes on the tar how its member list ended: ``tarfile`` ends silently on a zero block,
+    on no block at all (a cut at a member boundary) and on a damaged header alike."""
+
+    @classmethod
+    def fromtarfile(cls, tar: tarfile.TarFile) -> _EndAware:
+        try:
+            return super().fromtarfile(tar)
+        except tarfile.EOFHeaderError:  # type: ignore[attr-defined]  # the marker's first block
+            tar.q16_marker = True  # type: ignore[attr-defined]
+            raise
+
+
+def _ended(tar: tarfile.TarFile) -> bool:
+    """Whether the member list ended on the end-of-archive marker (two zero blocks)."""
+    if not getattr(tar, "q16_marker", False):
+        return False
+    second = tar.fileobj.read(tarfile.BLOCKSIZE) if tar.fileobj is not None else b""
+    return second == tarfile.NUL * tarfile.BLOCKSIZE
+
+
+INCOMPLETE = (
+    "tar ends without its end-of-archive marker: cut (a copy that stopped?) or still being "
+    "written; the samples before the end are scored, re-run when the file is whole"
+)
+
+
 def _samples(stream: Any, url: str, errors: ErrorLog, max_bytes: int) -> Iterator[dict[str, Any]]:
     current: dict[str, Any] | None = None
     try:
-        with tarfile.open(fileobj=stream, mode="r|*") as tar:
+        with tarfile.open(fileobj=stream, mode="r|*", tarinfo=_EndAware) as tar:
             for info in tar:
                 if info.isdir():
                     continue
@@ -84,8 +125,12 @@ def _samples(stream: Any, url: str, errors: ErrorLog, max_bytes: int) -> Iterato
                     continue
                 handle = tar.extractfile(info)
                 current[extension] = handle.read() if handle is not None else b""
+            if not _ended(tar):
+                errors.add(None, INCOMPLETE, incomplete=True)
     except Exception as exn:  # a cut or corrupt tar: record, keep what was read
         errors(exn)
+        if not isinstance(exn, OSError):  # read, but not to its end: the file is cut
+            errors.records[-1][INCOMPLETE_FIELD] = True
     if current is not None:
         yield current
 

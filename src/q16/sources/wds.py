@@ -31,7 +31,7 @@ import numpy as np
 import webdataset as wds
 
 from q16.errors import check_bool, check_int
-from q16.imagefiles import image_member
+from q16.imagefiles import IMAGE_EXTENSIONS, image_member
 from q16.imageload import DEFAULT_MAX_BYTES
 from q16.sources.base import INT64_MAX, ErrorLog, RawSample, Shard
 from q16.sources.classnames import ClassNames, load_class_names
@@ -125,14 +125,14 @@ class WebDatasetShards:
     def iter_samples(self, shard: Shard, errors: ErrorLog) -> Iterator[RawSample]:
         classes = self.classes()
         for sample in tar_samples(shard.source, errors, self.max_bytes):
-            notes: list[str] = []
+            notes: list[tuple[str | None, str]] = []
             try:
                 yield to_raw_sample(sample, shard, classes, self._fields, notes)
             except Exception as err:  # any member that cannot be parsed: record the sample
                 reason = f"unreadable sample: {type(err).__name__}: {str(err)[:200]}"
                 yield RawSample(key=str(sample["__key__"]), source=shard.source, error=reason)
-            for note in notes:  # about metadata only: the image was scored (key null)
-                errors.add(None, note)
+            for note_key, note in notes:  # key null: about metadata, the image was scored
+                errors.add(note_key, note)
 
 
 def to_raw_sample(
@@ -140,11 +140,12 @@ def to_raw_sample(
     shard: Shard,
     classes: ClassNames,
     fields: JsonFields | None = None,
-    notes: list[str] | None = None,
+    notes: list[tuple[str | None, str]] | None = None,
 ) -> RawSample:
     """One sample's members parsed; raises on a member it cannot parse (the caller records).
 
-    ``notes`` receives why requested metadata could not be read (the image is still scored).
+    ``notes`` receives (key, reason) records beside the sample: why requested metadata could
+    not be read (key null: the image is still scored), and each image member not scored.
     """
     fields = fields or JsonFields()
     key = str(sample["__key__"])
@@ -161,13 +162,26 @@ def to_raw_sample(
     else:
         raw.data = sample[image_ext]
         raw.file_name = raw.file_name or f"{os.path.basename(key)}.{image_ext}"
+        if notes is not None:
+            notes.extend((key, reason) for reason in _other_images(key, members, image_ext))
     _fill_class(raw, sample, members, record, classes, fields)
     if fields.meta_columns:
         txt = sample.get(members["txt"]) if "txt" in members else None
         raw.meta = sample_meta(fields.meta_columns, record, txt)
         if problem and raw.error is None and notes is not None:
-            notes.append(f"sample {key!r}: .json is {problem}; scored without its metadata")
+            notes.append((None, f"sample {key!r}: .json is {problem}; scored without its metadata"))
     return raw
+
+
+def _other_images(key: str, members: dict[str, str], scored: str) -> list[str]:
+    """Why each image member beside the scored one was not scored (one record each)."""
+    base = os.path.basename(key)
+    return [
+        f"second image member {base}.{ext}: not scored ({base}.{scored} was: one image per "
+        "key, the first of jpg, jpeg, png, webp, bmp, tif, tiff, gif)"
+        for ext in members.values()
+        if ext != scored and ext.lower() in IMAGE_EXTENSIONS
+    ]
 
 
 def _class_id(value: object) -> int | None:
