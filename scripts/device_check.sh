@@ -58,7 +58,7 @@ EOF
 CUDA=$("$PY" -c "import torch; print(int(torch.cuda.is_available()))")
 if [ "$CUDA" != 1 ]; then
     echo "no CUDA device: rehearsal. The CUDA tests skip and the benchmarks run at small sizes"
-    echo "into a temporary folder (nothing under results/ is written)"
+    echo "into a temporary folder (under results/ only this log is written)"
     RESULTS=$(mktemp -d)
 fi
 
