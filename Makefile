@@ -94,13 +94,27 @@ i2p-demo: install ## offline I2P metric: synthetic "generated" images, demo prom
 		data.prompts=$(I2P_DEMO)/i2p.csv i2p.q16=outputs/demo/train/prompts.safetensors \
 		i2p.out_dir=results/i2p/demo 'i2p.note="$(I2P_NOTE)"'
 
-bench: install ## inference throughput + memory (ViT-B-32, random weights) -> results/bench/
+bench: install ## inference throughput + memory (ViT-B-32, random weights), decoding per core -> results/bench/
 	$(PY) scripts/bench_infer.py --model ViT-B-32 --images 128 --shard-size 32 --batch-size 32 \
 		--naive-images 16 --rss-shards 1 --repeats 3
+	$(PY) scripts/bench_decode.py --images 64 --repeats 5
 
 bench-gpu: install ## the same benchmark on a GPU at GPU scale (ViT-L-14, bf16, batch 256) -> results/bench/
 	$(PY) scripts/bench_infer.py --model ViT-L-14 --images 4096 --shard-size 256 --batch-size 256 \
 		--num-workers $$(( $$(nproc) - 1 )) --naive-images 64 --rss-shards 2 --repeats 3
+
+WHEELS ?= wheels
+device-wheels: ## wheels for scripts/device_check.sh (Python 3.12, manylinux x86_64, < 64 MiB) -> wheels/
+	rm -rf $(WHEELS) && mkdir -p $(WHEELS)
+	$(PY) -m pip download -q --only-binary=:all: --no-deps -d $(WHEELS) --python-version 3.12 \
+		--implementation cp --abi cp312 --abi abi3 --abi none --platform manylinux_2_28_x86_64 \
+		--platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform any \
+		-r scripts/device_requirements.txt
+	$(PY) -m pip wheel -q --no-deps -w $(WHEELS) antlr4-python3-runtime==4.9.3 .
+	@du -sh $(WHEELS)
+
+device-check: ## on a GPU machine: install from wheels/ offline, CUDA tests, GPU benchmarks (< 8 min)
+	bash scripts/device_check.sh
 
 lint: install ## ruff + mypy + import layers (import-linter)
 	$(VENV)/bin/ruff check src tests scripts *.py
@@ -112,4 +126,4 @@ format: install ## ruff format + autofix
 	$(VENV)/bin/ruff format src tests scripts *.py
 	$(VENV)/bin/ruff check --fix src tests scripts *.py
 
-.PHONY: help install browser test test-fast test-full demo smid-demo reproduce infer-demo review-demo compare-demo i2p-demo privacy-demo bench bench-gpu test-gpu lint format
+.PHONY: device-wheels device-check help install browser test test-fast test-full demo smid-demo reproduce infer-demo review-demo compare-demo i2p-demo privacy-demo bench bench-gpu test-gpu lint format

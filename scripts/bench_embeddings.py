@@ -86,37 +86,76 @@ def embedding_reader_read(root: Path) -> dict[str, Any]:
     return {"embeddings_per_s_with_metadata": round(rate, 1), "rows": rows}
 
 
-def kernel_rates(rows: int = 65536, repeats: int = 3) -> dict[str, float]:
-    """Embeddings/s of the scoring arithmetic alone on float16 rows in memory (what the
-    scorer does per chunk: to float32, normalise, times a (D, 2) prompt matrix): torch at a
-    few chunk sizes against numpy, to choose ``scorer.FEATURE_CHUNK`` and the library."""
+def kernel_rates(rows: int = 65536, repeats: int = 3) -> dict[str, Any]:
+    """Embeddings/s of the scoring arithmetic alone on float16 rows in memory (to float32,
+    norms, times a prompt matrix of K = 2 rows), and the largest |Δp| against float64 at the
+    paper's scale (100): the formulations tried for ``inference.cosines`` and
+    ``scorer.FEATURE_CHUNK``. ``x @ W`` is (N, D) x (D, 2), ``W @ x.T`` (2, D) x (D, N) (what
+    q16 runs), ``float16`` multiplies float16 rows by float16 prompts without converting."""
     import torch
 
-    x = np.random.default_rng(0).standard_normal((rows, DIM)).astype(np.float16)
-    xt, w = torch.from_numpy(x), torch.randn(DIM, 2)
-    wn = w.numpy()
+    x = np.random.default_rng(0).standard_normal((rows, DIM)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    x = x.astype(np.float16)
+    xt = torch.from_numpy(x)
+    w = torch.nn.functional.normalize(
+        torch.randn(2, DIM, generator=torch.Generator().manual_seed(0)), dim=1
+    )
+    w16, wn = w.half(), w.t().contiguous().numpy()
+    wide = torch.nn.functional.normalize(torch.randn(32, DIM), dim=1)
+    x64 = xt.double()
+    reference = _p((x64 @ w.double().T) / x64.norm(dim=1, keepdim=True))
 
-    def torch_chunks(chunk: int) -> None:
+    def torch_chunks(chunk: int, transposed: bool = False, k: torch.Tensor = w) -> Any:
+        out, buffer, kt = [], torch.empty(chunk, DIM), k.t().contiguous()
         for i in range(0, rows, chunk):
-            f = xt[i : i + chunk].float()
-            _ = torch.nn.functional.normalize(f, dim=-1) @ w
+            f = buffer[: min(chunk, rows - i)].copy_(xt[i : i + chunk])
+            products = (k @ f.T).T if transposed else f @ kt
+            out.append(products / f.norm(dim=1, keepdim=True))
+        return torch.cat(out)
 
-    def numpy_chunks(chunk: int) -> None:
+    def float16_product(chunk: int) -> Any:
+        out = []
+        for i in range(0, rows, chunk):
+            f = xt[i : i + chunk]
+            norms = torch.linalg.vector_norm(f, dim=1, keepdim=True, dtype=torch.float32)
+            out.append((f @ w16.T).float() / norms)
+        return torch.cat(out)
+
+    def numpy_chunks(chunk: int) -> Any:
+        out = []
         for i in range(0, rows, chunk):
             f = x[i : i + chunk].astype(np.float32)
-            _ = (f / np.sqrt(np.einsum("ij,ij->i", f, f))[:, None]) @ wn
+            out.append((f / np.sqrt(np.einsum("ij,ij->i", f, f))[:, None]) @ wn)
+        return torch.from_numpy(np.concatenate(out))
 
-    def rate(fn: Any, chunk: int) -> float:
-        fn(chunk)
+    def measure(fn: Any, *args: Any) -> dict[str, float]:
+        cosines = fn(*args)
         start = time.perf_counter()
         for _ in range(repeats):
-            fn(chunk)
-        return round(rows * repeats / (time.perf_counter() - start), 1)
+            fn(*args)
+        rate = rows * repeats / (time.perf_counter() - start)
+        if cosines.shape[1] != 2:
+            return {"rows_per_s": round(rate, 1)}
+        gap = float((_p(cosines.double()) - reference).abs().max())
+        return {"rows_per_s": round(rate, 1), "max_abs_dp_vs_float64": float(f"{gap:.2e}")}
 
-    result = {f"torch_chunk_{c}": rate(torch_chunks, c) for c in (512, 2048, 8192, rows)}
-    result["numpy_chunk_2048"] = rate(numpy_chunks, 2048)
+    result: dict[str, Any] = {
+        f"x_at_W_chunk_{c}": measure(torch_chunks, c) for c in (512, 2048, 8192)
+    }
+    result.update({f"W_at_xT_chunk_{c}": measure(torch_chunks, c, True) for c in (512, 2048)})
+    # K = 32 (a concept set with many phrases, say): the speed only (other vectors, no |Δp|)
+    result["K32_x_at_W_chunk_512"] = measure(torch_chunks, 512, False, wide)
+    result["K32_W_at_xT_chunk_512"] = measure(torch_chunks, 512, True, wide)
+    result["float16_product_chunk_4096"] = measure(float16_product, 4096)
+    result["numpy_chunk_2048"] = measure(numpy_chunks, 2048)
     result["torch_threads"] = torch.get_num_threads()
     return result
+
+
+def _p(cosines: Any) -> Any:
+    """The paper's p from (N, 2) cosines: softmax of 100 x cos, inappropriate column."""
+    return (100.0 * cosines).softmax(dim=-1)[:, 1]
 
 
 def q16_run(
@@ -239,6 +278,8 @@ def measure(args: argparse.Namespace, env: dict[str, str], work: Path) -> dict[s
         "scoring_kernel_embeddings_per_s": kernel_rates(),
         "b_q16_one_head": many,
         "b_over_a_loop": round(rate / raw, 4),
+        # q16 reads the metadata too (key, url, caption): the raw read that does the same
+        "b_over_a_with_metadata_loop": round(rate / raw_meta, 4),
         "b_num_workers_1": workers,
         "b_workers_1_over_0_loop": ratio(workers, many),
         "c_four_heads": four,

@@ -19,6 +19,8 @@ import io
 import os
 import stat
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -75,6 +77,26 @@ def file_kind(mode: int) -> str:
     return next((name for test, name in kinds if test(mode)), "special file")
 
 
+def open_checked(data: bytes, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """The image's header read, no pixel decoded: a format of ``DECODE_FORMATS``, at most
+    ``max_pixels`` pixels. Every decoder (``load_rgb`` and ``q16.pixels``' JPEG path) starts
+    here, so both refuse the same inputs before decoding.
+
+    Raises:
+        ImageLoadError: empty, not an image of ``DECODE_FORMATS``, or a bomb.
+    """
+    if not data:
+        raise ImageLoadError("empty image (0 bytes)")
+    with _as_load_errors():
+        image: Image.Image = Image.open(io.BytesIO(data), formats=DECODE_FORMATS)
+        width, height = image.size
+        if max_pixels is not None and width * height > max_pixels:
+            raise ImageLoadError(
+                f"decompression bomb: {width}x{height} pixels exceeds infer.max_pixels={max_pixels}"
+            )
+        return image
+
+
 def load_rgb(
     data: bytes,
     *,
@@ -86,22 +108,30 @@ def load_rgb(
     Raises:
         ImageLoadError: empty, not an image of ``DECODE_FORMATS``, a bomb, or undecodable.
     """
-    if not data:
-        raise ImageLoadError("empty image (0 bytes)")
+    return decode_rgb(open_checked(data, max_pixels=max_pixels), exif_transpose=exif_transpose)
+
+
+def decode_rgb(image: Image.Image, *, exif_transpose: bool = False) -> Image.Image:
+    """An image from :func:`open_checked` decoded, turned by its EXIF orientation if asked,
+    as RGB with 8 bits per channel.
+
+    Raises:
+        ImageLoadError: undecodable.
+    """
+    with _as_load_errors():
+        image.load()
+        if exif_transpose:
+            image = ImageOps.exif_transpose(image)
+        return to_rgb(image)
+
+
+@contextmanager
+def _as_load_errors() -> Iterator[None]:
+    """Whatever PIL raises on hostile bytes, as one :class:`ImageLoadError` that says why."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image: Image.Image = Image.open(io.BytesIO(data), formats=DECODE_FORMATS)
-            width, height = image.size
-            if max_pixels is not None and width * height > max_pixels:
-                raise ImageLoadError(
-                    f"decompression bomb: {width}x{height} pixels exceeds "
-                    f"infer.max_pixels={max_pixels}"
-                )
-            image.load()
-            if exif_transpose:
-                image = ImageOps.exif_transpose(image)
-            return to_rgb(image)
+            yield
     except ImageLoadError:
         raise
     except Image.DecompressionBombError as err:

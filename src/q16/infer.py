@@ -166,6 +166,7 @@ def infer_settings(infer: DictConfig, heads: Any = None) -> InferSettings:
         progress=infer.progress,
         rank_wait_timeout_s=infer.get("rank_wait_timeout_s", 3600.0),
         report=infer.get("report", False),
+        decode=str(infer.get("decode", "pil")),
         hashes=infer.get("hashes", False),
         heads=heads,
     )

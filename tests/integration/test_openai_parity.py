@@ -36,6 +36,7 @@ from clip_parity import (
     log_figures,
     paper_rows,
     run_original,
+    run_q16,
     write_photo_shards,
     write_photos,
 )
@@ -164,3 +165,26 @@ def test_q16_scores_as_openai_clip(
         fp32 = run_original(openai_checkpoint, photos, CPU_FP32).expected(rows)
         figures["original fp16 vs fp32"] = expected.gap(fp32, NAMES)
     log_figures(setting, "random ViT-B/32 (TorchScript, float16 matrices)", **figures)
+
+
+@pytest.mark.slow
+def test_fast_decoding_gap_is_measured(
+    openai_checkpoint: Path, photos: Path, shards: Path, tmp_path: Path
+) -> None:
+    """``infer.decode=fast`` (libjpeg-turbo, uint8 tensor resize) against the original recipe,
+    CPU fp32, folder and tar paths: held under 1e-3 and logged for docs/parity.md. It is not the
+    default because it misses the 1e-4 the default holds (about 0.4 % of the resized pixels
+    differ from PIL's by one level)."""
+    expected = run_original(openai_checkpoint, photos, CPU_FP32).expected(paper_rows())
+    weights = [f"model.pretrained={openai_checkpoint}", "model.quick_gelu=true"]
+    inputs = {
+        "folder": ["data=folder", f"data.path={photos}"],
+        "tar": ["data=imagenet", f"data.shards={shards}"],
+    }
+    gaps = {}
+    for path, data in inputs.items():
+        summary, scored = run_q16(tmp_path / path, CPU_FP32, *weights, *data, "infer.decode=fast")
+        assert summary["decode"] == "fast" and summary["errors"] == 0
+        gaps[path] = scored.gap(expected, NAMES)
+        assert max(gaps[path]) <= 1e-3, (path, gaps[path])
+    log_figures(CPU_FP32, "random ViT-B/32, infer.decode=fast", gaps=gaps)

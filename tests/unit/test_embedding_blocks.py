@@ -168,3 +168,35 @@ def test_text_array_follows_the_row_rules() -> None:
         pa.string(), 1, [None, pa.py_buffer(np.array([0, 2], np.int32)), pa.py_buffer(b"a\xff")]
     )
     assert text_array(broken).to_pylist() == ["a\\xff"]
+
+
+@pytest.mark.parametrize(
+    "blocks",
+    [
+        [["a", "b"], ["c", "d"]],  # in order: no set is built
+        [["a", "b"], ["b", "c"]],  # a repeat where order stops
+        [["a", "c"], ["b", "c", "d"], ["a", "e"]],  # out of order, then repeats
+        [["b", "a", "a"], ["c"]],  # a repeat inside a block
+        [["x"], [], ["x", "y"]],  # an empty block between
+    ],
+)
+def test_repeated_keys_found_in_and_out_of_order(blocks: list[list[str]]) -> None:
+    """The shortcut for increasing keys finds the repeats a set of every key finds."""
+    from q16.inference.blocks import BlockChecks
+    from q16.sources.base import ErrorLog, FeatureBlock
+
+    errors = ErrorLog("s")
+    checks, seen, start = BlockChecks("s", errors), set(), 0
+    kept, expected = [], []
+    for keys in blocks:
+        features = np.eye(len(keys), 4, dtype=np.float32)
+        block = FeatureBlock(start, pa.array(keys, pa.string()), features, "f")
+        kept += checks.check(block).columns["key"].to_pylist()
+        for key in keys:
+            if key not in seen:
+                seen.add(key)
+                expected.append(key)
+        start += len(keys)
+    assert kept == expected
+    assert len(errors.records) == sum(map(len, blocks)) - len(expected)
+    assert all(r["reason"].startswith("key seen before") for r in errors.records)

@@ -130,3 +130,25 @@ def test_zero_row_gives_half_not_nan() -> None:
     head = ClassEmbeddingHead(unit, trainable=False)
     scores = _scorer({"q16": head}).score_features(torch.zeros(3, D, dtype=torch.float16))
     assert torch.equal(scores.p_inappropriate, torch.full((3,), 0.5))
+
+
+@pytest.mark.parametrize("n_heads", [1, 4])
+@pytest.mark.parametrize("given_norms", [False, True])
+def test_float16_blocks_score_within_1e_4_of_float64(n_heads: int, given_norms: bool) -> None:
+    """768-d unit float16 rows (a LAION collection) and the paper's scale: the fast product
+    ((K, D) x (D, N)) and norms handed over by the reader leave p within 1e-4 of float64."""
+    g = torch.Generator().manual_seed(5)
+    x = F.normalize(torch.randn(3000, 768, generator=g), dim=-1).half()
+    x[11] = 0.0
+    rows = [torch.randn(2, 768, generator=g) for _ in range(n_heads)]
+    heads = {f"h{i}": ClassEmbeddingHead(r, trainable=False) for i, r in enumerate(rows)}
+    norms = x.float().norm(dim=1) if given_norms else None
+    scores = _scorer(heads).score_features(x, norms=norms)
+    x64 = x.double()
+    unit = x64 / x64.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    for name, r in zip(heads, rows, strict=True):
+        scale = float(heads[name].logit_scale)
+        cos = unit @ F.normalize(r.double(), dim=-1).T
+        expected = (scale * cos).softmax(-1)[:, 1]
+        gap = (scores.heads[name].double() - expected).abs().max()
+        assert gap <= 1e-4, (name, float(gap))

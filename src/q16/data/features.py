@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,8 +19,9 @@ from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, Dataset
 
 from q16.fileio import atomic_path
-from q16.imageload import load_rgb_file
+from q16.imageload import read_file
 from q16.models.backbone import Backbone
+from q16.pixels import DEFAULT_DECODE, ImageDecoder, UInt8Preprocess
 
 log = logging.getLogger(__name__)
 
@@ -36,16 +37,17 @@ class FeatureSet:
 
 
 class ImageFiles(Dataset):
-    """Decode and preprocess image files; an unreadable file yields ``ok=False``, not a crash.
+    """Decode image files to uint8 model inputs; an unreadable file yields ``ok=False``, not a
+    crash.
 
-    Decoded by ``q16.imageload`` exactly as inference decodes (same formats, limits, 16-bit
-    scaling; no EXIF rotation, as in the reference recipe), so trained prompts see the
-    pixels they will later score.
+    Decoded by ``q16.pixels.ImageDecoder`` exactly as inference decodes (same formats, limits,
+    16-bit scaling, JPEG path; no EXIF rotation, as in the reference recipe), so trained
+    prompts see the pixels they will later score.
     """
 
-    def __init__(self, paths: Sequence[Path], preprocess: Callable, fallback_size: int) -> None:
+    def __init__(self, paths: Sequence[Path], decoder: ImageDecoder, fallback_size: int) -> None:
         self.paths = list(paths)
-        self.preprocess = preprocess
+        self.decoder = decoder
         self.fallback_size = fallback_size
 
     def __len__(self) -> int:
@@ -53,18 +55,22 @@ class ImageFiles(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, bool]:
         try:
-            return self.preprocess(load_rgb_file(self.paths[index])), True
+            return self.decoder(read_file(self.paths[index])), True
         except Exception as err:  # PIL raises many types on hostile files; skip, never crash
             log.warning("skipping unreadable image %s: %s", self.paths[index], err)
-            return torch.zeros(3, self.fallback_size, self.fallback_size), False
+            size = self.fallback_size
+            return torch.zeros(3, size, size, dtype=torch.uint8), False
 
 
-FEATURE_CACHE_VERSION = 2
+FEATURE_CACHE_VERSION = 3
 """Bump when image decoding changes what features an image gets (2: 16-bit images scaled, not
-clipped), so caches made by an older q16 are not reused."""
+clipped; 3: the decoder, ``q16.pixels``, in the key), so caches made by an older q16 are not
+reused."""
 
 
-def feature_cache_key(backbone: Backbone, paths: Sequence[Path]) -> str:
+def feature_cache_key(
+    backbone: Backbone, paths: Sequence[Path], decode: str = DEFAULT_DECODE
+) -> str:
     digest = hashlib.sha256()
     spec = backbone.spec
     header = [
@@ -73,6 +79,7 @@ def feature_cache_key(backbone: Backbone, paths: Sequence[Path]) -> str:
         spec.weights_id,
         spec.precision,
         backbone.preprocess_id,
+        decode,
     ]
     digest.update(json.dumps(header).encode())
     for path in paths:
@@ -86,18 +93,21 @@ def encode_images(
     paths: Sequence[Path],
     batch_size: int = 64,
     num_workers: int = 0,
+    decode: str = DEFAULT_DECODE,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Run the frozen image tower over files, in order."""
+    """Run the frozen image tower over files, in order (uint8 from the workers, normalised
+    here, as inference does)."""
     size = _input_size(backbone)
+    preprocess = UInt8Preprocess.from_transform(backbone.preprocess)
     loader = DataLoader(
-        ImageFiles(paths, backbone.preprocess, size),
+        ImageFiles(paths, ImageDecoder(preprocess, mode=decode), size),
         batch_size=batch_size,
         num_workers=num_workers,
         shuffle=False,
     )
     chunks, valid = [], []
     for images, ok in loader:
-        chunks.append(backbone.encode_image(images).cpu())
+        chunks.append(backbone.encode_image(preprocess.normalize(images)).cpu())
         valid.append(ok)
     return torch.cat(chunks), torch.cat(valid).bool()
 
@@ -113,20 +123,22 @@ def cached_features(
     cache_dir: str | Path | None,
     batch_size: int = 64,
     num_workers: int = 0,
+    decode: str = DEFAULT_DECODE,
 ) -> FeatureSet:
     """Features for ``paths``: read from the cache when the key matches, else encode and store."""
     if cache_dir is None:
-        features, valid = encode_images(backbone, paths, batch_size, num_workers)
+        features, valid = encode_images(backbone, paths, batch_size, num_workers, decode)
         return FeatureSet(features, valid, None, cache_hit=False)
     cache_path = (
-        Path(cache_dir).expanduser() / f"features-{feature_cache_key(backbone, paths)}.safetensors"
+        Path(cache_dir).expanduser()
+        / f"features-{feature_cache_key(backbone, paths, decode)}.safetensors"
     )
     if cache_path.is_file():
         tensors = load_file(str(cache_path))
         log.info("feature cache hit: %s", cache_path)
         return FeatureSet(tensors["features"], tensors["valid"].bool(), cache_path, cache_hit=True)
     log.info("encoding %d images with %s (no cache entry yet)", len(paths), backbone.spec.name)
-    features, valid = encode_images(backbone, paths, batch_size, num_workers)
+    features, valid = encode_images(backbone, paths, batch_size, num_workers, decode)
     cache_path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(cache_path) as tmp:
         save_file({"features": features.contiguous(), "valid": valid.to(torch.uint8)}, str(tmp))

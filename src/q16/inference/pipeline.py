@@ -178,7 +178,9 @@ class ScoringRun:
             todo,
             scorer,
             writer,
-            decoder=ImageDecoder(preprocess, settings.max_pixels, self.data.exif_transpose),
+            decoder=ImageDecoder(
+                preprocess, settings.max_pixels, self.data.exif_transpose, self._decode()
+            ),
             batch_size=setup.batch_size,
             num_workers=setup.num_workers,
             show_progress=settings.progress and self.rank == 0,
@@ -193,6 +195,10 @@ class ScoringRun:
             )
         thresholds = heads.thresholds() + pixel.thresholds()
         return self._finish(setup, thresholds, pixel.unlisted()) if self.rank == 0 else {}
+
+    def _decode(self) -> str:
+        """``infer.decode``; embeddings are not decoded, so it does not matter there."""
+        return "pil" if reads_blocks(self.source) else self.settings.decode
 
     def _backbone(self) -> tuple[Backbone, bool]:
         """The model; for embeddings scored with prompt files only its space (no tower, no
@@ -225,6 +231,7 @@ class ScoringRun:
             meta_columns=self.data.meta_columns,
             heads=_combined(heads.fingerprint(), pixel.fingerprint()),
             reading=self.data.reading,
+            decode=self._decode(),
         )
         mine = partition(self.shards, self.rank, self.world)
         todo = prepare_out_dir(self.settings.out_dir, current, mine, record=self.rank == 0)
@@ -262,6 +269,7 @@ class ScoringRun:
             setup_s=time.perf_counter() - self.started,
             heads=_combined(heads.summary(), pixel.summary()),
             hashes=pixel.hashes,
+            decode=self._decode(),
         )
 
     def _finish(

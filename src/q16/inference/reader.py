@@ -1,10 +1,10 @@
 """Reader stage: shards -> decoded uint8 batches, in DataLoader workers.
 
 Each worker owns whole shards (a deterministic partition over ranks x workers, no resampling,
-no shuffling), decodes and resizes on the CPU, and ships uint8 tensors: normalisation happens
-on the device (4x less to copy than float32). Batches never span two shards, and each shard
-ends with a ``done`` batch carrying its error records, so the writer can commit a shard
-atomically and a resumed run recomputes exactly the same batches.
+no shuffling), decodes and resizes on the CPU (``q16.pixels``), and ships uint8 tensors:
+normalisation happens on the device (4x less to copy than float32). Batches never span two
+shards, and each shard ends with a ``done`` batch carrying its error records, so the writer can
+commit a shard atomically and a resumed run recomputes exactly the same batches.
 
 Whatever a source yields, one sample never stops a shard: a sample whose fields cannot be
 stored, whose key was already seen in the shard, whose image cannot be decoded or whose
@@ -21,12 +21,11 @@ from typing import Any, TypeVar
 import numpy as np
 import pyarrow as pa
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from q16.errors import Q16Error
-from q16.imageload import DEFAULT_MAX_PIXELS, ImageLoadError, load_rgb
+from q16.imageload import DEFAULT_MAX_PIXELS
 from q16.inference.blocks import BlockChecks
+from q16.pixels import DecodeError, ImageDecoder, UInt8Preprocess
 from q16.sources.base import (
     BlockSource,
     ErrorLog,
@@ -40,8 +39,13 @@ from q16.sources.base import (
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-__all__ = ["DEFAULT_MAX_PIXELS", "DecodeError", "ImageDecoder", "ShardStream"]
-TENSOR_STEPS = ("ToTensor", "MaybeToTensor")
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "DecodeError",
+    "ImageDecoder",
+    "ShardStream",
+    "UInt8Preprocess",
+]
 
 
 def partition(items: Sequence[T], index: int, count: int) -> list[T]:
@@ -49,72 +53,6 @@ def partition(items: Sequence[T], index: int, count: int) -> list[T]:
     if not 0 <= index < count:
         raise ValueError(f"index {index} outside 0..{count - 1}")
     return list(items[index::count])
-
-
-@dataclass
-class UInt8Preprocess:
-    """The backbone's preprocessing split at the tensor step.
-
-    ``pil_steps`` run in workers (resize, crop, RGB) and give uint8; ``mean``/``std`` run on
-    the device. Together they equal ``backbone.preprocess`` exactly.
-    """
-
-    pil_steps: list[Callable]
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-
-    @classmethod
-    def from_transform(cls, preprocess: Callable) -> UInt8Preprocess:
-        steps = list(getattr(preprocess, "transforms", []))
-        names = [type(s).__name__ for s in steps]
-        at = next((i for i, n in enumerate(names) if n in TENSOR_STEPS), None)
-        if at is None or at + 2 != len(steps) or names[-1] != "Normalize":
-            raise Q16Error(
-                f"the model's preprocessing {names} is not [PIL steps..., ToTensor, Normalize], "
-                "which infer.py needs to decode in workers and normalise on the device"
-            )
-        normalize = steps[-1]
-        return cls(steps[:at], tuple(map(float, normalize.mean)), tuple(map(float, normalize.std)))
-
-    def __call__(self, image: Image.Image) -> torch.Tensor:
-        for step in self.pil_steps:
-            image = step(image)
-        if image.mode != "RGB":
-            image = image.convert("RGB")
-        array = np.asarray(image, dtype=np.uint8)
-        return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
-
-
-DecodeError = ImageLoadError
-"""An input that cannot be scored; the message goes to errors.jsonl."""
-
-
-@dataclass
-class ImageDecoder:
-    """bytes -> uint8 (3, H, W) through ``q16.imageload`` (the training cache's decoder too):
-    known formats only, bombs refused before decoding, 16-bit scaled, EXIF only if asked."""
-
-    preprocess: UInt8Preprocess
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    exif_transpose: bool = False
-
-    def __call__(self, data: bytes) -> torch.Tensor:
-        return self.decode(data)[0]
-
-    def decode(
-        self, data: bytes, extractors: Sequence[Callable[[bytes, np.ndarray], Any]] = ()
-    ) -> tuple[torch.Tensor, tuple[Any, ...]]:
-        """The model's input and, from the same decode, each extractor's result (a pixel
-        head's view of the full-resolution image, the image's hashes)."""
-        image = load_rgb(data, max_pixels=self.max_pixels, exif_transpose=self.exif_transpose)
-        try:
-            tensor = self.preprocess(image)
-            if not extractors:
-                return tensor, ()
-            pixels = np.asarray(image)
-            return tensor, tuple(extract(data, pixels) for extract in extractors)
-        except Exception as err:  # a resize of a degenerate image, say: never stops a run
-            raise DecodeError(f"unprocessable image: {type(err).__name__}: {err}") from err
 
 
 @dataclass
@@ -130,6 +68,10 @@ class Batch:
     synsets: list[str | None] = field(default_factory=list)
     metas: list[dict[str, str | None] | None] = field(default_factory=list)
     images: torch.Tensor | None = None
+    encoded: list[torch.Tensor] | None = None
+    """``infer.decode=gpu``, instead of ``images``: per row a JPEG's checked, encoded bytes
+    (1-D uint8) or an image the worker decoded (3-D); decoded with the batch on the device
+    (``q16.inference.gpu_decode``)."""
     features: torch.Tensor | None = None
     errors: list[dict[str, Any]] = field(default_factory=list)
     done: bool = False
@@ -140,11 +82,22 @@ class Batch:
     ``class_id``, ``class_name``, ``synset`` as arrays, instead of the lists above."""
     meta_arrays: dict[str, pa.Array] | None = None
     """With ``columns``: ``data.meta_columns`` as string arrays."""
+    norms: torch.Tensor | None = None
+    """With ``columns``: the features' L2 norms from the row checks (``blocks.Checked``)."""
     extracted: list[tuple[Any, ...]] | None = None
     """Per image, the pixel extractors' results (``q16.inference.pixel_heads``); None without."""
 
     def __len__(self) -> int:
         return len(self.columns["key"]) if self.columns is not None else len(self.keys)
+
+    def keep_rows(self, rows: Sequence[int]) -> None:
+        """Only ``rows`` (in order) of a batch of samples: those the device could decode."""
+        for name in ("keys", "sources", "file_names", "class_ids", "class_names", "synsets",
+                     "metas"):  # fmt: skip
+            values = getattr(self, name)
+            setattr(self, name, [values[i] for i in rows])
+        if self.extracted is not None:
+            self.extracted = [self.extracted[i] for i in rows]
 
     def pin_memory(self) -> Batch:
         if self.images is not None:
@@ -247,6 +200,7 @@ class ShardStream(IterableDataset):
                     columns=rows.columns,
                     meta_arrays=rows.meta,
                     features=rows.features,
+                    norms=rows.norms,
                 )
         if n_rows == 0 and not errors.records:
             errors.add(None, "empty shard: no samples")
@@ -290,8 +244,11 @@ class ShardStream(IterableDataset):
             batch.class_names.append(raw.class_name)
             batch.synsets.append(raw.synset)
             batch.metas.append(raw.meta)
-        if items:
-            batch.images = torch.stack([t for _, (t, _) in items])
+        tensors = [t for _, (t, _) in items]
+        if any(t.dim() == 1 for t in tensors):  # infer.decode=gpu: decoded with the batch
+            batch.encoded = tensors
+        elif tensors:
+            batch.images = torch.stack(tensors)
         return batch
 
 

@@ -104,13 +104,17 @@ def fingerprint(
     meta_columns: tuple[str, ...] = (),
     heads: Sequence[tuple[str, str, str | None, float]] | None = None,
     reading: Mapping[str, Any] | None = None,
+    decode: str = "pil",
 ) -> dict[str, Any]:
     """What makes two runs' scores the same; resume refuses an out_dir made differently.
 
     ``heads`` (name, prompt source, category, threshold) per ``heads:`` entry; without
-    ``heads:`` the fingerprint has no such key, so today's out_dirs resume as before.
+    ``heads:`` the fingerprint has no such key, so today's out_dirs resume as before; the same
+    for ``decode`` (``infer.decode``) other than ``pil``.
     """
     extra: dict[str, Any] = {"reading": dict(reading)} if reading else {}
+    if decode != "pil":
+        extra["decode"] = decode
     if heads is not None:
         extra["heads"] = [
             {"name": n, "prompt": _prompt_id(s), "category": c, "threshold": t}

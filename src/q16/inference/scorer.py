@@ -17,9 +17,10 @@ from q16.models.backbone import Backbone
 from q16.models.prompt_head import PromptHead
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-FEATURE_CHUNK = 512
-"""Rows of features converted to float32 and scored at a time: 1.5 MB at 768-d, in cache
-(measured 1.8 M rows/s at 512 against 1.0 M at 4096, one thread of this 2-core CPU)."""
+FEATURE_CHUNK = 2048
+"""Rows of features converted to float32 and scored at a time: 6 MB at 768-d, in cache, with
+the (K, D) x (D, N) product of ``cosines`` (``scripts/bench_embeddings.py``,
+``scoring_kernel_embeddings_per_s``: ``W_at_xT_chunk_2048`` against ``_512``, one thread)."""
 
 
 def resolve_autocast(setting: str, device: torch.device) -> str:
@@ -97,10 +98,13 @@ class Scorer:
             return self.backbone.encode_image(x)
 
     @torch.inference_mode()
-    def score_features(self, features: torch.Tensor, keep: bool = False) -> Scores:
+    def score_features(
+        self, features: torch.Tensor, keep: bool = False, norms: torch.Tensor | None = None
+    ) -> Scores:
         """Features of any float dtype (a block of float16 embeddings, say): converted to
         float32 ``FEATURE_CHUNK`` rows at a time, so the copy stays in cache, and every head
-        scores the chunk while it is there (cosine heads in one product: ``CosineBank``)."""
+        scores the chunk while it is there (cosine heads in one product: ``CosineBank``).
+        ``norms``: the rows' L2 norms, when the reader computed them for its checks."""
         order = self._order()
         # float16 rows are converted into one reused buffer: a fresh float32 tensor per chunk
         # costs a page fault per 4 kB (measured 3x slower than the conversion itself)
@@ -109,7 +113,12 @@ class Scorer:
             torch.empty((FEATURE_CHUNK, features.shape[1]), device=self.device) if convert else None
         )
         parts = [
-            self._score_chunk(features[i : i + FEATURE_CHUNK], order, buffer)
+            self._score_chunk(
+                features[i : i + FEATURE_CHUNK],
+                order,
+                buffer,
+                None if norms is None else norms[i : i + FEATURE_CHUNK],
+            )
             for i in range(0, len(features), FEATURE_CHUNK)
         ] or [self._score_chunk(features, order, None)]
         logits = [torch.cat([p[0][h] for p in parts]) for h in range(len(order))]
@@ -126,7 +135,11 @@ class Scorer:
         return [self.head, *(h for h in self.heads.values() if h is not self.head)]
 
     def _score_chunk(
-        self, features: torch.Tensor, order: list[PromptHead], buffer: torch.Tensor | None
+        self,
+        features: torch.Tensor,
+        order: list[PromptHead],
+        buffer: torch.Tensor | None,
+        norms: torch.Tensor | None = None,
     ) -> tuple[list[torch.Tensor], torch.Tensor]:
         """Every head's logits (in ``order``) and the float32 features of one chunk."""
         if buffer is not None:
@@ -134,7 +147,7 @@ class Scorer:
         else:
             features = features.to(self.device).float()
         if self._bank is not None:
-            return self._bank.logits(features), features
+            return self._bank.logits(features, norms), features
         return [head(features).float() for head in order], features
 
     def score_images(self, images: torch.Tensor, keep: bool = False) -> Scores:

@@ -15,6 +15,7 @@ import torch
 from q16.detectors.registry import detector_kind
 from q16.errors import Q16Error, check_bool, check_float, check_int
 from q16.imageload import DEFAULT_MAX_PIXELS
+from q16.pixels import DECODE_MODES, DEFAULT_DECODE
 
 AUTOCAST_SETTINGS = ("auto", "off", "bf16", "fp16")
 
@@ -36,6 +37,8 @@ class InferSettings:
     progress: bool = True
     rank_wait_timeout_s: float = 3600.0
     report: bool = False
+    decode: str = DEFAULT_DECODE
+    """``pil``, ``fast`` or ``gpu`` (``q16.pixels.DECODE_MODES``)."""
     hashes: bool = False
     """Store ``sha256`` (of the bytes) and ``pdq`` (perceptual hash) per image, for removal
     requests (``q16.privacy.removal``); computed in the reader workers."""
@@ -58,6 +61,9 @@ class InferSettings:
             ),
             "heads": parse_heads(self.heads),
         }
+        if self.decode not in DECODE_MODES:
+            choices = " | ".join(DECODE_MODES)
+            raise Q16Error(f"infer.decode must be {choices}, not {self.decode!r}")
         if self.autocast not in AUTOCAST_SETTINGS:
             raise Q16Error(f"infer.autocast must be auto, off, bf16 or fp16, not {self.autocast!r}")
         try:

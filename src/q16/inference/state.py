@@ -56,6 +56,8 @@ class LoopStats:
     """Detector heads on their views (beside ``model_s``, the CLIP tower and prompt heads)."""
     write_s: float = 0.0
     loop_s: float = 0.0
+    decoded_on_cpu: int = 0
+    """``infer.decode=gpu``: JPEGs the device refused, decoded on the CPU instead."""
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> LoopStats:

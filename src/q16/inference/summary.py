@@ -42,6 +42,8 @@ class RunSetup:
     device: str
     setup_s: float
     """Seconds from the start of ``run`` to the first batch requested (model load included)."""
+    decode: str = "pil"
+    """``infer.decode`` (``pil`` for embeddings, which are not decoded)."""
     heads: tuple[dict[str, object], ...] | None = None
     """``heads:`` entries as the summary lists them (name, prompt_source, category,
     threshold, threshold_from; a detector head its detector, settings, columns and known
@@ -75,6 +77,11 @@ def build_summary(
         "data_wait_s": round(sum(r.data_wait_s for r in ranks), 3),
         "model_s": round(sum(r.model_s for r in ranks), 3),
         "write_s": round(sum(r.write_s for r in ranks), 3),
+        **(
+            {"decoded_on_cpu": sum(r.decoded_on_cpu for r in ranks)}
+            if setup.decode == "gpu"
+            else {}
+        ),
         "pixel_s": round(sum(r.pixel_s for r in ranks), 3),
         "setup_s": round(setup.setup_s, 3),
         "loop_s": round(loop_s, 3),
@@ -94,6 +101,7 @@ def build_summary(
         "data": setup.data,
         "batch_size": setup.batch_size,
         "num_workers": setup.num_workers,
+        "decode": setup.decode,
         "world_size": setup.world_size,
         "torch_threads": torch.get_num_threads(),
         "device": setup.device,

@@ -29,7 +29,6 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
-from statsmodels.stats.proportion import proportion_confint
 
 from q16.errors import Q16Error
 from q16.review.audit import AuditPlan
@@ -89,7 +88,7 @@ def stratified_share(
     with np.errstate(divide="ignore", invalid="ignore"):
         kg = np.where(var > 0, share * (1 - share) / var, np.inf)
     n_eff = np.clip(np.minimum(kg, n.sum(axis=-1)), 1.0, MAX_N_EFF)
-    low, high = proportion_confint(share * n_eff, n_eff, alpha=alpha, method="beta")
+    low, high = _clopper_pearson(share * n_eff, n_eff, alpha)
     low = np.where(share <= 0, 0.0, np.nan_to_num(np.asarray(low, dtype=np.float64)))
     high = np.where(share >= 1, 1.0, np.nan_to_num(np.asarray(high, dtype=np.float64), nan=1.0))
     return share, np.minimum(low, share), np.maximum(high, share)
@@ -97,7 +96,7 @@ def stratified_share(
 
 def precision_interval(removed: int, decided: int, alpha: float = ALPHA) -> tuple[float, float]:
     """Clopper–Pearson interval of the flags' precision (statsmodels)."""
-    low, high = proportion_confint(removed, decided, alpha=alpha, method="beta")
+    low, high = _clopper_pearson(removed, decided, alpha)
     return float(np.nan_to_num(low)), float(np.nan_to_num(high, nan=1.0))
 
 
@@ -219,3 +218,13 @@ def _per_class(
             float(p), float(lo), float(hi), round(float(size_c.sum())), int(mine.sum())
         )
     return out
+
+
+def _clopper_pearson(count: Any, n: Any, alpha: float) -> tuple[Any, Any]:
+    """statsmodels' ``proportion_confint(method="beta")`` (numbers or arrays), imported here:
+    statsmodels (12 MB) is needed where intervals are computed, not to score or train
+    (scripts/device_check.sh installs without it)."""
+    from statsmodels.stats.proportion import proportion_confint
+
+    low, high = proportion_confint(count, n, alpha=alpha, method="beta")
+    return low, high
