@@ -2,7 +2,7 @@
 
 With ``decode=gpu`` the workers only read bytes and check headers (``q16.pixels.ImageDecoder``:
 known formats, the pixel cap before decoding); a JPEG the fast path would take travels as its
-encoded bytes, every other input is decoded in the worker as before. Here the batch's JPEGs go
+encoded bytes, every other input is decoded in the worker. Here the batch's JPEGs go
 to ``torchvision.io.decode_jpeg(list, device=...)`` (nvJPEG on CUDA), are grouped by size so that
 each size is resized (bicubic, antialias) in one call, and are centre-cropped; the scorer then
 normalises them where they are. A JPEG that nvJPEG refuses is decoded again alone on the CPU by

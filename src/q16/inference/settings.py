@@ -1,4 +1,4 @@
-"""``infer:`` of configs/infer.yaml as a typed, frozen object: what the code below
+"""``infer:`` of configs/infer/infer.yaml as a typed, frozen object: what the code below
 ``q16.infer.run`` reads, so that no helper needs the config tree. Every value is checked
 when the object is made, before anything expensive: a bad one is one line (Q16Error)."""
 
@@ -22,7 +22,7 @@ AUTOCAST_SETTINGS = ("auto", "off", "bf16", "fp16")
 
 @dataclass(frozen=True)
 class InferSettings:
-    """One run's settings (see configs/infer.yaml for what each one does).
+    """One run's settings (see configs/infer/infer.yaml for what each one does).
 
     ``batch_size`` and ``num_workers`` are ``None`` for "from the device / the CPU count".
     """
@@ -43,7 +43,7 @@ class InferSettings:
     """Store ``sha256`` (of the bytes) and ``pdq`` (perceptual hash) per image, for removal
     requests (``q16.privacy.removal``); computed in the reader workers."""
     heads: tuple[HeadSpec, ...] | None = None
-    """``heads:`` (top level of configs/infer.yaml; a raw list is parsed by
+    """``heads:`` (top level of configs/infer/infer.yaml; a raw list is parsed by
     :func:`parse_heads`); None = one head from ``prompt.path``."""
 
     def __post_init__(self) -> None:

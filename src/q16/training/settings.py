@@ -31,7 +31,7 @@ class FitSettings:
 
 @dataclass(frozen=True)
 class Method:
-    """One prompt type as configured (``configs/prompt/<name>.yaml``)."""
+    """One prompt type as configured (``configs/labelled/prompt/<name>.yaml``)."""
 
     name: str
     build_head: HeadFactory
