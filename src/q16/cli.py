@@ -186,13 +186,16 @@ def _privacy_steps(step: Callable[..., argparse.ArgumentParser]) -> None:
         "a copy of the dataset with the faces blurred",
         "DEST/<shard>.tar per scored shard: same keys and members, the faces found by the "
         "run's detector head blurred (nothing is detected again), every other member byte for "
-        "byte; DEST/omitted.csv lists samples the run could not score (left out), "
+        "byte; DEST/omitted.csv lists samples and second image members the run did not score "
+        "(left out), "
         "DEST/release.json the totals. Resumable: finished shards are kept.",
     )
     release.add_argument("dest", type=Path, help="a new (or this release's) folder")
     release.add_argument("--head", default="faces", help="the detector head (default faces)")
     release.add_argument(
-        "--keep-unscored", action="store_true", help="copy unscored samples unchanged"
+        "--keep-unscored",
+        action="store_true",
+        help="copy unscored samples and image members UNBLURRED (original pixels, faces too)",
     )
     release.add_argument(
         "--boxes", type=Path, help="also write the boxes as parquet (img2dataset, DataComp)"

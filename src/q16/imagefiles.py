@@ -27,8 +27,19 @@ def split_member_name(name: str) -> tuple[str, str] | None:
 
 
 def image_member(extensions: Iterable[str]) -> str | None:
-    """The member of a tar sample that is scored (and shown): the first of
-    :data:`IMAGE_EXTENSIONS` among its extensions, compared in lower case, whatever the tar
-    order (``k.jpg`` before ``k.png``); the sample's other image members are recorded."""
-    members = {extension.lower(): extension for extension in extensions}
-    return next((members[e] for e in IMAGE_EXTENSIONS if e in members), None)
+    """The member of a tar sample that is scored (and shown, and blurred in a release): the
+    first of :data:`IMAGE_EXTENSIONS` among its extensions, compared in lower case, whatever
+    the tar order (``k.jpg`` before ``k.png``); of extensions that differ only in case
+    (``k.JPG``, ``k.jpg``) the first in code-point order (``JPG``). Takes the real extensions
+    and returns one of them; the sample's other image members are recorded, not merged."""
+    names = sorted(set(extensions))
+    for wanted in IMAGE_EXTENSIONS:
+        chosen = next((name for name in names if name.lower() == wanted), None)
+        if chosen is not None:
+            return chosen
+    return None
+
+
+def other_image_members(extensions: Iterable[str], scored: str | None) -> list[str]:
+    """The image extensions of a sample beside the scored one (each recorded, never scored)."""
+    return sorted({e for e in extensions if e != scored and e.lower() in IMAGE_EXTENSIONS})

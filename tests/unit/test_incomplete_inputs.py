@@ -251,3 +251,29 @@ def test_the_datasheet_says_a_shard_was_cut(
     _run(make_cfg, tmp_path / "out", f"data.shards={shards}", "infer.report=true")
     sheet = (tmp_path / "out" / "datasheet_q16.md").read_text()
     assert "1 problem(s) with whole shards" in sheet and "WARNING" in sheet
+
+
+@pytest.mark.parametrize(
+    ("names", "scored"),
+    [
+        (["k.jpg", "k.JPG"], "k.JPG"),
+        (["k.JPG", "k.jpg"], "k.JPG"),
+        (["k.jpg", "k.Jpg", "k.JPG"], "k.JPG"),
+        (["k.png", "k.PNG", "k.jpeg"], "k.jpeg"),
+    ],
+)
+def test_members_that_differ_only_in_case_are_each_recorded(
+    tmp_path: Path, names: list[str], scored: str
+) -> None:
+    """``k.jpg`` beside ``k.JPG`` is a second image member, not merged into one."""
+    from q16.sources.wds import WebDatasetShards
+
+    images = {name: _png((i * 40, 0, 0)) for i, name in enumerate(names)}
+    path = _tar(tmp_path / "s.tar", list(images.items()))
+    source = WebDatasetShards(str(path))
+    (shard,) = source.list_shards()
+    errors = ErrorLog(shard.name)
+    (sample,) = source.iter_samples(shard, errors)
+    assert sample.file_name == scored and sample.data == images[scored]
+    recorded = sorted(r["reason"].split(":")[0] for r in errors.records)
+    assert recorded == sorted(f"second image member {n}" for n in names if n != scored)

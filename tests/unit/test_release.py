@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import tarfile
 from pathlib import Path
 
@@ -133,3 +134,87 @@ def test_folder_release_packs_images_with_their_sidecars(
     assert members["cat.png"] == (folder / "cat.png").read_bytes()
     assert members["two_people.json"] == (folder / "two.people.json").read_bytes()
     assert counts.images_blurred == 1 and counts.boxes_blurred == 2
+
+
+@pytest.fixture(scope="module")
+def scored_variants(tmp_path_factory: pytest.TempPathFactory, tiny_backbone: Backbone) -> Path:
+    """Samples with several image members: names that differ only in case, and three."""
+    root = tmp_path_factory.mktemp("variants")
+    (root / "in").mkdir()
+    face = photos.shipped()[0].pixels
+    with tarfile.open(root / "in" / "v.tar", "w") as tar:
+        add_member(tar, "k1.jpg", encode(face, "JPEG", quality=91))
+        add_member(tar, "k1.JPG", encode(face, "JPEG", quality=90))  # scored: JPG < jpg
+        add_member(tar, "k1.txt", b"one")
+        add_member(tar, "k2.png", encode(face, "PNG"))
+        add_member(tar, "k2.Jpeg", encode(face, "JPEG", quality=80))
+        add_member(tar, "k2.jpg", encode(face, "JPEG", quality=85))  # scored: jpg first
+    return score(WebDatasetShards(str(root / "in")), root / "out", tiny_backbone)
+
+
+def test_only_the_scored_member_is_released_and_blurred(
+    scored_variants: Path, tmp_path: Path
+) -> None:
+    """The member the faces were found in is the one blurred; every other image member was
+    never looked at: left out and listed, or (keep_unscored) shipped as it was."""
+    original = _members(scored_variants.parent / "in" / "v.tar")
+    counts = write_release(scored_variants, tmp_path / "rel")
+    released = _members(tmp_path / "rel" / "v.tar")
+    assert list(released) == ["k1.JPG", "k1.txt", "k2.jpg"]
+    assert released["k1.txt"] == b"one"
+    assert released["k1.JPG"] != original["k1.JPG"] and released["k2.jpg"] != original["k2.jpg"]
+    assert (counts.images_blurred, counts.members_omitted) == (2, 3)
+    omitted = (tmp_path / "rel" / "omitted.csv").read_text()
+    assert all(
+        f"{name}: second image member" in omitted for name in ("k1.jpg", "k2.png", "k2.Jpeg")
+    )
+    kept = write_release(scored_variants, tmp_path / "all", keep_unscored=True)
+    everything = _members(tmp_path / "all" / "v.tar")
+    assert list(everything) == list(original) and kept.members_omitted == 3
+    assert everything["k1.jpg"] == original["k1.jpg"]  # shipped unblurred, as documented
+
+
+def test_a_tar_cut_mid_member_is_released_up_to_the_cut(
+    tmp_path: Path, tiny_backbone: Backbone
+) -> None:
+    (tmp_path / "in").mkdir()
+    whole = io.BytesIO()
+    with tarfile.open(fileobj=whole, mode="w") as tar:
+        add_member(tar, "c1.jpg", encode(photos.shipped()[2].pixels, "JPEG", quality=90))
+        add_member(tar, "a1.png", encode(photos.shipped()[0].pixels, "PNG"))
+    data = whole.getvalue()
+    (tmp_path / "in" / "cut.tar").write_bytes(data[: len(data) // 2 + 700])  # inside a1.png
+    out = score(WebDatasetShards(str(tmp_path / "in")), tmp_path / "out", tiny_backbone)
+    write_release(out, tmp_path / "rel")  # no tarfile.ReadError
+    assert list(_members(tmp_path / "rel" / "cut.tar")) == ["c1.jpg"]
+    assert "ReadError" in (tmp_path / "rel" / "omitted.csv").read_text()
+
+
+def test_a_changed_or_missing_input_is_refused(scored_tars: Path, tmp_path: Path) -> None:
+    """Boxes found on the scored images are never applied to other images at the same path."""
+    path = scored_tars.parent / "in" / "part-001.tar"
+    data, stat = path.read_bytes(), path.stat()
+    try:
+        with tarfile.open(path, "w") as tar:
+            add_member(tar, "p2.jpg", encode(photos.shipped()[0].pixels, "JPEG", quality=70))
+        with pytest.raises(Q16Error, match="changed since it was scored"):
+            write_release(scored_tars, tmp_path / "rel")
+        path.rename(path.with_suffix(".moved"))
+        with pytest.raises(Q16Error, match="not found"):
+            write_release(scored_tars, tmp_path / "rel")
+    finally:
+        path.with_suffix(".moved").unlink(missing_ok=True)
+        path.write_bytes(data)
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    write_release(scored_tars, tmp_path / "rel")  # the scored file again: released
+    state = tmp_path / "rel" / "_q16" / "part-001.json"
+    state.write_text(json.dumps({**json.loads(state.read_text()), "stamp": "other"}))
+    assert write_release(scored_tars, tmp_path / "rel").shards_written == 1  # re-scored: redone
+
+
+@pytest.mark.parametrize("text", ["{not json", "[1, 2]", "\udcff"])
+def test_a_corrupt_release_json_is_one_line(scored_tars: Path, tmp_path: Path, text: str) -> None:
+    (tmp_path / "rel").mkdir()
+    (tmp_path / "rel" / "release.json").write_bytes(text.encode("utf-8", "surrogateescape"))
+    with pytest.raises(Q16Error, match="release"):
+        write_release(scored_tars, tmp_path / "rel")

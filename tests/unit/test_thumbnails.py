@@ -57,6 +57,10 @@ RED, GREEN, BLUE = _png((255, 0, 0)), _png((0, 255, 0)), _png((0, 0, 255))
         # two image members: the scored one is the first of IMAGE_EXTENSIONS, not tar order
         ([("k1.png", RED), ("k1.jpg", GREEN)], "k1"),
         ([("k1.webp", RED), ("k1.PNG", GREEN), ("k1.json", b"{}")], "k1"),
+        # names that differ only in case are two members, whatever the tar order
+        ([("k1.jpg", RED), ("k1.JPG", GREEN)], "k1"),
+        ([("k1.JPG", GREEN), ("k1.jpg", RED)], "k1"),
+        ([("k1.Jpg", BLUE), ("k1.jpg", RED), ("k1.JPG", GREEN), ("k1.png", RED)], "k1"),
         # the key is the path up to the first dot of the base name
         ([("dir.v2/k1.png", BLUE), ("dir.v2/k1.cls", b"3")], "dir.v2/k1"),
         # the same key again later is another sample (recorded as a duplicate): not shown
@@ -66,6 +70,8 @@ RED, GREEN, BLUE = _png((255, 0, 0)), _png((0, 255, 0)), _png((0, 0, 255))
 def test_thumbnail_member_is_the_scored_member(tmp_path: Path, members, key: str) -> None:
     tar = _tar(tmp_path / "s.tar", members)
     assert read_from_tar(tar, [key])[key] == _scored(tar)[key]
+    if any(name == "k1.JPG" for name, _ in members):
+        assert _scored(tar)[key] == GREEN  # k1.JPG: the first in code-point order
 
 
 def test_a_name_the_reader_does_not_score_shows_nothing(tmp_path: Path) -> None:

@@ -25,7 +25,9 @@ def release(out_dir: Path, dest: Path, head: str, keep_unscored: bool, boxes: Pa
     lines = [
         f"release: {dest} ({counts.shards_written} shards written, {counts.shards_already_done} "
         f"already done; {counts.images_blurred} images with {counts.boxes_blurred} faces "
-        f"blurred, {counts.samples_omitted} unscored samples left out: {dest / 'omitted.csv'})"
+        f"blurred, {counts.samples_omitted} unscored samples and {counts.members_omitted} unscored "
+        f"image members {'copied unblurred' if keep_unscored else 'left out'}: "
+        f"{dest / 'omitted.csv'})"
     ]
     if boxes is not None:
         rows = write_boxes_parquet(run_boxes(out_dir, head), boxes)

@@ -1,53 +1,37 @@
 """Reading back the images a run scored, from the inputs its scores point at.
 
-A row's ``source`` is the image file (folder inputs) or the tar it came from (shards); in a
-tar, a sample is the consecutive members sharing a key (webdataset's rule) and the scored
-member is the first of ``IMAGE_EXTENSIONS`` it has (the readers' rule).
+A row's ``source`` is the image file (folder inputs) or the tar it came from (shards). Tars
+are read by the scorer's own reader (``q16.sources.tars.tar_members``: same samples, same
+members left unread, a cut tar recorded, not raised) and the scored member is the scorer's
+(``q16.imagefiles.image_member``), so the release blurs, and a removal search hashes, the
+very member the run looked at.
 """
 
 from __future__ import annotations
 
+import logging
 import tarfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from q16.imagefiles import IMAGE_EXTENSIONS
+from q16.imagefiles import image_member
 from q16.imageload import DEFAULT_MAX_BYTES, read_file
-from q16.sources.tars import split_name
+from q16.sources.base import ErrorLog
+from q16.sources.tars import TarSample, tar_members
+
+log = logging.getLogger(__name__)
 
 Member = tuple[tarfile.TarInfo, bytes]
+__all__ = ["Member", "TarSample", "scored_images", "scored_member", "tar_members"]
 
 
-def tar_samples(
-    path: Path, max_bytes: int = DEFAULT_MAX_BYTES
-) -> Iterator[tuple[str, list[Member]]]:
-    """(key, members) of each sample of a tar, in order; links, devices and members larger
-    than ``max_bytes`` are left out (the readers never scored them either)."""
-    key: str | None = None
-    members: list[Member] = []
-    with tarfile.open(path, "r|*") as tar:
-        for info in tar:
-            parts = split_name(info.name) if info.isreg() else None
-            if parts is None or info.size > max_bytes:
-                continue
-            if parts[0] != key and members:
-                yield str(key), members
-                members = []
-            key = parts[0]
-            handle = tar.extractfile(info)
-            members.append((info, handle.read() if handle is not None else b""))
-    if members:
-        yield str(key), members
-
-
-def scored_member(members: list[Member]) -> Member | None:
-    """The image member the readers score (the first image extension in their order)."""
-    by_extension: dict[str, Member] = {}
-    for member in members:
-        parts = split_name(member[0].name)
-        if parts is not None:
-            by_extension.setdefault(parts[1].lower(), member)
-    return next((by_extension[e] for e in IMAGE_EXTENSIONS if e in by_extension), None)
+def scored_member(sample: TarSample) -> Member | None:
+    """The image member the scorer scored (None: the sample has no image member)."""
+    chosen = image_member(sample.extensions())
+    return next(
+        (m for m, ext in zip(sample.members, sample.extensions(), strict=True) if ext == chosen),
+        None,
+    )
 
 
 def scored_images(
@@ -60,11 +44,15 @@ def scored_images(
     if len(sources) == 1 and Path(next(iter(sources))).is_file():
         path = Path(next(iter(sources)))
         if tarfile.is_tarfile(path):
-            wanted = {key for key, _ in rows}
-            for key, members in tar_samples(path, max_bytes):
-                member = scored_member(members) if key in wanted else None
-                if member is not None:
-                    yield key, member[1]
+            wanted, seen = {key for key, _ in rows}, set()
+            errors = ErrorLog(path.name)
+            for sample in tar_members(str(path), errors, max_bytes):
+                member = scored_member(sample) if sample.key not in seen else None
+                seen.add(sample.key)  # a key that comes back later is another, unscored sample
+                if member is not None and sample.key in wanted:
+                    yield sample.key, member[1]
+            for record in errors.records:
+                log.warning("%s: %s", path, record["reason"])
             return
     for key, source in rows:
         try:

@@ -6,8 +6,10 @@ names, order and bytes; only the scored image member of a sample with boxes is r
 blurred copy, re-encoded in its own format (JPEG and WEBP at quality 95), its metadata dropped
 except the EXIF orientation when the run did not apply it. Folder inputs become shards whose
 members are ``<path without extension>.<ext>`` plus the image's sidecars (same stem), byte for
-byte. A sample whose image the run did not score (undecodable, refused) cannot have had its
-faces looked for: it is left out unless ``keep_unscored``, and counted.
+byte. A sample whose image the run did not score (undecodable, refused), and an image member
+beside the scored one, cannot have had faces looked for: left out unless ``keep_unscored``
+(then shipped unblurred), and listed. Tars are read by the scorer's reader, and must still be
+the ones scored (``resume.shard_stamp``).
 """
 
 from __future__ import annotations
@@ -21,15 +23,21 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 from PIL import Image
 
 from q16.errors import Q16Error
 from q16.fileio import atomic_path, atomic_write_text
-from q16.imagefiles import IMAGE_EXTENSIONS
+from q16.imagefiles import IMAGE_EXTENSIONS, other_image_members
+from q16.imagefiles import split_member_name as split_name
 from q16.imageload import DEFAULT_MAX_BYTES, ImageLoadError, load_rgb
+from q16.inference.resume import shard_stamp
+from q16.outdir import SHARD_STAMP_KEY
 from q16.privacy.blur import blur_boxes
 from q16.privacy.boxes import RunBoxes, boxes_by_key, run_boxes
-from q16.privacy.members import scored_member, tar_samples
+from q16.privacy.members import scored_member
+from q16.sources.base import ErrorLog, Shard
+from q16.sources.tars import tar_members
 from q16.spreadsheet import neutralise
 
 log = logging.getLogger(__name__)
@@ -39,7 +47,8 @@ OMITTED_FILE = "omitted.csv"
 STATE_DIR = "_q16"
 """``DEST/_q16/<shard>.json``: one shard's counts, written before its tar (resume sums them)."""
 QUALITY = 95
-COUNTS = ("images_blurred", "boxes_blurred", "images_copied", "samples_omitted")
+COUNTS = ("images_blurred", "boxes_blurred", "images_copied", "samples_omitted", "members_omitted")
+UNSCORED_MEMBER = "second image member, not scored by the run (faces never looked for)"
 
 
 @dataclass
@@ -50,6 +59,7 @@ class ReleaseCounts:
     boxes_blurred: int = 0
     images_copied: int = 0
     samples_omitted: int = 0
+    members_omitted: int = 0
     omitted: list[tuple[str, str, str]] = field(default_factory=list)
 
 
@@ -64,7 +74,7 @@ def write_release(
     identity = {"run": str(out_dir.resolve()), "head": head, "keep_unscored": keep_unscored}
     marker = dest / RELEASE_FILE
     if marker.is_file():
-        before = json.loads(marker.read_text()).get("identity")
+        before = _read_marker(marker)
         if before != identity:
             raise Q16Error(f"{dest} holds another release ({before}); pass a new folder")
     elif dest.exists() and any(dest.iterdir()):
@@ -76,21 +86,30 @@ def write_release(
     for shard in boxes.shards():
         target = dest / f"{shard.stem}.tar"
         state = dest / STATE_DIR / f"{shard.stem}.json"
-        if target.is_file() and state.is_file():
+        table = boxes.read(shard)
+        sources = sorted(set(table["source"].to_pylist()))
+        scored_as = _checked_input(shard, sources)
+        if target.is_file() and _state_stamp(state) == scored_as:
             counts.shards_already_done += 1
             continue
         mine = ReleaseCounts()
-        table = boxes.read(shard)
         found = boxes_by_key(table, boxes.column)
-        sources = sorted(set(table["source"].to_pylist()))
-        with atomic_path(target) as tmp:
-            with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as out:
-                if len(sources) == 1 and tarfile.is_tarfile(sources[0]):
-                    _copy_tar(Path(sources[0]), out, found, boxes, keep_unscored, mine)
-                else:
-                    keys, paths = table["key"].to_pylist(), table["source"].to_pylist()
-                    _pack_folder(dict(zip(keys, paths, strict=True)), out, found, boxes, mine)
-            atomic_write_text(state, json.dumps(asdict(mine)) + "\n")
+        try:
+            with atomic_path(target) as tmp:
+                with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as out:
+                    if len(sources) == 1 and tarfile.is_tarfile(sources[0]):
+                        _copy_tar(Path(sources[0]), out, found, boxes, keep_unscored, mine)
+                    else:
+                        keys, paths = table["key"].to_pylist(), table["source"].to_pylist()
+                        _pack_folder(dict(zip(keys, paths, strict=True)), out, found, boxes, mine)
+                atomic_write_text(state, json.dumps({**asdict(mine), "stamp": scored_as}) + "\n")
+        except OSError as err:
+            if err.filename is None or Path(err.filename).resolve().is_relative_to(dest.resolve()):
+                raise  # the release's own files: cli.main says "cannot write"
+            raise Q16Error(
+                f"cannot read input {err.filename}: {err.strerror or err} "
+                f"(moved or changed since scoring? shard {shard.stem})"
+            ) from None
         counts.shards_written += 1
     for state in sorted((dest / STATE_DIR).glob("*.json")):  # this call's shards and earlier ones
         done = json.loads(state.read_text())
@@ -104,6 +123,50 @@ def write_release(
     return counts
 
 
+def _read_marker(marker: Path) -> object:
+    """The identity in an earlier ``release.json`` (a Q16Error if it is not q16's JSON)."""
+    try:
+        before = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise Q16Error(
+            f"{marker} cannot be read as a q16 release ({type(err).__name__}); "
+            "pass a new folder, or delete it to start the release again"
+        ) from None
+    if not isinstance(before, dict):
+        raise Q16Error(f"{marker} is no q16 release (not a JSON object); pass a new folder")
+    return before.get("identity")
+
+
+def _state_stamp(state: Path) -> str | None:
+    """The input stamp a released shard was made from (None: no finished state)."""
+    try:
+        done = json.loads(state.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    return str(done.get("stamp")) if isinstance(done, dict) and "stamp" in done else None
+
+
+def _checked_input(shard: Path, sources: list[str]) -> str:
+    """The input stamp recorded when ``shard`` was scored, after checking that the input is
+    still there and, for a tar, still the one scored (size and mtime: ``resume.shard_stamp``);
+    boxes from other images would leave the new images' faces unblurred."""
+    for source in sources:
+        if not Path(source).exists():
+            raise Q16Error(
+                f"input {source} not found (moved or deleted since scoring?); "
+                "put it back where the run read it"
+            )
+    recorded = (pq.read_schema(shard).metadata or {}).get(SHARD_STAMP_KEY, b"").decode()
+    if len(sources) == 1 and Path(sources[0]).is_file() and recorded:
+        now = shard_stamp(Shard(shard.stem, sources[0]))
+        if now != recorded:
+            raise Q16Error(
+                f"input {sources[0]} changed since it was scored (size or mtime); "
+                "score it again (same infer.out_dir resumes) before releasing"
+            )
+    return recorded
+
+
 def _copy_tar(
     path: Path,
     out: tarfile.TarFile,
@@ -112,18 +175,37 @@ def _copy_tar(
     keep_unscored: bool,
     counts: ReleaseCounts,
 ) -> None:
-    for key, members in tar_samples(path, boxes.max_bytes or DEFAULT_MAX_BYTES):
-        scored = scored_member(members)
-        image = scored[0] if scored is not None else None
-        if image is not None and key not in found:
-            counts.omitted.append((path.name, key, "image not scored by the run"))
+    """The scorer's reading of the tar, copied; a second image member beside the scored one
+    was never looked at for faces, so it is left out (listed) unless ``keep_unscored``."""
+    errors = ErrorLog(path.name)
+    seen: set[str] = set()
+    for sample in tar_members(str(path), errors, boxes.max_bytes or DEFAULT_MAX_BYTES):
+        key, chosen, repeat = sample.key, scored_member(sample), sample.key in seen
+        seen.add(key)
+        if sample.problems or (chosen is not None and (repeat or key not in found)):
+            reason = "; ".join(sample.problems) or (
+                "key seen before in this tar: not scored"
+                if repeat
+                else "image not scored by the run"
+            )
+            counts.omitted.append((path.name, key, reason))
             counts.samples_omitted += 1
             if not keep_unscored:
                 continue
-        for info, data in members:
+            chosen = None
+        image = chosen[0] if chosen is not None else None
+        scored_ext = split_name(image.name)[1] if image is not None else None  # type: ignore[index]
+        others = set(other_image_members(sample.extensions(), scored_ext))
+        for info, data in sample.members:
+            if image is not None and split_name(info.name)[1] in others:  # type: ignore[index]
+                counts.omitted.append((path.name, key, f"{info.name}: {UNSCORED_MEMBER}"))
+                counts.members_omitted += 1
+                if not keep_unscored:
+                    continue
             if info is image and found.get(key):
                 data = _blurred(data, found[key], boxes, key, counts)
             _add(out, info, data)
+    counts.omitted += [(path.name, r["key"] or "", r["reason"]) for r in errors.records]
 
 
 def _pack_folder(

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import tarfile
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 from webdataset.tariterators import url_opener
@@ -49,8 +50,35 @@ def member_kind(info: tarfile.TarInfo) -> str:
     return kinds.get(info.type, f"tar type {info.type!r}")
 
 
+@dataclass
+class TarSample:
+    """One sample as read: its members with their headers, in tar order (what a release copies),
+    and why members were not read (``PROBLEMS``: the sample is then recorded, not scored)."""
+
+    key: str
+    url: str
+    members: list[tuple[tarfile.TarInfo, bytes]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    def extensions(self) -> list[str]:
+        return [split_name(info.name)[1] for info, _ in self.members]  # type: ignore[index]
+
+    def as_dict(self) -> dict[str, Any]:
+        """webdataset's form: ``{"__key__", "__url__", ext: bytes, ..., PROBLEMS}``."""
+        sample: dict[str, Any] = {KEY: self.key, URL: self.url, PROBLEMS: self.problems}
+        sample.update(zip(self.extensions(), (data for _, data in self.members), strict=True))
+        return sample
+
+
 def tar_samples(url: str, errors: ErrorLog, max_bytes: int) -> Iterator[dict[str, Any]]:
-    """Samples of one tar (``{"__key__", "__url__", ext: bytes, ...}``), in order.
+    """Samples of one tar (``{"__key__", "__url__", ext: bytes, ...}``), in order."""
+    for sample in tar_members(url, errors, max_bytes):
+        yield sample.as_dict()
+
+
+def tar_members(url: str, errors: ErrorLog, max_bytes: int) -> Iterator[TarSample]:
+    """Samples of one tar with their members' headers, in order (the one reading of a tar, for
+    scoring, the release and removal requests alike).
 
     Problems with the tar itself (unopenable, cut, not a tar) go to ``errors`` and end it;
     the samples read before a cut are kept. A local path is opened as a file, whatever its
@@ -100,8 +128,8 @@ INCOMPLETE = (
 )
 
 
-def _samples(stream: Any, url: str, errors: ErrorLog, max_bytes: int) -> Iterator[dict[str, Any]]:
-    current: dict[str, Any] | None = None
+def _samples(stream: Any, url: str, errors: ErrorLog, max_bytes: int) -> Iterator[TarSample]:
+    current: TarSample | None = None
     try:
         with tarfile.open(fileobj=stream, mode="r|*", tarinfo=_EndAware) as tar:
             for info in tar:
@@ -114,17 +142,17 @@ def _samples(stream: Any, url: str, errors: ErrorLog, max_bytes: int) -> Iterato
                     )
                     continue
                 key, extension = parts
-                if current is not None and current[KEY] != key:
+                if current is not None and current.key != key:
                     yield current
                     current = None
                 if current is None:
-                    current = {KEY: key, URL: url, PROBLEMS: []}
+                    current = TarSample(key, url)
                 problem = _problem(info, extension, current, max_bytes)
                 if problem:
-                    current[PROBLEMS].append(f"{info.name}: {problem}")
+                    current.problems.append(f"{info.name}: {problem}")
                     continue
                 handle = tar.extractfile(info)
-                current[extension] = handle.read() if handle is not None else b""
+                current.members.append((info, handle.read() if handle is not None else b""))
             if not _ended(tar):
                 errors.add(None, INCOMPLETE, incomplete=True)
     except Exception as exn:  # a cut or corrupt tar: record, keep what was read
@@ -136,13 +164,13 @@ def _samples(stream: Any, url: str, errors: ErrorLog, max_bytes: int) -> Iterato
 
 
 def _problem(
-    info: tarfile.TarInfo, extension: str, sample: dict[str, Any], max_bytes: int
+    info: tarfile.TarInfo, extension: str, sample: TarSample, max_bytes: int
 ) -> str | None:
     if not info.isreg():
         return f"{member_kind(info)}, not a regular file; not read"
     if info.size > max_bytes:
         sparse = " (sparse)" if info.issparse() else ""
         return f"{info.size} bytes{sparse} exceeds data.max_bytes={max_bytes}; not read"
-    if extension in sample:
+    if extension in sample.extensions():
         return "second member with this name; not read"
     return None

@@ -31,7 +31,7 @@ import numpy as np
 import webdataset as wds
 
 from q16.errors import check_bool, check_int
-from q16.imagefiles import IMAGE_EXTENSIONS, image_member
+from q16.imagefiles import image_member, other_image_members
 from q16.imageload import DEFAULT_MAX_BYTES
 from q16.sources.base import INT64_MAX, ErrorLog, RawSample, Shard
 from q16.sources.classnames import ClassNames, load_class_names
@@ -149,8 +149,9 @@ def to_raw_sample(
     """
     fields = fields or JsonFields()
     key = str(sample["__key__"])
-    members = {k.lower(): k for k in sample if not k.startswith("__")}
-    image_ext = image_member(members.values())
+    names = [k for k in sample if not k.startswith("__")]
+    members = {k.lower(): k for k in names}  # non-image members (json, cls, txt) by lower case
+    image_ext = image_member(names)
     record, problem = parse_json_object(sample.get(members.get("json", ""), b""))
     raw = RawSample(key=key, source=str(sample.get("__url__", shard.source)))
     raw.file_name = next((str(record[f]) for f in fields.file_name if record.get(f)), None)
@@ -158,12 +159,12 @@ def to_raw_sample(
     if problems:
         raw.error = "; ".join(problems)
     elif image_ext is None:
-        raw.error = f"no image member (has: {', '.join(sorted(members)) or 'nothing'})"
+        raw.error = f"no image member (has: {', '.join(sorted(names)) or 'nothing'})"
     else:
         raw.data = sample[image_ext]
         raw.file_name = raw.file_name or f"{os.path.basename(key)}.{image_ext}"
         if notes is not None:
-            notes.extend((key, reason) for reason in _other_images(key, members, image_ext))
+            notes.extend((key, reason) for reason in _other_images(key, names, image_ext))
     _fill_class(raw, sample, members, record, classes, fields)
     if fields.meta_columns:
         txt = sample.get(members["txt"]) if "txt" in members else None
@@ -173,14 +174,14 @@ def to_raw_sample(
     return raw
 
 
-def _other_images(key: str, members: dict[str, str], scored: str) -> list[str]:
-    """Why each image member beside the scored one was not scored (one record each)."""
+def _other_images(key: str, names: list[str], scored: str) -> list[str]:
+    """Why each image member beside the scored one was not scored (one record each, also for
+    ``k.jpg`` beside ``k.JPG``: names that differ only in case are two members)."""
     base = os.path.basename(key)
     return [
         f"second image member {base}.{ext}: not scored ({base}.{scored} was: one image per "
         "key, the first of jpg, jpeg, png, webp, bmp, tif, tiff, gif)"
-        for ext in members.values()
-        if ext != scored and ext.lower() in IMAGE_EXTENSIONS
+        for ext in other_image_members(names, scored)
     ]
 
 
