@@ -24,8 +24,10 @@ from q16.sources.base import is_remote
 
 
 def input_folders(run: InferenceRun) -> list[str]:
-    """The folders the run read images from (a tar's or an image's folder, or the folder)."""
-    sources: set[str] = set()
+    """The folders the run read images from: the inputs it recorded (``summary.json``
+    ``inputs``: ``data.path``, the shard folders), and each scored tar's or image's folder (an
+    image in ``/d/imgs/cat/`` must keep ``/d/imgs/report`` out, not only ``/d/imgs/cat/x``)."""
+    sources: set[str] = set(_recorded_inputs(run))
     for path in run.score_files:
         try:
             column = pq.read_table(path, columns=["source"]).column("source")
@@ -39,6 +41,14 @@ def input_folders(run: InferenceRun) -> list[str]:
         path = Path(source).expanduser()
         folders.add(str(path if path.is_dir() else path.parent))
     return sorted(folders)
+
+
+def _recorded_inputs(run: InferenceRun) -> list[str]:
+    """The local entries of ``summary.json`` ``inputs`` (a hand-edited value names none)."""
+    inputs = run.summary.get("inputs")
+    if not isinstance(inputs, list):
+        return []
+    return [s for s in inputs if isinstance(s, str) and s and "\0" not in s]
 
 
 def is_q16_folder(folder: Path) -> bool:
