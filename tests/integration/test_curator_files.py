@@ -405,3 +405,49 @@ def test_the_report_checks_its_folder_under_the_lock(
     monkeypatch.setattr(sheet, "check_replaceable", checking)
     write_report(run, report_dir=folder)
     assert held == [True]
+
+
+def test_a_new_audit_reads_only_the_header_of_each_csv(
+    run: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Key lists of 10^8 rows beside the audit are not parsed to learn their columns, and a
+    FIFO named ``*.csv`` is skipped, not waited on for ever."""
+    import os
+    import signal
+
+    from q16 import spreadsheet
+
+    (run / "review.csv").unlink()
+    write_report(run, audit=6, seed=1)
+    (run / "keys_keep.csv").write_text("shard,key\r\n" + "s,k\r\n" * 1000)
+    os.mkfifo(run / "pipe.csv")
+    parsed: list[str] = []
+    whole = spreadsheet.read_sheet
+
+    def read_sheet(path: Path, *args: object, **kwargs: object) -> object:
+        parsed.append(Path(path).name)
+        return whole(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    def hang(*_: object) -> None:
+        raise AssertionError("waited on the FIFO")
+
+    monkeypatch.setattr(spreadsheet, "read_sheet", read_sheet)
+    monkeypatch.setattr("q16.review.sheet.read_sheet", read_sheet)
+    signal.signal(signal.SIGALRM, hang)
+    signal.alarm(30)
+    try:
+        write_report(run, audit=6, seed=2)
+    finally:
+        signal.alarm(0)
+    assert "keys_keep.csv" not in parsed and "pipe.csv" not in parsed, parsed
+
+
+def test_a_header_is_read_as_the_sheet_reader_reads_it(tmp_path: Path) -> None:
+    from q16.spreadsheet import HEADER_BYTES, read_header, read_sheet
+
+    for codec, separator, bom in SAVED_FORMS:
+        frame = pd.DataFrame({"decision": ["x" * 300] * 5000, "stratum": ["1"] * 5000})
+        path = _save(frame, tmp_path / "s.csv", codec, separator, bom)
+        assert path.stat().st_size > HEADER_BYTES  # the header is read from a cut prefix
+        expected = [str(c) for c in read_sheet(path, ["decision"]).frame.columns]
+        assert read_header(path, ["decision"]) == expected == ["decision", "stratum"], codec
