@@ -173,7 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
         "beside it, into OUT or --report-dir.",
     )
     audit.add_argument("-n", type=_positive, required=True, help="images in the audit sample")
-    audit.add_argument("--seed", type=_non_negative, default=0, help="the sample's random seed (default 0)")
+    audit.add_argument(
+        "--seed", type=_non_negative, default=0, help="the sample's random seed (default 0)"
+    )
     audit.add_argument(
         "--strata",
         type=_positive,
@@ -204,7 +206,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     batch.add_argument("-n", type=_positive, required=True, help="images in the batch")
     batch.add_argument(
-        "--seed", type=_non_negative, default=0, help="seed of the random draws and ties (default 0)"
+        "--seed",
+        type=_non_negative,
+        default=0,
+        help="seed of the random draws and ties (default 0)",
     )
     _privacy_steps(step)
     return parser

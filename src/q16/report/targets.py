@@ -14,41 +14,11 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-import pyarrow.parquet as pq
-
 from q16.errors import Q16Error
 from q16.folders import check_folder, folder_lock
 from q16.outdir import FINGERPRINT_FILE, LOCK_FILE
+from q16.review.inputs import input_folders
 from q16.review.run import InferenceRun
-from q16.sources.base import is_remote
-
-
-def input_folders(run: InferenceRun) -> list[str]:
-    """The folders the run read images from: the inputs it recorded (``summary.json``
-    ``inputs``: ``data.path``, the shard folders), and each scored tar's or image's folder (an
-    image in ``/d/imgs/cat/`` must keep ``/d/imgs/report`` out, not only ``/d/imgs/cat/x``)."""
-    sources: set[str] = set(_recorded_inputs(run))
-    for path in run.score_files:
-        try:
-            column = pq.read_table(path, columns=["source"]).column("source")
-        except Exception:  # a scores file without a readable source column names no input
-            continue
-        sources.update(str(s) for s in column.unique().to_pylist() if s)
-    folders = set()
-    for source in sources:
-        if is_remote(source):
-            continue
-        path = Path(source).expanduser()
-        folders.add(str(path if path.is_dir() else path.parent))
-    return sorted(folders)
-
-
-def _recorded_inputs(run: InferenceRun) -> list[str]:
-    """The local entries of ``summary.json`` ``inputs`` (a hand-edited value names none)."""
-    inputs = run.summary.get("inputs")
-    if not isinstance(inputs, list):
-        return []
-    return [s for s in inputs if isinstance(s, str) and s and "\0" not in s]
 
 
 def is_q16_folder(folder: Path) -> bool:
