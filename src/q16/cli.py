@@ -265,7 +265,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     """``q16 COMMAND OUT ...``; a user error is one line on stderr and exit status 2.
 
     Every command holds OUT's lock while it runs (a second command, or an inference run
-    still writing OUT, is refused at once). A file that cannot be written (a full disk, a
+    still writing OUT, is refused at once); a folder that is not an out_dir is not locked,
+    so nothing is left in it. A file that cannot be written (a full disk, a
     folder turned read-only) is one line too: nothing is left half-written.
     """
     args = build_parser().parse_args(argv)
