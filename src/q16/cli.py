@@ -85,6 +85,40 @@ def _print_report(files: object) -> None:
         print(f"{label}: {getattr(files, name)}")
 
 
+def _positive(text: str) -> int:
+    """A count of at least 1 (argparse says what is wrong in one line)."""
+    value = _whole(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a whole number of at least 1")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    """A distance of 0 or more."""
+    value = _whole(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a whole number of 0 or more")
+    return value
+
+
+def _whole(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+
+
+def _cosine(text: str) -> float:
+    """A cosine similarity threshold, in [-1, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not -1.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r}: a cosine lies between -1 and 1")
+    return value
+
+
 def _page_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--report-dir",
@@ -97,7 +131,7 @@ def _page_options(parser: argparse.ArgumentParser) -> None:
         help="show thumbnails a nudity head flagged as they are (default: blurred in the page)",
     )
     parser.add_argument(
-        "--max-images", type=int, default=500, help="thumbnails in the page (default 500)"
+        "--max-images", type=_positive, default=500, help="thumbnails in the page (default 500)"
     )
 
 
@@ -138,11 +172,13 @@ def build_parser() -> argparse.ArgumentParser:
         "stratum and --strata score strata below the threshold), with audit.json (the design) "
         "beside it, into OUT or --report-dir.",
     )
-    audit.add_argument("-n", type=int, required=True, help="images in the audit sample")
-    audit.add_argument("--seed", type=int, default=0, help="the sample's random seed (default 0)")
+    audit.add_argument("-n", type=_positive, required=True, help="images in the audit sample")
+    audit.add_argument(
+        "--seed", type=_non_negative, default=0, help="the sample's random seed (default 0)"
+    )
     audit.add_argument(
         "--strata",
-        type=int,
+        type=_positive,
         default=DEFAULT_STRATA,
         help=f"score strata below the threshold (default {DEFAULT_STRATA})",
     )
@@ -165,12 +201,15 @@ def build_parser() -> argparse.ArgumentParser:
         "next",
         _next,
         "the images to review next",
-        "review_next.csv (or review_next_2.csv, ... when taken) into OUT: -n images without a "
+        "review_next.csv (or review_next-2.csv, ... when taken) into OUT: -n images without a "
         "decision in any review*.csv of the run, near the threshold and unlike each other.",
     )
-    batch.add_argument("-n", type=int, required=True, help="images in the batch")
+    batch.add_argument("-n", type=_positive, required=True, help="images in the batch")
     batch.add_argument(
-        "--seed", type=int, default=0, help="seed of the random draws and ties (default 0)"
+        "--seed",
+        type=_non_negative,
+        default=0,
+        help="seed of the random draws and ties (default 0)",
     )
     _privacy_steps(step)
     return parser
@@ -213,13 +252,13 @@ def _privacy_steps(step: Callable[..., argparse.ArgumentParser]) -> None:
     remove.add_argument("--dest", type=Path, help="where the files go (default OUT/removal)")
     remove.add_argument(
         "--pdq",
-        type=int,
+        type=_non_negative,
         default=PDQ_THRESHOLD,
         help=f"PDQ match distance in bits (default {PDQ_THRESHOLD}, measured)",
     )
     remove.add_argument(
         "--cosine",
-        type=float,
+        type=_cosine,
         default=COSINE_THRESHOLD,
         help=f"CLIP cosine match (default {COSINE_THRESHOLD}; with saved embeddings)",
     )
@@ -229,7 +268,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     """``q16 COMMAND OUT ...``; a user error is one line on stderr and exit status 2.
 
     Every command holds OUT's lock while it runs (a second command, or an inference run
-    still writing OUT, is refused at once). A file that cannot be written (a full disk, a
+    still writing OUT, is refused at once); a folder that is not an out_dir is not locked,
+    so nothing is left in it. A file that cannot be written (a full disk, a
     folder turned read-only) is one line too: nothing is left half-written.
     """
     args = build_parser().parse_args(argv)
@@ -244,8 +284,12 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 @contextmanager
 def _holding(out_dir: Path) -> Iterator[None]:
-    """OUT's lock, when OUT is a folder (else the command says what is wrong with it)."""
-    if not out_dir.expanduser().is_dir():
+    """OUT's lock, when OUT is an out_dir (holds summary.json); else the command says what is
+    wrong with it, and nothing is left in the folder (a lock file would mark a mistyped
+    ``q16 report ~/Documents`` as q16's, to be written into later)."""
+    from q16.outdir import SUMMARY_FILE
+
+    if not (out_dir.expanduser() / SUMMARY_FILE).is_file():
         yield
         return
     from q16.folders import folder_lock

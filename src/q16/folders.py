@@ -62,6 +62,11 @@ def check_folder(out: Path, inputs: Iterable[str], option: str) -> Path:
     return out
 
 
+def is_remote(spec: str) -> bool:
+    """A URL or ``pipe:`` command (webdataset's), not a local path: never resolved or stat'ed."""
+    return "://" in spec or spec.startswith("pipe:")
+
+
 def unwritable(out: Path, option: str, err: OSError | ValueError) -> Q16Error:
     """The one line for a folder q16 cannot write (read-only, a file on its path, a name
     too long)."""

@@ -21,6 +21,8 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import os
+import stat
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -115,23 +117,30 @@ class Sheet:
         return self.encoding == "UTF-8" and self.separator == ","
 
 
-def decode(data: bytes, path: Path, spreadsheet: bool = True) -> tuple[str, str]:
+def decode(
+    data: bytes, path: Path, spreadsheet: bool = True, final: bool = True
+) -> tuple[str, str]:
     """The text of a CSV file and the name of its encoding, or a one-line Q16Error. Without
     ``spreadsheet``, UTF-8 only (a byte-order mark is dropped): q16's own files and inputs
-    whose bytes must not be guessed at (training CSVs name files)."""
+    whose bytes must not be guessed at (training CSVs name files). Without ``final``, ``data``
+    is the start of the file: a character cut at its end is left out."""
+
+    def text(raw: bytes, codec: str) -> str:
+        return str(codecs.getincrementaldecoder(codec)().decode(raw, final=final))
+
     if not spreadsheet:
         try:
-            return data.removeprefix(codecs.BOM_UTF8).decode("utf-8"), "UTF-8"
+            return text(data.removeprefix(codecs.BOM_UTF8), "utf-8"), "UTF-8"
         except UnicodeDecodeError as err:
             raise Q16Error(f"{path}: not a readable CSV (not UTF-8 text: {err.reason})") from err
     for bom, codec, name in _BOMS:
         if data.startswith(bom):
             try:
-                return data[len(bom) :].decode(codec), name
+                return text(data[len(bom) :], codec), name
             except UnicodeDecodeError as err:
                 raise Q16Error(f"{path}: not valid {name} text ({err.reason}); {SAVE_AS}") from err
     try:
-        return data.decode("utf-8"), "UTF-8"
+        return text(data, "utf-8"), "UTF-8"
     except UnicodeDecodeError:
         pass
     try:
@@ -172,6 +181,44 @@ def read_sheet(path: Path, required: Iterable[str] = (), spreadsheet: bool = Tru
     except (pd.errors.ParserError, csv.Error, ValueError) as err:
         raise Q16Error(f"{path}: not a readable CSV ({_one_line(err)}); {SAVE_AS}") from err
     return Sheet(frame, encoding, separator)
+
+
+HEADER_BYTES = 1 << 20
+"""The most of a file read for its header line (:func:`read_header`)."""
+
+
+def read_header(path: Path, required: Iterable[str] = (), spreadsheet: bool = True) -> list[str]:
+    """The column names of a CSV, as :func:`read_sheet` reads them, from its first line only
+    (at most :data:`HEADER_BYTES`): telling a sheet from a key list of 10^8 rows reads one
+    line, and what is not a regular file (a FIFO, a device) is refused, never waited on.
+
+    Raises:
+        Q16Error: unreadable, not a regular file, empty, or a header line longer than
+            :data:`HEADER_BYTES`.
+    """
+    try:  # O_NONBLOCK: opening a FIFO does not wait for a writer
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as err:
+        raise Q16Error(f"{path}: cannot read ({err.strerror or err})") from err
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise Q16Error(f"{path}: not a regular file; q16 reads sheets from files only")
+        data = handle.read(HEADER_BYTES)
+    whole = len(data) < HEADER_BYTES
+    text, _ = decode(data, path, spreadsheet, final=whole)
+    if not whole and "\n" not in text:
+        raise Q16Error(f"{path}: a header line longer than {HEADER_BYTES} bytes; {SAVE_AS}")
+    separator = _separator(text, set(required))
+    try:
+        with _long_fields():
+            # blank lines before the header are skipped, as read_sheet's parser skips them
+            rows = csv.reader(io.StringIO(text), delimiter=separator)
+            header = next((row for row in rows if row), [])
+    except csv.Error as err:
+        raise Q16Error(f"{path}: not a readable CSV ({_one_line(err)}); {SAVE_AS}") from err
+    if not header:
+        raise Q16Error(f"{path}: empty file, expected a CSV with a header line")
+    return header
 
 
 def read_text_csv(path: Path, restore_cells: Iterable[str] = ()) -> pd.DataFrame:

@@ -348,3 +348,106 @@ def test_an_edited_datasheet_draft_is_never_replaced(run: Path, edit: str) -> No
     assert draft.read_text(encoding="utf-8") == edited
     write_report(run, report_dir=run.parent / "fresh")  # elsewhere: a new draft
     assert (run.parent / "fresh" / "datasheet_q16.md").read_text(encoding="utf-8") != edited
+
+
+def test_a_report_dir_beside_class_folders_is_inside_the_inputs(
+    run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An ImageNet-style ``data.path=/d/imgs`` with images in ``/d/imgs/cat/``: the run's
+    recorded input keeps ``/d/imgs/report`` out (its flagged_classes.png would be scored next)."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    imgs = tmp_path / "imgs"
+    (imgs / "cat").mkdir(parents=True)
+    scores = run / "scores" / "folder-0.parquet"
+    table = pq.read_table(scores).to_pandas()
+    image = imgs / "cat" / "a.png"
+    shutil.copy(table["source"][0], image)
+    table["source"] = str(image)
+    table.to_parquet(scores, index=False)
+    summary = json.loads((run / "summary.json").read_text())
+    summary["inputs"] = [summary["inputs"][0], str(imgs)]
+    (run / "summary.json").write_text(json.dumps(summary))
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["report", str(run), "--report-dir", str(imgs / "report")])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and "inside the input folder" in err, err
+    assert sorted(p.name for p in imgs.iterdir()) == ["cat"]
+
+
+def test_the_report_checks_its_folder_under_the_lock(
+    run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Check, then write, under one lock: no other command writes a decided sheet between."""
+    import fcntl
+    import os
+
+    from q16.review import sheet
+
+    folder = tmp_path / "report"
+    held = []
+    check = sheet.check_replaceable
+
+    def checking(path: Path) -> None:
+        fd = os.open(folder / ".q16.lock", os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            held.append(False)
+        except BlockingIOError:
+            held.append(True)
+        finally:
+            os.close(fd)
+        check(path)
+
+    write_report(run, report_dir=folder)  # the folder is q16's now
+    monkeypatch.setattr(sheet, "check_replaceable", checking)
+    write_report(run, report_dir=folder)
+    assert held == [True]
+
+
+def test_a_new_audit_reads_only_the_header_of_each_csv(
+    run: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Key lists of 10^8 rows beside the audit are not parsed to learn their columns, and a
+    FIFO named ``*.csv`` is skipped, not waited on for ever."""
+    import os
+    import signal
+
+    from q16 import spreadsheet
+
+    (run / "review.csv").unlink()
+    write_report(run, audit=6, seed=1)
+    (run / "keys_keep.csv").write_text("shard,key\r\n" + "s,k\r\n" * 1000)
+    os.mkfifo(run / "pipe.csv")
+    parsed: list[str] = []
+    whole = spreadsheet.read_sheet
+
+    def read_sheet(path: Path, *args: object, **kwargs: object) -> object:
+        parsed.append(Path(path).name)
+        return whole(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    def hang(*_: object) -> None:
+        raise AssertionError("waited on the FIFO")
+
+    monkeypatch.setattr(spreadsheet, "read_sheet", read_sheet)
+    monkeypatch.setattr("q16.review.sheet.read_sheet", read_sheet)
+    signal.signal(signal.SIGALRM, hang)
+    signal.alarm(30)
+    try:
+        write_report(run, audit=6, seed=2)
+    finally:
+        signal.alarm(0)
+    assert "keys_keep.csv" not in parsed and "pipe.csv" not in parsed, parsed
+
+
+def test_a_header_is_read_as_the_sheet_reader_reads_it(tmp_path: Path) -> None:
+    from q16.spreadsheet import HEADER_BYTES, read_header, read_sheet
+
+    for codec, separator, bom in SAVED_FORMS:
+        frame = pd.DataFrame({"decision": ["x" * 300] * 5000, "stratum": ["1"] * 5000})
+        path = _save(frame, tmp_path / "s.csv", codec, separator, bom)
+        assert path.stat().st_size > HEADER_BYTES  # the header is read from a cut prefix
+        expected = [str(c) for c in read_sheet(path, ["decision"]).frame.columns]
+        assert read_header(path, ["decision"]) == expected == ["decision", "stratum"], codec

@@ -160,4 +160,5 @@ def test_cli_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     assert "next batch: 4 of 20" in capsys.readouterr().out
     with pytest.raises(SystemExit) as stop:
         cli.main(["next", str(out), "-n", "0"])
-    assert stop.value.code == 2 and "q16 next -n 0" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and "-n: '0': give a whole number of at least 1" in err, err

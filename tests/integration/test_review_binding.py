@@ -129,6 +129,20 @@ def test_a_sheet_without_versions_applies_with_a_warning(
     assert "has no shard_version column" in caplog.text
 
 
+def test_a_cleared_version_cell_is_refused_not_skipped(tmp_path: Path) -> None:
+    """A sheet with the column whose cells a spreadsheet user cleared: the rows cannot be
+    bound to a scoring, so they are refused, not applied to whatever the shard now holds."""
+    out = make_out_dir(tmp_path)
+    files = write_report(out)
+    sheet = read_text_csv(files.review).assign(decision="remove")
+    sheet.loc[1, VERSION_COLUMN] = ""
+    write_text_csv(sheet, files.review)
+    with pytest.raises(Q16Error, match="blank shard_version") as err:
+        apply_review_files(out, files.review)
+    assert "\n" not in str(err.value)
+    assert not (out / "keys_remove.csv").exists()
+
+
 def _same_names_other_images(tar_path: Path) -> None:
     """The tar rewritten at its path: every member kept, every image another picture."""
     import io

@@ -109,3 +109,39 @@ def test_likeness_by_cosine_where_embeddings_were_saved(
     result = find_copies(out, photo_items(request_photos), embed=embed, cosine_threshold=0.999)
     cosine = [(c.request, c.key) for c in result.candidates if c.method == "cosine"]
     assert ("unrelated.png", "chelsea.jpg") in cosine and "cosine" in result.methods
+
+
+def test_a_curators_removal_list_is_never_replaced(
+    tmp_path: Path, tiny_backbone: Backbone, dataset: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The curator strikes lines in keys_remove.csv; ``q16 apply`` writes one into OUT:
+    neither is overwritten by the next request, and --dest follows out_dir's folder rule."""
+    from q16 import cli
+
+    out = score(ImageFolder(str(dataset), class_from_dirs=False), tmp_path / "out", tiny_backbone)
+    (tmp_path / "keys.txt").write_text("china.jpg\ncoffee.jpg\n")
+    request = ["remove", str(out), "--keys", str(tmp_path / "keys.txt")]
+
+    def refused(argv: list[str], why: str) -> None:
+        with pytest.raises(SystemExit) as stop:
+            cli.main(argv)
+        err = capsys.readouterr().err
+        assert stop.value.code == 2 and err.count("\n") == 1 and why in err, err
+
+    cli.main(request)
+    keys = out / "removal" / "keys_remove.csv"
+    cli.main(request)  # q16's own, unchanged: a new request may replace it
+    struck = "".join(line for line in keys.read_text().splitlines(True) if "coffee" not in line)
+    keys.write_text(struck)
+    refused(request, "not the file an earlier q16 remove wrote")
+    assert keys.read_text() == struck
+    (out / "keys_remove.csv").write_text("shard,key\r\nfolder-0,astronaut.jpg\r\n")  # q16 apply's
+    refused([*request, "--dest", str(out)], "keys_remove.csv")
+    assert "astronaut" in (out / "keys_remove.csv").read_text()
+    mine = tmp_path / "Documents"
+    mine.mkdir()
+    (mine / "keys_remove.csv").write_text("my list")
+    refused([*request, "--dest", str(mine)], "did not make")
+    refused([*request, "--dest", str(dataset / "removal")], "inside the input folder")
+    assert sorted(p.name for p in mine.iterdir()) == ["keys_remove.csv"]
+    assert not (dataset / "removal").exists()

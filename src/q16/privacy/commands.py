@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import json
 import logging
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
 
 from q16.errors import Q16Error
+from q16.folders import check_folder, folder_lock
 from q16.outdir import EMBEDDINGS_DIR, SUMMARY_FILE
 from q16.privacy.boxes import run_boxes, write_boxes_parquet
 from q16.privacy.release import write_release
 from q16.privacy.removal import Embed, find_copies
-from q16.privacy.removal_page import RemovalFiles, write_removal
+from q16.privacy.removal_page import RemovalFiles, check_removal_replaceable, write_removal
 from q16.privacy.requests import RequestItem, key_items, photo_items, sha256_items
+from q16.review.inputs import input_folders
+from q16.review.run import load_run
 
 log = logging.getLogger(__name__)
 
@@ -55,12 +59,29 @@ def remove(
         items += key_items(keys)
     if not items:
         raise Q16Error("say what to remove: --photos DIR, --sha256 FILE and/or --keys FILE")
-    embed = _embedder(out_dir, summary) if photos is not None else None
-    result = find_copies(
-        out_dir, items, pdq_threshold=pdq_threshold, cosine_threshold=cosine_threshold, embed=embed
-    )
-    target = dest or out_dir / "removal"
-    return write_removal(target, items, result, bool(summary.get("random_weights")))
+    target = _removal_folder(out_dir, dest)
+    with ExitStack() as stack:
+        if target.resolve() != out_dir.resolve():  # OUT itself: the command holds its lock
+            stack.enter_context(folder_lock(target, "--dest"))
+        check_removal_replaceable(target)  # under the lock, before the search and any write
+        embed = _embedder(out_dir, summary) if photos is not None else None
+        result = find_copies(
+            out_dir,
+            items,
+            pdq_threshold=pdq_threshold,
+            cosine_threshold=cosine_threshold,
+            embed=embed,
+        )
+        return write_removal(target, items, result, bool(summary.get("random_weights")))
+
+
+def _removal_folder(out_dir: Path, dest: Path | None) -> Path:
+    """``--dest`` (default ``OUT/removal``): OUT itself, or a new, empty or q16's folder
+    outside the run's inputs (:mod:`q16.folders`)."""
+    path = (dest or out_dir / "removal").expanduser()
+    if path.resolve() == out_dir.expanduser().resolve():
+        return out_dir
+    return check_folder(path, input_folders(load_run(out_dir)), "--dest")
 
 
 def _summary(out_dir: Path) -> dict[str, object]:

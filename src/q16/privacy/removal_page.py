@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import hashlib
 import html
 import io
 import json
@@ -16,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from q16.errors import Q16Error
 from q16.fileio import atomic_path, atomic_write_text
 from q16.imageload import ImageLoadError, load_rgb
 from q16.privacy import COSINE_THRESHOLD, PDQ_THRESHOLD
@@ -37,9 +39,50 @@ class RemovalFiles:
         return "\n".join(f"{k}: {v}" for k, v in asdict(self).items())
 
 
+MARKS = "removal.json"
+"""Beside the files: the request's totals and the sha256 of each file as q16 wrote it."""
+
+
+def check_removal_replaceable(dest: Path) -> None:
+    """Refuse to replace a file in ``dest`` that is not, byte for byte, the one an earlier
+    ``q16 remove`` wrote there: the curator strikes lines in ``keys_remove.csv``, and ``q16
+    apply`` writes a ``keys_remove.csv`` of its own.
+
+    Raises:
+        Q16Error: naming the first such file.
+    """
+    marks = _marks(dest / MARKS)
+    for name in ("keys_remove.csv", "candidates.csv", "removal.html"):
+        path = dest / name
+        if not path.exists() and not path.is_symlink():
+            continue
+        if path.is_symlink() or not path.is_file() or _sha256(path) != marks.get(name):
+            raise Q16Error(
+                f"{path} is not the file an earlier q16 remove wrote there (edited since, or "
+                "another command's: q16 apply writes keys_remove.csv too), so q16 does not "
+                "replace it: act on it and move it away, or pass another --dest"
+            )
+
+
+def _marks(path: Path) -> dict[str, str]:
+    try:
+        record = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except (OSError, ValueError, RecursionError):
+        return {}
+    files = record.get("files") if isinstance(record, dict) else None
+    return {str(k): str(v) for k, v in files.items()} if isinstance(files, dict) else {}
+
+
+def _sha256(path: Path) -> str:
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
 def write_removal(
     dest: Path, items: list[RequestItem], result: SearchResult, random_weights: bool
 ) -> RemovalFiles:
+    """The files, each atomically; ``dest`` is checked (:func:`check_removal_replaceable`)
+    by the caller, under its lock."""
     dest.mkdir(parents=True, exist_ok=True)
     files = RemovalFiles(dest / "removal.html", dest / "candidates.csv", dest / "keys_remove.csv")
     rows = [asdict(c) for c in result.candidates]
@@ -56,8 +99,9 @@ def write_removal(
                 seen.add((c.shard, c.key))
                 keys.writerow([neutralise(c.shard), neutralise(c.key)])
     atomic_write_text(files.page, _page(items, result, random_weights))
+    marks = {p.name: _sha256(p) for p in (files.keys_remove, files.candidates, files.page)}
     atomic_write_text(
-        dest / "removal.json",
+        dest / MARKS,
         json.dumps(
             {
                 "requests": [i.label for i in items],
@@ -68,6 +112,7 @@ def write_removal(
                 "methods": result.methods,
                 "pdq_threshold": PDQ_THRESHOLD,
                 "cosine_threshold": COSINE_THRESHOLD if "cosine" in result.methods else None,
+                "files": marks,
             },
             indent=2,
         )

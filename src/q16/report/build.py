@@ -69,13 +69,13 @@ def write_report(
     if audit is not None:
         check_audit_settings(audit, seed, strata)
     target = targets.chosen_folder(run, report_dir, "--report-dir")
-    # before any work, and before any write: nothing that may hold decisions is replaced
-    if target.is_dir():
+    with targets.writing_into(run, target, "--report-dir"):
+        # under the folder's lock, before any work and any write: nothing that may hold
+        # decisions is replaced (a command writing there meanwhile is refused by the lock)
         sheet.check_replaceable(target / "review.csv")
         check_draft_replaceable(target / DATASHEET)
         if audit is not None:
             check_audit_replaceable(target)
-    with targets.writing_into(run, target, "--report-dir"):
         return _write(run, target, max_images, thumbnail_size, audit, seed, strata, show_nudity)
 
 

@@ -14,31 +14,11 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-import pyarrow.parquet as pq
-
 from q16.errors import Q16Error
 from q16.folders import check_folder, folder_lock
 from q16.outdir import FINGERPRINT_FILE, LOCK_FILE
+from q16.review.inputs import input_folders
 from q16.review.run import InferenceRun
-from q16.sources.base import is_remote
-
-
-def input_folders(run: InferenceRun) -> list[str]:
-    """The folders the run read images from (a tar's or an image's folder, or the folder)."""
-    sources: set[str] = set()
-    for path in run.score_files:
-        try:
-            column = pq.read_table(path, columns=["source"]).column("source")
-        except Exception:  # a scores file without a readable source column names no input
-            continue
-        sources.update(str(s) for s in column.unique().to_pylist() if s)
-    folders = set()
-    for source in sources:
-        if is_remote(source):
-            continue
-        path = Path(source).expanduser()
-        folders.add(str(path if path.is_dir() else path.parent))
-    return sorted(folders)
 
 
 def is_q16_folder(folder: Path) -> bool:

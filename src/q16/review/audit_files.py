@@ -149,7 +149,8 @@ def write_audit(
 def check_audit_replaceable(folder: Path, sheet_name: str = "review.csv") -> None:
     """A new audit replaces ``audit.json`` only when no sheet beside it could still be applied
     with it: every CSV there with a ``stratum`` column (the old audit's sheet, perhaps renamed
-    once filled in) must be q16's own blank sheet, and none may be unreadable.
+    once filled in) must be q16's own blank sheet, and none may be unreadable. Only each
+    file's header line is read to tell (``keys_keep.csv`` may list 10^8 images).
 
     Raises:
         Q16Error: naming the sheet that may hold the old audit's decisions.
@@ -157,6 +158,8 @@ def check_audit_replaceable(folder: Path, sheet_name: str = "review.csv") -> Non
     if not (folder / AUDIT_FILE).exists():
         return
     for path in sorted(folder.glob("*.csv"))[:10_000]:
+        if not path.is_file():  # a FIFO or a device is nobody's sheet, and never waited on
+            continue
         try:
             columns = read_review_header(path)
         except Q16Error:

@@ -107,10 +107,21 @@ def _check_versions(
         )
         return
     changed: dict[str, int] = {}
+    blank: dict[str, int] = {}
     for (shard, _), written in zip(images, review[VERSION_COLUMN], strict=True):
-        written = written.strip()
-        if written and written != versions.get(shard, ""):
+        written, known = written.strip(), versions.get(shard, "")
+        if not written and known:  # cleared in a spreadsheet: which scoring was it?
+            blank[shard] = blank.get(shard, 0) + 1
+        elif written and written != known:
             changed[shard] = changed.get(shard, 0) + 1
+    if blank:
+        shard, rows = next(iter(blank.items()))
+        raise Q16Error(
+            f"{path}: {sum(blank.values())} row(s) have a blank {VERSION_COLUMN} (e.g. shard "
+            f"{clean(shard, 60)!r}, {rows} row(s)), so q16 cannot tell which scoring of the "
+            f"shard they were decided on: copy the {VERSION_COLUMN} column back from the "
+            "sheet q16 wrote"
+        )
     if changed:
         shard, rows = next(iter(changed.items()))
         raise Q16Error(

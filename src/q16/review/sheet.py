@@ -29,7 +29,7 @@ from q16.review.run import (
     meta_columns,
 )
 from q16.review.versions import VERSION_COLUMN, shard_versions
-from q16.spreadsheet import SAVE_AS, read_sheet, write_text_csv
+from q16.spreadsheet import SAVE_AS, read_header, read_sheet, write_text_csv
 from q16.text import clean
 
 DECISIONS = ("keep", "remove", "unsure")
@@ -104,8 +104,9 @@ def write_sheet(frame: pd.DataFrame, path: Path, meta: list[str], float_format: 
 
 
 def read_review_header(path: Path) -> list[str]:
-    """The column names of a sheet (read as :func:`read_review` reads it)."""
-    return [str(c) for c in read_sheet(path, REQUIRED).frame.columns]
+    """The column names of a sheet (read as :func:`read_review` reads it), from its first
+    line only: a folder's key lists of 10^8 rows are not parsed to learn their columns."""
+    return read_header(path, REQUIRED)
 
 
 def check_replaceable(path: Path) -> None:

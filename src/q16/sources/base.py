@@ -21,6 +21,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from q16.folders import is_remote as is_remote  # where the sources have it
+
 
 @dataclass(frozen=True)
 class Shard:
@@ -311,8 +313,3 @@ class DownloadStatsSource(InferenceSource, Protocol):
         """``summary.json``'s ``source_stats`` (None: nothing known); never raises for bad
         files (they are ignored with a warning)."""
         ...
-
-
-def is_remote(spec: str) -> bool:
-    """A URL or ``pipe:`` command (webdataset's), not a local path: never resolved or stat'ed."""
-    return "://" in spec or spec.startswith("pipe:")
