@@ -16,6 +16,7 @@ import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -44,6 +45,13 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_csv(frame: Any, path: Path, float_format: str | None = None) -> None:
+    """A pandas frame as CSV (no index), atomically (tables of numbers; sheets whose text a
+    spreadsheet opens go through ``q16.spreadsheet.write_text_csv``)."""
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False, float_format=float_format)
 
 
 class NotRegularFile(ValueError):

@@ -30,6 +30,7 @@ from typing import Any, TextIO
 import pandas as pd
 
 from q16.errors import Q16Error
+from q16.fileio import atomic_path
 from q16.userfiles import read_user_bytes
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -85,7 +86,12 @@ def write_text_csv(
     Lines end in CRLF (RFC 4180): with a bare ``\n`` terminator, Python's csv writer leaves a
     cell holding a lone ``\r`` unquoted, and every reader splits the row there.
     """
-    neutralise_columns(frame, columns).to_csv(target, index=False, lineterminator="\r\n", **options)
+    cells = neutralise_columns(frame, columns)
+    if isinstance(target, (str, Path)):  # a file: written whole or not at all
+        with atomic_path(Path(target)) as tmp:
+            cells.to_csv(tmp, index=False, lineterminator="\r\n", **options)
+    else:
+        cells.to_csv(target, index=False, lineterminator="\r\n", **options)
 
 
 SAVE_AS = "save it as CSV UTF-8 (comma-separated)"
