@@ -12,11 +12,11 @@ import pytest
 
 from helpers.hostile import hostile_members, hostile_samples, write_tar
 from q16.errors import Q16Error
+from q16.inference import settings
 from q16.inference.loop import score_shards
 from q16.inference.pixel_heads import PixelHeads
 from q16.inference.reader import ImageDecoder, UInt8Preprocess
 from q16.inference.scorer import Scorer
-from q16.inference import settings
 from q16.inference.settings import parse_heads
 from q16.inference.writer import ShardWriter
 from q16.models.backbone import Backbone
