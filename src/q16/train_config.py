@@ -101,8 +101,9 @@ def feature_settings(cfg: DictConfig) -> FeatureSettings:
 
 
 def method(cfg: DictConfig, prompt: DictConfig, name: str | None = None) -> Method:
-    """A prompt config (``configs/labelled/prompt/<name>.yaml``) with the run's Trainer and seed; its
-    batch size and optimizer are checked here, before any weights load or image is encoded."""
+    """A prompt config (``configs/labelled/prompt/<name>.yaml``) with the run's Trainer and
+    seed; its batch size and optimizer are checked here, before any weights load or image is
+    encoded."""
     where = "prompt" if name is None else f"cv.prompts.{name}"
     fit = None
     if prompt.get("optimizer"):
