@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from q16.fileio import atomic_write_text
 from q16.inference.reader import UInt8Preprocess
 from q16.inference.scorer import Scorer, resolve_autocast
 from q16.models.backbone import Backbone, BackboneSpec, load_backbone
@@ -31,7 +32,7 @@ def write_result(out_dir: Path, name: str, result: dict[str, Any]) -> Path:
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / name
-    path.write_text(json.dumps(result, indent=2) + "\n")
+    atomic_write_text(path, json.dumps(result, indent=2) + "\n")
     return path
 
 

@@ -16,8 +16,6 @@ inference alike), with the limits every input gets.
 from __future__ import annotations
 
 import io
-import os
-import stat
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from q16.fileio import FileTooLarge, NotRegularFile, read_regular
 
 DECODE_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF")
 """PIL format ids q16 decodes (JPEG includes MPO, the variant many phone cameras write)."""
@@ -40,41 +40,21 @@ class ImageLoadError(ValueError):
 
 
 def read_file(path: str | Path, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
-    """A regular file's bytes, refusing anything else before reading it.
-
-    Opened non-blocking (a FIFO named ``x.jpg`` must not hang a worker), then checked with
-    ``fstat`` on the open descriptor, so a file swapped after listing is checked too.
+    """A regular file's bytes, refusing anything else before reading it
+    (:func:`q16.fileio.read_regular`: a FIFO named ``x.jpg`` never hangs a worker, a file
+    swapped after listing is checked too).
 
     Raises:
         ImageLoadError: not a regular file, or larger than ``max_bytes``.
         OSError: cannot be opened or read.
     """
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise ImageLoadError(f"not a regular file ({file_kind(info.st_mode)}); not read")
-        if info.st_size > max_bytes:
-            raise ImageLoadError(
-                f"{info.st_size} bytes exceeds data.max_bytes={max_bytes}; not read"
-            )
-        data = handle.read(max_bytes + 1)
-    if len(data) > max_bytes:  # grew while we read it
-        raise ImageLoadError(f"more than data.max_bytes={max_bytes} bytes; not read")
-    return data
-
-
-def file_kind(mode: int) -> str:
-    """``FIFO``, ``character device``... for a stat mode, as users know them."""
-    kinds = [
-        (stat.S_ISFIFO, "FIFO"),
-        (stat.S_ISCHR, "character device"),
-        (stat.S_ISBLK, "block device"),
-        (stat.S_ISSOCK, "socket"),
-        (stat.S_ISDIR, "directory"),
-        (stat.S_ISLNK, "symbolic link"),
-    ]
-    return next((name for test, name in kinds if test(mode)), "special file")
+    try:
+        return read_regular(path, max_bytes)
+    except NotRegularFile as err:
+        raise ImageLoadError(f"{err}; not read") from None
+    except FileTooLarge as err:
+        size = f"{err.size} bytes exceeds" if err.size is not None else "more than"
+        raise ImageLoadError(f"{size} data.max_bytes={max_bytes}; not read") from None
 
 
 def open_checked(data: bytes, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:

@@ -14,6 +14,8 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from q16.fileio import atomic_write_text
+
 
 def git_commit(cwd: str | Path | None = None) -> str | None:
     """The q16 checkout's commit (not the caller's working directory's)."""
@@ -88,7 +90,7 @@ def write_run_info(out_dir: Path, cfg: DictConfig | ConfigRecord, **extra: Any) 
     """``config.yaml`` (resolved) and ``run_info.json`` beside the run's outputs."""
     record = cfg if isinstance(cfg, ConfigRecord) else ConfigRecord.of(cfg)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "config.yaml").write_text(record.yaml)
+    atomic_write_text(out_dir / "config.yaml", record.yaml)
     info = {
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "git_commit": git_commit(),
@@ -97,5 +99,5 @@ def write_run_info(out_dir: Path, cfg: DictConfig | ConfigRecord, **extra: Any) 
         **extra,
     }
     path = out_dir / "run_info.json"
-    path.write_text(json.dumps(info, indent=2, default=str))
+    atomic_write_text(path, json.dumps(info, indent=2, default=str))
     return path

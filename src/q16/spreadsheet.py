@@ -32,6 +32,8 @@ from typing import Any, TextIO
 import pandas as pd
 
 from q16.errors import Q16Error
+from q16.fileio import atomic_path
+from q16.userfiles import read_user_bytes
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 """First characters that make a spreadsheet read a cell as a formula (OWASP CSV injection)."""
@@ -86,10 +88,19 @@ def write_text_csv(
     Lines end in CRLF (RFC 4180): with a bare ``\n`` terminator, Python's csv writer leaves a
     cell holding a lone ``\r`` unquoted, and every reader splits the row there.
     """
-    neutralise_columns(frame, columns).to_csv(target, index=False, lineterminator="\r\n", **options)
+    cells = neutralise_columns(frame, columns)
+    if isinstance(target, (str, Path)):  # a file: written whole or not at all
+        with atomic_path(Path(target)) as tmp:
+            cells.to_csv(tmp, index=False, lineterminator="\r\n", **options)
+    else:
+        cells.to_csv(target, index=False, lineterminator="\r\n", **options)
 
 
 SAVE_AS = "save it as CSV UTF-8 (comma-separated)"
+MAX_SHEET_BYTES = 1 << 30
+"""A review sheet larger than this (1 GiB: millions of rows) is refused: it is read whole."""
+MAX_CSV_BYTES = 4 << 30
+"""q16's own CSVs (``flagged.csv``) and training CSVs: larger ones are refused (4 GiB)."""
 """What to do with a sheet q16 cannot read: every spreadsheet offers this format."""
 SEPARATORS = (",", ";", "\t")
 """Comma (q16's); semicolon (spreadsheets in locales with a decimal comma); tab."""
@@ -151,18 +162,25 @@ def decode(
         ) from err
 
 
-def read_sheet(path: Path, required: Iterable[str] = (), spreadsheet: bool = True) -> Sheet:
+def read_sheet(
+    path: Path,
+    required: Iterable[str] = (),
+    spreadsheet: bool = True,
+    max_bytes: int | None = None,
+    what: str = "review sheet",
+) -> Sheet:
     """Every cell as the exact string stored ("" when empty). With ``required`` column names,
     the separator is the one of :data:`SEPARATORS` whose header has them all (else ``,``);
-    ``spreadsheet``: the encodings spreadsheets save (:func:`decode`).
+    ``spreadsheet``: the encodings spreadsheets save (:func:`decode`). A file that is not
+    regular or holds more than ``max_bytes`` (default :data:`MAX_SHEET_BYTES`) is refused
+    before it is read.
 
     Raises:
-        Q16Error: unreadable, empty, not text in an encoding spreadsheets write, not CSV.
+        Q16Error: unreadable, too large, not a regular file, empty, not text in an encoding
+            spreadsheets write, not CSV.
     """
-    try:
-        data = Path(path).read_bytes()
-    except OSError as err:
-        raise Q16Error(f"{path}: cannot read ({err.strerror or err})") from err
+    cap = MAX_SHEET_BYTES if max_bytes is None else max_bytes
+    data = read_user_bytes(Path(path), what, cap)
     text, encoding = decode(data, path, spreadsheet)
     separator = _separator(text, set(required))
     try:
@@ -225,7 +243,8 @@ def read_text_csv(path: Path, restore_cells: Iterable[str] = ()) -> pd.DataFrame
     """:func:`read_sheet`'s cells of a UTF-8 CSV (q16's own files, training CSVs);
     ``restore_cells`` columns are passed through :func:`restore`. Unreadable files are a
     one-line Q16Error."""
-    return restore_columns(read_sheet(path, spreadsheet=False).frame, restore_cells)
+    frame = read_sheet(path, spreadsheet=False, max_bytes=MAX_CSV_BYTES, what="CSV").frame
+    return restore_columns(frame, restore_cells)
 
 
 def _separator(text: str, required: set[str]) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from q16.errors import Q16Error
+from q16.fileio import FileTooLarge, NotRegularFile, read_regular
 
 MAX_CONFIG_BYTES = 10_000_000
 """A concept set, class list or thresholds file larger than this is not one (10 MB)."""
@@ -21,17 +22,29 @@ MAX_DEPTH = 32
 """Nesting of mappings and lists a YAML file may have (concept sets use 3)."""
 
 
-def read_user_text(path: Path, what: str, max_bytes: int = MAX_CONFIG_BYTES) -> str:
-    """``path``'s text (UTF-8), refused in one line when missing, too large or not text."""
+def read_user_bytes(path: Path, what: str, max_bytes: int) -> bytes:
+    """``path``'s bytes, refused in one line when missing, not a regular file (a FIFO,
+    ``/dev/zero``: never read) or larger than ``max_bytes`` (at most ``max_bytes + 1`` bytes
+    are ever read: :func:`q16.fileio.read_regular`)."""
     try:
-        size = path.stat().st_size
-        if size > max_bytes:
-            raise Q16Error(f"{path}: {size:,} bytes, over the {max_bytes:,} a {what} may have")
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise Q16Error(f"{path}: not UTF-8 text; a {what} is a UTF-8 file") from None
+        return read_regular(path, max_bytes)
+    except NotRegularFile as err:
+        raise Q16Error(f"{path}: {err}; a {what} is a file") from None
+    except FileTooLarge as err:
+        size = f"{err.size:,} bytes" if err.size is not None else "more bytes"
+        raise Q16Error(f"{path}: {size}, over the {max_bytes:,} a {what} may have") from None
     except OSError as err:
         raise Q16Error(f"{path}: cannot read the {what} ({err.strerror or err})") from None
+
+
+def read_user_text(path: Path, what: str, max_bytes: int = MAX_CONFIG_BYTES) -> str:
+    """``path``'s text (UTF-8), refused in one line when missing, too large, not a regular
+    file or not text."""
+    data = read_user_bytes(path, what, max_bytes)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise Q16Error(f"{path}: not UTF-8 text; a {what} is a UTF-8 file") from None
 
 
 def check_size(path: Path, what: str, max_bytes: int) -> None:

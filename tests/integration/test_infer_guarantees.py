@@ -231,9 +231,9 @@ def saved(make_cfg: MakeCfg, tmp_path: Path, shards: Path) -> Path:
     return out
 
 
-def rescore(make_cfg: MakeCfg, tmp_path: Path, source: Path) -> dict:
+def rescore(make_cfg: MakeCfg, tmp_path: Path, source: Path, *extra: str) -> dict:
     cfg = make_cfg(
-        *base(tmp_path / "rescored", "data=embeddings", f"data.path={source}"),
+        *base(tmp_path / "rescored", "data=embeddings", f"data.path={source}", *extra),
         config_name="infer",
     )
     return infer.run(cfg)
@@ -247,7 +247,7 @@ def test_non_finite_embeddings_are_recorded_not_scored(
     array = np.load(npy)
     array[1], array[3, 0] = np.nan, np.inf
     np.save(npy, array)
-    summary = rescore(make_cfg, tmp_path, source)
+    summary = rescore(make_cfg, tmp_path, source, f"data.image_roots=['{shards}']")
     assert summary["images_scored"] == 6 and summary["images_unscored"] == 2
     assert np.isfinite(rows(tmp_path / "rescored")["p_inappropriate"]).all()
     assert {e["key"] for e in errors(tmp_path / "rescored")} == set(

@@ -151,7 +151,8 @@ def test_saved_embeddings_cannot_point_the_report_at_other_files(
     table = table.set_column(table.schema.get_field_index("source"), "source", pa.array(sources))
     pq.write_table(table, parquet)
     out = tmp_path / "again"
-    _run(make_cfg, out, "data=embeddings", f"data.path={saved}", "infer.threshold=0")
+    roots = f"data.image_roots=['{images.parent}']"
+    _run(make_cfg, out, "data=embeddings", f"data.path={saved}", roots, "infer.threshold=0")
     rescored = pq.read_table(next((out / "scores").glob("*.parquet"))).to_pandas()
     assert source not in set(rescored["source"]) and len(rescored) == 4
     assert set(rescored["source"][1:]) <= {str(images / f"{i}.png") for i in range(4)}
@@ -165,8 +166,94 @@ def test_saved_embeddings_inside_their_inputs_keep_their_sources(
     saved, images = _saved_run(make_cfg, tmp_path)
     meta = json.loads((saved / "embeddings" / "meta.json").read_text())
     assert meta["inputs"] == [str(images.parent.resolve())]
+    for root in (images.parent, images):  # the input folder, or a folder inside it
+        out = tmp_path / f"again-{root.name}"
+        _run(make_cfg, out, "data=embeddings", f"data.path={saved}", f"data.image_roots=['{root}']")
+        rescored = pq.read_table(next((out / "scores").glob("*.parquet"))).to_pandas()
+        assert set(rescored["source"]) == {str(images / f"{i}.png") for i in range(4)}
+        assert (out / "errors.jsonl").read_text() == ""
+
+
+def _rescored_sources(make_cfg: MakeCfg, saved: Path, out: Path, *extra: str) -> set[str]:
+    _run(make_cfg, out, "data=embeddings", f"data.path={saved}", "infer.threshold=0", *extra)
+    return set(pq.read_table(next((out / "scores").glob("*.parquet"))).column("source").to_pylist())
+
+
+def _forge(saved: Path, source: str, inputs: list[str] | None = None) -> None:
+    """A folder made elsewhere: row 0 names ``source``; its meta.json lists ``inputs``."""
+    (parquet,) = (saved / "scores").glob("*.parquet")
+    table = pq.read_table(parquet)
+    sources = table.column("source").to_pylist()
+    sources[0] = source
+    table = table.set_column(table.schema.get_field_index("source"), "source", pa.array(sources))
+    pq.write_table(table, parquet)
+    if inputs is not None:
+        meta_file = saved / "embeddings" / "meta.json"
+        meta = json.loads(meta_file.read_text())
+        meta_file.write_text(json.dumps({**meta, "inputs": inputs}))
+
+
+def test_without_image_roots_no_source_is_carried(make_cfg: MakeCfg, tmp_path: Path) -> None:
+    """The folder's own meta.json is no proof: unless this run's user names the folders,
+    no thumbnail of any local file is shown."""
+    saved, _ = _saved_run(make_cfg, tmp_path)
     out = tmp_path / "again"
-    _run(make_cfg, out, "data=embeddings", f"data.path={saved}")
-    rescored = pq.read_table(next((out / "scores").glob("*.parquet"))).to_pandas()
-    assert set(rescored["source"]) == {str(images / f"{i}.png") for i in range(4)}
-    assert (out / "errors.jsonl").read_text() == ""
+    assert _rescored_sources(make_cfg, saved, out) <= {
+        str(p) for p in (saved / "embeddings").glob("*.npy")
+    }
+    reasons = (out / "errors.jsonl").read_text()
+    assert "outside the inputs" in reasons and "data.image_roots=[...]" in reasons
+
+
+@pytest.mark.parametrize("listed", ["/", "~", "{tmp}"])
+def test_a_meta_json_listing_a_broad_input_does_not_widen_what_is_shown(
+    make_cfg: MakeCfg, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, listed: str
+) -> None:
+    """meta.json says the saving run read ``/`` (or the home folder, or a folder above the
+    images): sources there outside what the user named stay unshown."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    saved, images = _saved_run(make_cfg, tmp_path)
+    private = home / "private.jpg"
+    Image.new("RGB", (24, 24), (255, 0, 0)).save(private)
+    inputs = [str(Path(listed.format(tmp=tmp_path)).expanduser()), str(images.parent)]
+    _forge(saved, str(private), inputs)
+    roots = f"data.image_roots=['{images.parent}']"
+    carried = _rescored_sources(make_cfg, saved, tmp_path / "again", roots)
+    assert str(private) not in carried
+    assert set(carried) & {str(images / f"{i}.png") for i in range(4)}
+
+
+def test_a_symbolic_link_out_of_the_named_folder_is_not_followed(
+    make_cfg: MakeCfg, tmp_path: Path
+) -> None:
+    saved, images = _saved_run(make_cfg, tmp_path)
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    Image.new("RGB", (24, 24), (255, 0, 0)).save(secret / "private.jpg")
+    (images / "link").symlink_to(secret, target_is_directory=True)
+    forged = str(images / "link" / "private.jpg")  # lexically inside the inputs and the root
+    _forge(saved, forged)
+    roots = f"data.image_roots=['{images.parent}']"
+    assert forged not in _rescored_sources(make_cfg, saved, tmp_path / "again", roots)
+
+
+@pytest.mark.parametrize("root", ["/", "~", "{home}/.."])
+def test_image_roots_that_hold_every_private_file_are_refused(
+    make_cfg: MakeCfg, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, root: str
+) -> None:
+    home = tmp_path / "users" / "me"
+    home.mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(home))
+    saved, _ = _saved_run(make_cfg, tmp_path)
+    with pytest.raises(Q16Error) as err:
+        _run(
+            make_cfg,
+            tmp_path / "again",
+            "data=embeddings",
+            f"data.path={saved}",
+            f"data.image_roots=['{root.format(home=home)}']",
+        )
+    one_line(err, "name the folder(s) the images are in")
+    assert not (tmp_path / "again").exists()

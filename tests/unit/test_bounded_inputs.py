@@ -1,20 +1,28 @@
 """Every input file is bounded: concept sets, class lists, thresholds and prompt files are
-refused in one short line when too large, too many or built from YAML aliases; an out_dir q16
-cannot write is one line too."""
+refused in one short line when too large, too many or built from YAML aliases; so are review
+sheets, and files that are not regular (a FIFO, /dev/zero) are refused, never read; an out_dir
+q16 cannot write is one line too."""
 
 from __future__ import annotations
 
+import os
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from helpers.errors import one_line
+from q16 import spreadsheet
 from q16.errors import MAX_MESSAGE, Q16Error
+from q16.fileio import FileTooLarge, read_regular
 from q16.models.concepts import MAX_CATEGORIES, MAX_TOTAL_PHRASES, read_concept_set
 from q16.models.prompt_io import MAX_PROMPT_BYTES, load_prompt
 from q16.models.prompt_threshold import threshold_from_json
+from q16.review.sheet import read_review
 from q16.sources.classnames import load_class_names
+from q16.userfiles import read_user_text
 
 LAUGHS = "\n".join(
     ["neutral: [a photo]", "lol: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
@@ -157,3 +165,71 @@ def test_an_out_dir_q16_cannot_write_is_one_line(make_cfg, tmp_path: Path, where
     with pytest.raises(Q16Error) as err:
         infer.run(cfg)
     one_line(err, "infer.out_dir")
+
+
+def _refused_without_blocking(fifo: Path, read: Callable[[], object]) -> BaseException:
+    """``read()``'s exception; fails (after unblocking it) when it blocks on the FIFO."""
+    outcome: list[BaseException | None] = []
+
+    def target() -> None:
+        try:
+            read()
+            outcome.append(None)
+        except BaseException as err:  # handed to the test
+            outcome.append(err)
+
+    worker = threading.Thread(target=target, daemon=True)
+    worker.start()
+    worker.join(20)
+    if worker.is_alive():  # a writer that closes at once: the blocked open/read returns
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        worker.join(20)
+        pytest.fail("reading a FIFO blocked instead of being refused")
+    assert outcome and outcome[0] is not None, "a FIFO was read as an empty file"
+    return outcome[0]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+@pytest.mark.parametrize("kind", ["class list", "review sheet"])
+def test_a_fifo_is_refused_not_read(tmp_path: Path, kind: str) -> None:
+    """A FIFO reports size 0: judged by size alone it was opened and read, and blocked."""
+    fifo = tmp_path / ("names.txt" if kind == "class list" else "review.csv")
+    os.mkfifo(fifo)
+    if kind == "class list":
+        error = _refused_without_blocking(fifo, lambda: read_user_text(fifo, kind))
+    else:
+        error = _refused_without_blocking(fifo, lambda: read_review(fifo))
+    assert isinstance(error, Q16Error), repr(error)
+    assert "not a regular file (FIFO)" in str(error) and "\n" not in str(error)
+
+
+def test_dev_zero_is_refused_not_read(tmp_path: Path) -> None:
+    link = tmp_path / "thresholds.json"
+    link.symlink_to("/dev/zero")
+    with pytest.raises(Q16Error) as err:
+        read_user_text(link, "thresholds.json")
+    one_line(err, "not a regular file (character device)")
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="needs /proc")
+def test_a_file_that_says_size_0_is_read_only_up_to_the_bound() -> None:
+    """/proc files say st_size 0 and hold more: never more than the bound + 1 bytes are read."""
+    status = Path("/proc/self/status")
+    assert status.stat().st_size == 0 and len(status.read_bytes()) > 64
+    with pytest.raises(Q16Error) as err:
+        read_user_text(status, "class list", max_bytes=64)
+    one_line(err, "over the 64 a class list may have")
+    with pytest.raises(FileTooLarge):
+        read_regular(status, 64)
+
+
+def test_a_review_sheet_over_the_cap_is_refused_before_it_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sheet = tmp_path / "review.csv"
+    sheet.write_text("decision,key,shard\n" + "keep,k,s\n" * 200)
+    assert len(read_review(sheet)) == 200
+    monkeypatch.setattr(spreadsheet, "MAX_SHEET_BYTES", 1000)
+    with pytest.raises(Q16Error) as err:
+        read_review(sheet)
+    one_line(err, f"{sheet.stat().st_size:,} bytes, over the 1,000 a review sheet may have")

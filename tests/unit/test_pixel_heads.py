@@ -12,6 +12,7 @@ import pytest
 
 from helpers.hostile import hostile_members, hostile_samples, write_tar
 from q16.errors import Q16Error
+from q16.inference import settings
 from q16.inference.loop import score_shards
 from q16.inference.pixel_heads import PixelHeads
 from q16.inference.reader import ImageDecoder, UInt8Preprocess
@@ -102,3 +103,42 @@ def test_hostile_inputs_stay_records_with_the_face_head_on(
     assert sorted(table["key"].to_pylist()) == sorted(s.key for s in samples if s.scorable)
     assert all(n == 0 for n in table["faces_n"].to_pylist())  # noise has no faces
     assert np.isfinite(table["p_faces"].to_numpy()).all()
+
+
+@pytest.mark.parametrize(("entry", "expected"), [({}, 3), ({"threads": 2}, 2)])
+def test_detector_threads_follow_the_cpu_budget_unless_set(
+    make_cfg, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, entry: dict, expected: int
+) -> None:
+    """On a CPU run the detectors' onnxruntime sessions get torch's budget (the cores less the
+    DataLoader workers), not all cores on top of it; a head's own ``threads`` is kept."""
+    from q16 import infer
+    from q16.detectors import centerface
+
+    folder = tmp_path / "photos"
+    photos.write_folder(folder)
+    for extra in sorted(folder.iterdir())[2:]:
+        extra.unlink()
+    monkeypatch.setattr(settings, "usable_cores", lambda: 4)
+    asked: list[int] = []
+    real = centerface.session
+
+    def recording(model: bytes, device: str, threads: int, *rest: str) -> object:
+        asked.append(threads)
+        return real(model, device, threads, *rest)
+
+    monkeypatch.setattr(centerface, "session", recording)
+    options = ", ".join(f"{k}: {v}" for k, v in entry.items())
+    faces = "{name: faces, detector: centerface" + (f", {options}" if options else "") + "}"
+    cfg = make_cfg(
+        "model=tiny",
+        "data=folder",
+        f"data.path={folder}",
+        f"infer.out_dir={tmp_path / 'out'}",
+        "infer.num_workers=1",
+        "infer.progress=false",
+        "fabric.accelerator=cpu",
+        f"heads=[{{name: q16, prompt: zeroshot}}, {faces}]",
+        config_name="infer",
+    )
+    summary = infer.run(cfg)
+    assert summary["images_scored"] == 2 and asked == [expected]

@@ -19,6 +19,7 @@ from PIL import Image
 
 from q16.data.labeled import LabeledImages
 from q16.data.smid import IMAGE_DIR, NORMS_FILE, SMIDDataset
+from q16.fileio import atomic_csv, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +45,8 @@ def make_synthetic_smid(
         name = f"synthetic_{i:05d}"
         _render(score, image_size, rng).save(root / IMAGE_DIR / f"{name}.jpg", quality=90)
         rows.append({"img_name": name, "moral_mean": round(float(score), 3), "moral_sd": 0.5})
-    pd.DataFrame(rows).to_csv(root / NORMS_FILE, index=False)
-    marker.write_text(json.dumps(settings))
+    atomic_csv(pd.DataFrame(rows), root / NORMS_FILE)
+    atomic_write_text(marker, json.dumps(settings))  # last: the images before it are whole
     log.info("wrote %d synthetic SMID images to %s", n_images, root)
     return root
 

@@ -47,7 +47,8 @@ class CenterFaceSettings:
             rounding); larger finds smaller faces and costs quadratically more.
         nms_iou: boxes overlapping a better one by at least this IoU are dropped.
         batch_size: most images of one shape per forward pass.
-        threads: onnxruntime intra-op threads (0 = its default: all cores).
+        threads: onnxruntime intra-op threads; 0: on a CPU run, the run's budget (the
+            cores less the DataLoader workers, as torch's), on a GPU onnxruntime's default.
     """
 
     threshold: float = 0.5

@@ -96,7 +96,8 @@ class NudeNetSettings:
         channel_order: ``rgb`` (trained) or ``bgr`` (NudeNet's ``detect(path)``).
         input_size: the network's square input (NudeNet's 320n: 320).
         batch_size: most images per forward pass.
-        threads: onnxruntime intra-op threads (0 = its default: all cores).
+        threads: onnxruntime intra-op threads; 0: on a CPU run, the run's budget (the
+            cores less the DataLoader workers, as torch's), on a GPU onnxruntime's default.
         model_path: an ONNX file instead of the one in the ``nudenet`` wheel.
     """
 

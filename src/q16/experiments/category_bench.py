@@ -28,6 +28,7 @@ from scipy import stats
 from q16.errors import Q16Error
 from q16.experiments.bootstrap_metrics import BootstrapSettings, stratified_bootstrap
 from q16.experiments.thresholds import precision_recall_table, threshold_for_precision
+from q16.fileio import atomic_write_text
 from q16.spreadsheet import write_text_csv
 
 METRICS = (
@@ -197,9 +198,9 @@ def write_benchmark(
     settings behind them in ``benchmark.json``."""
     out.mkdir(parents=True, exist_ok=True)
     write_text_csv(metrics, out / "category_metrics.csv", float_format="%.6g")
-    (out / "operating_points.json").write_text(json.dumps(points, indent=2))
-    (out / "benchmark.json").write_text(json.dumps(record, indent=2, default=str))
-    (out / "category_metrics.md").write_text(markdown(metrics, record))
+    atomic_write_text(out / "operating_points.json", json.dumps(points, indent=2))
+    atomic_write_text(out / "benchmark.json", json.dumps(record, indent=2, default=str))
+    atomic_write_text(out / "category_metrics.md", markdown(metrics, record))
 
 
 def markdown(metrics: pd.DataFrame, record: dict[str, Any]) -> str:

@@ -33,6 +33,7 @@ from q16.experiments.bootstrap_metrics import (
 )
 from q16.experiments.comparison import run_caveats
 from q16.experiments.prompt_sources import PromptSource
+from q16.fileio import atomic_csv
 from q16.models.backbone import BackboneSpec
 from q16.training.fit import EncodedData
 from q16.training.tuner import predict_proba
@@ -93,11 +94,9 @@ def compare_prompts(
     differences = differences_table(splits, names)
     out = settings.out_dir
     out.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out / TABLE_FILE, index=False, float_format="%.4f")
-    differences.to_csv(out / DIFFERENCES_FILE, index=False, float_format="%.4f")
-    scores_table(splits, names, encoded.data.paths).to_csv(
-        out / SCORES_FILE, index=False, float_format="%.6g"
-    )
+    atomic_csv(table, out / TABLE_FILE, float_format="%.4f")
+    atomic_csv(differences, out / DIFFERENCES_FILE, float_format="%.4f")
+    atomic_csv(scores_table(splits, names, encoded.data.paths), out / SCORES_FILE, "%.6g")
     context = compare_report.ReportContext(
         model=spec.name,
         pretrained=spec.pretrained,

@@ -16,6 +16,7 @@ from sklearn.metrics import precision_recall_curve, roc_curve
 
 from q16.experiments.bootstrap_metrics import BootstrapSettings, MetricSettings, SplitComparison
 from q16.experiments.prompt_sources import PromptSource
+from q16.fileio import atomic_path, atomic_write_text
 
 REPORT_FILE = "table.md"
 ROC_FILE = "roc.png"
@@ -63,7 +64,7 @@ def write_report(
     table: pd.DataFrame,
     differences: pd.DataFrame,
 ) -> None:
-    (out / REPORT_FILE).write_text(report_markdown(ctx, sources, splits, table, differences))
+    atomic_write_text(out / REPORT_FILE, report_markdown(ctx, sources, splits, table, differences))
     title = f"{ctx.model} on {ctx.data}: test split seed {splits[0].seed}"
     if len(splits) > 1:
         title = (
@@ -255,7 +256,8 @@ def plot_curves(
             0.5, 0.005, note, ha="center", va="bottom", fontsize=7, color="firebrick", wrap=True
         )
     fig.tight_layout(rect=(0, 0.05 if note else 0, 1, 1))
-    fig.savefig(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=Path(path).suffix.lstrip(".") or "png")
     return path
 
 

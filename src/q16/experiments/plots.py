@@ -8,6 +8,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from q16.fileio import atomic_path
+
 
 def plot_accuracy_vs_fraction(
     summary: pd.DataFrame,
@@ -56,7 +58,8 @@ def plot_accuracy_vs_fraction(
     if note:
         fig.text(0.5, 0.005, note, ha="center", va="bottom", fontsize=8, color="firebrick")
     fig.tight_layout(rect=(0, 0.04 if note else 0, 1, 1))
-    fig.savefig(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=Path(path).suffix.lstrip(".") or "png")
     return path
 
 
@@ -106,5 +109,6 @@ def plot_calibration(
     if note:
         fig.text(0.5, 0.005, note, ha="center", va="bottom", fontsize=8, color="firebrick")
     fig.tight_layout(rect=(0, 0.04 if note else 0, 1, 1))
-    fig.savefig(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=Path(path).suffix.lstrip(".") or "png")
     return path

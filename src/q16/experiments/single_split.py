@@ -15,6 +15,7 @@ from lightning.pytorch.loggers import Logger
 from q16 import CLASS_NAMES
 from q16.data.splits import subsample, train_test_indices
 from q16.errors import Q16Error
+from q16.fileio import atomic_write_text
 from q16.models.backbone import Backbone
 from q16.models.prompt_head import is_trainable
 from q16.models.prompt_io import PromptMetadata, save_prompt
@@ -126,7 +127,7 @@ def run_single_split(
         review=lineage.review if lineage else None,
     )
     save_prompt(result.prompt_file, head, meta)
-    (out_dir / METRICS_FILE).write_text(json.dumps(result.metrics(), indent=2))
+    atomic_write_text(out_dir / METRICS_FILE, json.dumps(result.metrics(), indent=2))
     return result
 
 

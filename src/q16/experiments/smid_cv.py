@@ -32,6 +32,7 @@ import torch
 from q16.data.splits import subsample, train_test_indices
 from q16.errors import Q16Error
 from q16.experiments import comparison, plots, thresholds
+from q16.fileio import atomic_csv, atomic_write_text
 from q16.metrics import binary_metrics
 from q16.models.backbone import Backbone, base_model_name
 from q16.models.prompt_head import is_trainable
@@ -121,8 +122,8 @@ def run_protocol(
     out.mkdir(parents=True, exist_ok=True)
     result = sweep(methods, backbone, encoded, grid, settings.threshold)
     summary = summarize(result.per_split)
-    result.per_split.to_csv(out / "per_split.csv", index=False, float_format="%.6g")
-    summary.to_csv(out / "summary.csv", index=False, float_format="%.4f")
+    atomic_csv(result.per_split, out / "per_split.csv", float_format="%.6g")
+    atomic_csv(summary, out / "summary.csv", float_format="%.4f")
 
     caveats = comparison.run_caveats(backbone.spec, encoded.data.name)
     note = ("NOT A REPRODUCTION: " + "; ".join(caveats)) if caveats else None
@@ -136,8 +137,8 @@ def run_protocol(
     )
     reference = comparison.load_reference(settings.reference_csv)
     table = comparison.comparison_table(summary, reference, ctx.paper_model)
-    (out / "comparison.md").write_text(
-        comparison.comparison_markdown(table, ctx, reference is not None)
+    atomic_write_text(
+        out / "comparison.md", comparison.comparison_markdown(table, ctx, reference is not None)
     )
     title = f"SMID protocol: {ctx.model} on {ctx.data} ({grid.n_splits} splits)"
     plots.plot_accuracy_vs_fraction(

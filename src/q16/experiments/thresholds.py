@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from q16.experiments.plots import plot_calibration
+from q16.fileio import atomic_csv, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -168,9 +169,9 @@ def write_thresholds(
         }
         if not point.reached:
             log.warning("%s: no threshold reaches precision %.2f", method, target_precision)
-    pd.concat(tables).to_csv(out / "thresholds.csv", index=False, float_format="%.6g")
-    (out / "thresholds.json").write_text(json.dumps(operating, indent=2))
+    atomic_csv(pd.concat(tables), out / "thresholds.csv", float_format="%.6g")
+    atomic_write_text(out / "thresholds.json", json.dumps(operating, indent=2))
     calibration = pd.concat([b.assign(method=m) for m, b in bins.items()])
-    calibration.to_csv(out / "calibration.csv", index=False, float_format="%.6g")
+    atomic_csv(calibration, out / "calibration.csv", float_format="%.6g")
     plot_calibration(bins, ece, out / "calibration.png", title, note=note)
     return operating

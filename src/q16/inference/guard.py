@@ -18,6 +18,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
+from q16.fileio import atomic_write_text
 from q16.folders import check_folder, folder_lock, unwritable
 from q16.outdir import LOGS_DIR
 from q16.sources.base import Shard, is_remote
@@ -46,7 +47,7 @@ def run_log(out: Path, config_yaml: str) -> Iterator[Path]:
     stem = f"infer-{dt.datetime.now():%Y-%m-%d_%H-%M-%S}-{os.getpid()}"
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / f"{stem}.yaml").write_text(config_yaml)
+        atomic_write_text(folder / f"{stem}.yaml", config_yaml)
         handler = logging.FileHandler(folder / f"{stem}.log", encoding="utf-8")
     except (OSError, ValueError) as err:  # a full disk, a logs/ that is a file
         raise unwritable(out, "infer.out_dir", err) from None

@@ -129,8 +129,15 @@ class ScoringRun:
             settings.threshold,
             warn=self.rank == 0,
         )
+        workers = self._workers()
+        # threads + workers within the cores on a CPU: torch's threads and the detectors' alike
+        budget = (
+            cpu_threads(self._local_ranks(), workers) if self.fabric.device.type == "cpu" else 0
+        )
         # detector models load here, before the out_dir is touched: a missing extra is one line
-        pixel = PixelHeads.build(settings.heads, str(self.fabric.device), settings.hashes)
+        pixel = PixelHeads.build(
+            settings.heads, str(self.fabric.device), settings.hashes, cpu_threads=budget
+        )
         todo, scoring = self._todo(backbone, heads, autocast, pixel)
         writer = ShardWriter(
             out,
@@ -152,10 +159,10 @@ class ScoringRun:
             backbone, heads.head, preprocess.mean, preprocess.std, autocast, heads=heads.named()
         )
         batch_size = auto_batch_size(settings.batch_size, self.fabric.device)
-        setup = self._setup(heads, self._workers(), batch_size, pixel)
+        setup = self._setup(heads, workers, batch_size, pixel)
         threads = torch.get_num_threads()
-        if self.fabric.device.type == "cpu":  # threads + workers within the cores
-            torch.set_num_threads(cpu_threads(self._local_ranks(), setup.num_workers))
+        if budget:
+            torch.set_num_threads(budget)
         try:
             return self._loop(setup, heads, todo, scorer, writer, preprocess, pixel)
         finally:

@@ -102,8 +102,19 @@ class PixelHeads:
     """Time spent detecting in this process (the views were made in the workers)."""
 
     @classmethod
-    def build(cls, specs: Sequence[HeadSpec] | None, device: str, hashes: bool) -> PixelHeads:
-        """Detectors of the ``heads:`` entries that name one (their model files load here)."""
+    def build(
+        cls,
+        specs: Sequence[HeadSpec] | None,
+        device: str,
+        hashes: bool,
+        cpu_threads: int = 0,
+    ) -> PixelHeads:
+        """Detectors of the ``heads:`` entries that name one (their model files load here).
+
+        ``cpu_threads``: on a CPU run, the intra-op threads of each detector whose entry does
+        not set ``threads`` (the run's budget, torch's too: the cores less the DataLoader
+        workers); 0 leaves onnxruntime's default (all cores), as on a GPU.
+        """
         heads = []
         nouns: dict[str, str] = {}
         for spec in specs or ():
@@ -113,6 +124,8 @@ class PixelHeads:
             options = dict(spec.options)
             origin = "heads" if "threshold" in options else "detector default"
             options.setdefault("threshold", kind.default_threshold)
+            if cpu_threads > 0 and "threads" in kind.options and not options.get("threads"):
+                options["threads"] = cpu_threads
             detector = kind.build(options, device)
             if detector.noun in nouns:
                 raise _twice(spec.name, nouns[detector.noun], detector.noun)

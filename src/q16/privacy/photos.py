@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from q16.errors import Q16Error
+from q16.fileio import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +115,8 @@ def write_folder(dest: Path, quality: int = 92) -> list[Path]:
     written = []
     for photo in [*shipped(), tiled(2), tiled(4), scaled()]:
         path = dest / f"{photo.name}.jpg"
-        Image.fromarray(photo.pixels).save(path, quality=quality)
+        with atomic_path(path) as tmp:
+            Image.fromarray(photo.pixels).save(tmp, format="JPEG", quality=quality)
         written.append(path)
     log.info("wrote %d photographs to %s", len(written), dest)
     return written

@@ -44,7 +44,7 @@ DESIGN_COLUMNS = ("stratum", "stratum_size", "inclusion_probability")
 def read_review(path: str | Path) -> pd.DataFrame:
     """A filled-in review, all cells exact strings, decisions normalised to lower case."""
     path = Path(path).expanduser()
-    if not path.is_file():
+    if not path.exists():
         raise Q16Error(f"{path}: review file not found")
     review = read_sheet(path, REQUIRED).frame
     missing = set(REQUIRED) - set(review.columns)

@@ -53,15 +53,21 @@ class SavedEmbeddings:
         meta_columns: columns of its scores carried again: ``url`` reads ``meta_url`` (what
             that run carried), else a column of that name (``class_name``, ...).
         name: label for reports.
+        image_roots: folders (or files) the user running this re-scoring trusts to be shown:
+            a row's ``source`` is carried (and its thumbnail shown) only when it lies in one of
+            them and in the inputs the saving run recorded; none named, none is carried.
     """
 
     path: str
     meta_columns: Sequence[str] = ()
     name: str = "embeddings"
+    image_roots: Sequence[str] = ()
     _inputs: tuple[str, ...] | None = field(default=None, init=False, repr=False)
+    _roots: tuple[str, ...] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.meta_columns = tuple(str(c) for c in self.meta_columns)
+        self.image_roots = tuple(str(r) for r in self.image_roots or ())
 
     @property
     def root(self) -> Path:
@@ -95,6 +101,7 @@ class SavedEmbeddings:
         )
 
     def list_shards(self) -> list[Shard]:
+        self._roots = trusted_roots(self.image_roots)
         dim = int(self.meta()["embed_dim"])
         shards = []
         for npy in sorted((self.root / EMBEDDINGS_DIR).glob("*.npy")):
@@ -182,33 +189,85 @@ class SavedEmbeddings:
         return tuple(str(p) for p in listed if isinstance(p, str) and os.path.isabs(p))
 
     def _within_inputs(self, sources: pa.Array, shard: Shard, errors: ErrorLog) -> pa.Array:
-        """Sources limited to the saving run's inputs: a row naming another file (a folder
-        made elsewhere naming ``/home/<you>/private.jpg``) keeps this embeddings file as its
-        source, so the report shows no thumbnail of that file; one record per shard."""
+        """Sources limited to what the user trusts: a local file is carried only when it lies,
+        symbolic links and ``..`` resolved, in ``image_roots`` (named by the user of this run)
+        and in the saving run's recorded inputs (meta.json, from the folder itself: it can
+        narrow the set, never widen it). Another row (a folder made elsewhere naming
+        ``/home/<you>/private.jpg``, whose meta.json says its input was ``/``) keeps this
+        embeddings file as its source, so the report shows no thumbnail of that file; one
+        record per shard."""
         if self._inputs is None:
             self._inputs = self.recorded_inputs()
-        allowed = {str(v): _inside(str(v), self._inputs) for v in pc.unique(sources).to_pylist()}
+        if self._roots is None:
+            self._roots = trusted_roots(self.image_roots)
+        recorded = tuple(_real(p) for p in self._inputs if not is_remote(p))
+        allowed = {
+            str(v): _carried(str(v), self._inputs, recorded, self._roots)
+            for v in pc.unique(sources).to_pylist()
+        }
         allowed[shard.source] = True
         if all(allowed.values()):
             return sources
         keep = pc.is_in(sources, value_set=pa.array([k for k, ok in allowed.items() if ok]))
         outside = [k for k, ok in allowed.items() if not ok]
+        hint = (
+            "name the folders the images are in with data.image_roots=[...] to show them"
+            if not self._roots
+            else "data.image_roots does not hold them"
+        )
         errors.add(
             None,
-            f"{len(outside)} source(s) lie outside the inputs the saving run recorded (e.g. "
-            f"{outside[0][:200]!r}): not carried, the report shows no thumbnail of them",
+            f"{len(outside)} source(s) lie outside the inputs this run trusts (data.image_roots, "
+            f"within those the saving run recorded; e.g. {outside[0][:200]!r}): not carried, "
+            f"the report shows no thumbnail of them; {hint}",
         )
         return pc.if_else(keep, sources, shard.source)
 
 
-def _inside(source: str, inputs: tuple[str, ...]) -> bool:
-    """A row's source is one of the recorded inputs (a tar, a file) or inside one (a folder)."""
-    if source in inputs:
-        return True
-    if is_remote(source) or not os.path.isabs(source):
+def trusted_roots(roots: Sequence[str]) -> tuple[str, ...]:
+    """``data.image_roots`` resolved (symbolic links, ``..``, ``~``); each must exist, and
+    none may be ``/``, the home folder or a folder above it (every private file is there).
+
+    Raises:
+        Q16Error: a root that is missing, remote, or that broad.
+    """
+    home = _real(str(Path.home()))
+    resolved = []
+    for root in roots:
+        if is_remote(root):
+            raise Q16Error(f"data.image_roots: {root[:200]!r} is not a local folder")
+        real = _real(os.path.abspath(os.path.expanduser(root)))
+        if not os.path.exists(real):
+            raise Q16Error(f"data.image_roots: {root[:200]!r} does not exist")
+        if real == "/" or real == home or _under(home, real):
+            raise Q16Error(
+                f"data.image_roots: {root[:200]!r} holds every private file of the home "
+                "folder; name the folder(s) the images are in"
+            )
+        resolved.append(real)
+    return tuple(resolved)
+
+
+def _carried(
+    source: str, inputs: tuple[str, ...], recorded: tuple[str, ...], roots: tuple[str, ...]
+) -> bool:
+    """A remote source literally among the recorded inputs (the report reads no URL), or a
+    local absolute one inside a trusted root and a recorded input, after resolving links."""
+    if is_remote(source):
+        return source in inputs
+    if not os.path.isabs(source):
         return False
-    path = os.path.normpath(source)
-    return any(path.startswith(root.rstrip("/") + "/") for root in inputs)
+    real = _real(source)
+    return any(_under(real, r) for r in roots) and any(_under(real, r) for r in recorded)
+
+
+def _real(path: str) -> str:
+    return os.path.realpath(path)
+
+
+def _under(path: str, root: str) -> bool:
+    """``path`` is ``root`` or inside it (both resolved)."""
+    return path == root or path.startswith(root.rstrip("/") + "/")
 
 
 def _text(value: object) -> str | None:
