@@ -166,6 +166,7 @@ def test_missing_mandatory_value_is_a_user_error(make_cfg: MakeCfg, tmp_path: Pa
         infer.run(cfg)
 
 
+@pytest.mark.slow  # two subprocesses of infer.py
 @pytest.mark.parametrize(
     "args,message",
     [

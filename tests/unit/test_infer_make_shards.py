@@ -51,6 +51,7 @@ def test_pack_folder_and_read_back(tmp_path: Path) -> None:
     assert rows[-1].class_name == "goldfish" and all(r.data for r in rows)
 
 
+@pytest.mark.slow  # a subprocess per case
 @pytest.mark.parametrize(
     "args,message",
     [
