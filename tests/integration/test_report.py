@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+from helpers import cdp_pipe
 from helpers.page_checks import assert_only_q16_script
 from q16 import cli
 from q16.errors import Q16Error
@@ -213,27 +214,13 @@ def test_missing_images_do_not_break_the_page(out_dir: Path) -> None:
     assert page.count('class="thumb"') == 1 and page.count("image unavailable") == 4
 
 
-def _chromium() -> str | None:
-    return next(
-        (p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p),
-        None,
-    )
-
-
 @pytest.mark.slow
 def test_html_renders_in_headless_chromium(report: Path, tmp_path: Path) -> None:
-    browser = _chromium()
+    browser = cdp_pipe.chromium()
     if browser is None:
         pytest.skip("no chromium on PATH (make browser installs the Debian package as root)")
     flags = [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
+        *(f for f in cdp_pipe.FLAGS if f != "--remote-debugging-pipe"),
         f"--user-data-dir={tmp_path / 'profile'}",
         "--window-size=1200,2000",
     ]
